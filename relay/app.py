@@ -1,0 +1,252 @@
+"""The HTTP edge: Starlette routes, status codes and JSON error bodies, nothing more.
+
+A Starlette `Request` never travels past this module: handlers read headers and the body
+(bounded), hand bytes to the provider and events to the pipeline, and map relay's error tree to
+HTTP in one exception handler. Lifespan opens the store, starts the delivery worker and, on
+SIGTERM, stops intake and lets in-flight deliveries finish up to a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from relay.config import TabstackSource
+from relay.errors import (
+    IngestError,
+    MalformedRequest,
+    PayloadTooLarge,
+    Unauthorized,
+    UnknownSource,
+    UnsupportedMediaType,
+)
+from relay.pipeline import Pipeline
+from relay.providers.tabstack import TabstackProvider
+from relay.runs import RunStartFailed, StreamLimits, consume_stream, new_run_id, start_run
+from relay.runtime import Runtime
+from relay.store import Acceptance, SqliteStore
+from relay.worker import Worker
+
+log = logging.getLogger("relay.http")
+
+_RUN_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+
+
+@dataclass
+class Services:
+    """Everything the HTTP edge needs, built by the server (or a test) and injected."""
+
+    runtime: Runtime
+    store: SqliteStore
+    worker: Worker
+    admin_token: str | None = None
+    clock: Callable[[], float] = time.time
+    shutdown_grace: float = 20.0
+    http: httpx.AsyncClient | None = None
+    pipeline: Pipeline = field(init=False)
+    runs: set[asyncio.Task[Any]] = field(default_factory=set)
+    accepting: bool = True
+
+    def __post_init__(self) -> None:
+        self.pipeline = Pipeline(
+            self.runtime, self.store, clock=self.clock, on_enqueued=self.worker.wake
+        )
+
+
+def error_response(status: int, error: str, detail: str) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status)
+
+
+async def _ingest_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, IngestError)
+    return error_response(exc.status, exc.code, exc.detail)
+
+
+def _media_type(headers: Mapping[str, str]) -> str:
+    return headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body of {declared} bytes exceeds the limit of {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
+    return bytes(body)
+
+
+def build_app(services: Services) -> Starlette:
+    async def hook(request: Request) -> Response:
+        if not services.accepting:
+            return error_response(503, "shutting_down", "relay is restarting; retry shortly")
+        runtime = services.runtime
+        name = request.path_params["source"]
+        provider = runtime.providers.get(name)
+        if provider is None:
+            raise UnknownSource(f"no source named '{name}' is configured")
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        if isinstance(provider, TabstackProvider):
+            return await _tabstack_stream(request, provider, headers, name)
+        limit = runtime.config.server.max_body_bytes
+        if _media_type(headers) != "application/json" and not _media_type(headers).endswith("+json"):
+            raise UnsupportedMediaType(
+                f"Content-Type must be application/json, got '{_media_type(headers) or 'none'}'"
+            )
+        body = await _read_body(request, limit)
+        provider.verify(headers, body, services.clock())
+        events = provider.parse(headers, body)
+        results = [await services.pipeline.accept(e) for e in events]
+        ids = [e.id for e in events]
+        if results and all(r is Acceptance.DUPLICATE for r in results):
+            return JSONResponse({"status": "duplicate", "ids": ids}, status_code=200)
+        return JSONResponse({"status": "accepted", "ids": ids}, status_code=202)
+
+    async def _tabstack_stream(
+        request: Request, provider: TabstackProvider, headers: dict[str, str], name: str
+    ) -> Response:
+        if _media_type(headers) != "text/event-stream":
+            raise UnsupportedMediaType(
+                "a Tabstack source takes the run's stream: Content-Type must be text/event-stream"
+            )
+        provider.verify(headers, b"", services.clock())
+        run_id = headers.get("x-relay-run-id") or request.query_params.get("run_id") or new_run_id()
+        if not _RUN_ID.match(run_id):
+            raise MalformedRequest("run id must be 1-100 characters of A-Z a-z 0-9 _ . : -")
+        summary = await consume_stream(
+            request.stream(), run_id=run_id, provider=provider, pipeline=services.pipeline,
+            limits=_limits(services.runtime, name),
+        )
+        return JSONResponse(
+            {"status": "accepted", "run_id": run_id, "events": summary.raw_events},
+            status_code=202,
+        )
+
+    async def start_tabstack_run(request: Request) -> Response:
+        token = services.admin_token
+        if not token:
+            return error_response(404, "admin_disabled", "set RELAY_ADMIN_TOKEN to enable /runs")
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            raise Unauthorized("missing or wrong bearer token")
+        name = request.path_params["source"]
+        source = services.runtime.config.sources.get(name)
+        provider = services.runtime.providers.get(name)
+        if not isinstance(source, TabstackSource) or not isinstance(provider, TabstackProvider):
+            raise UnknownSource(f"no Tabstack source named '{name}' is configured")
+        if source.api_key is None:
+            raise MalformedRequest(f"source '{name}' has no api_key (set TABSTACK_API_KEY)")
+        if _media_type(request.headers) != "application/json":
+            raise UnsupportedMediaType("Content-Type must be application/json")
+        body = await _read_body(request, services.runtime.config.server.max_body_bytes)
+        try:
+            payload = _json_object(body)
+        except ValueError as exc:
+            raise MalformedRequest(str(exc)) from None
+        run_id = new_run_id()
+        assert services.http is not None
+        try:
+            task = await start_run(
+                client=services.http, base_url=source.base_url,
+                api_key=source.api_key.get_secret_value(), request=payload, run_id=run_id,
+                provider=provider, pipeline=services.pipeline, limits=_limits(services.runtime, name),
+            )
+        except RunStartFailed as exc:
+            return error_response(502, "tabstack_refused", f"Tabstack answered {exc.status}: {exc.detail}")
+        except httpx.HTTPError as exc:
+            return error_response(502, "tabstack_unreachable", type(exc).__name__)
+        services.runs.add(task)
+        task.add_done_callback(services.runs.discard)
+        return JSONResponse({"run_id": run_id}, status_code=202)
+
+    async def healthz(_request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_request: Request) -> Response:
+        ready = services.accepting and await services.store.ping()
+        body = {"status": "ready" if ready else "not_ready", "config": services.runtime.loaded.digest}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        await services.store.open()
+        released = await services.store.release_all_inflight()
+        if released:
+            log.warning("re-queued deliveries interrupted by the last shutdown", extra={"count": released})
+        owns_http = services.http is None
+        if owns_http:
+            services.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None))
+        worker = asyncio.create_task(services.worker.run(stop), name="relay-worker")
+        pruner = asyncio.create_task(_prune_forever(services, stop), name="relay-pruner")
+        try:
+            yield
+        finally:
+            services.accepting = False
+            for run in list(services.runs):
+                run.cancel()
+            stop.set()
+            await asyncio.gather(worker, pruner, return_exceptions=True)
+            drained = await services.worker.drain(services.shutdown_grace)
+            if not drained:
+                log.warning("shutdown deadline reached with deliveries in flight; they will be retried")
+            if owns_http and services.http is not None:
+                await services.http.aclose()
+            await services.store.close()
+
+    app = Starlette(
+        routes=[
+            Route("/hooks/{source}", hook, methods=["POST"]),
+            Route("/runs/{source}", start_tabstack_run, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+        ],
+        exception_handlers={IngestError: _ingest_error},
+        lifespan=lifespan,
+    )
+    return app
+
+
+def _limits(runtime: Runtime, name: str) -> StreamLimits:
+    source = runtime.config.sources.get(name)
+    if isinstance(source, TabstackSource):
+        return StreamLimits(max_bytes=source.max_stream_bytes, max_seconds=source.max_stream_seconds)
+    return StreamLimits()
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    import json
+
+    try:
+        value = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise ValueError("body must be a JSON object")
+    return value
+
+
+async def _prune_forever(services: Services, stop: asyncio.Event) -> None:
+    store_cfg = services.runtime.config.store
+    while not stop.is_set():
+        try:
+            await services.store.prune(services.clock(), store_cfg.dedup_ttl, keep_sent=store_cfg.dedup_ttl)
+        except Exception:
+            log.exception("pruning the store failed; will try again")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=600)

@@ -1,0 +1,206 @@
+"""The `relay` command line: parses arguments, calls the library, prints, sets the exit code.
+
+    relay serve  --config FILE            run the HTTP service
+    relay check  --config FILE            validate config, render every template on the samples
+    relay render --config FILE EVENT      print, as JSON, what would be posted where
+    relay outbox --config FILE            pending / in flight / dead / oldest age per destination
+    relay dead list|replay|drop ...       inspect and act on dead letters
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from relay.config import LoadedConfig, load_config
+from relay.errors import ConfigError, IngestError
+from relay.event import Event
+from relay.pipeline import plan
+from relay.runtime import Runtime, build_runtime, describe_destination
+from relay.samples import events_from_file, sample_events
+from relay.store import SqliteStore, Status, sqlite_path
+
+
+def _config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        default=os.environ.get("RELAY_CONFIG"),
+        help="YAML config file (default: $RELAY_CONFIG)",
+    )
+
+
+def _load(args: argparse.Namespace) -> LoadedConfig:
+    if not args.config:
+        raise ConfigError(["no config file: pass --config FILE or set RELAY_CONFIG"])
+    return load_config(args.config)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from relay.logs import setup_logging
+    from relay.server import serve
+
+    setup_logging(args.log_level)
+    loaded = _load(args)
+    serve(loaded, args.host, args.port)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    runtime = build_runtime(loaded)
+    problems = runtime.renderer.check(sample_events(runtime))
+    for name, source in loaded.config.sources.items():
+        if not getattr(source, "secrets", True) and not getattr(source, "token", None):
+            print(f"warning: sources.{name}: no secret or token set, its requests will get 401")
+    if runtime.dry_run:
+        print("note: slack.token is empty: channel destinations print to the console (dry-run)")
+    for problem in problems:
+        print(f"error: {problem}")
+    if problems:
+        return 1
+    print(f"ok: {loaded.path} ({len(loaded.config.sources)} sources, "
+          f"{len(loaded.config.destinations)} destinations, {len(loaded.config.routes)} routes)")
+    return 0
+
+
+def _plan_json(runtime: Runtime, event: Event) -> dict[str, Any]:
+    planned = plan(runtime, event)
+    dests = runtime.config.destinations
+    return {
+        "event": {"source": event.source, "id": event.id, "type": event.type},
+        "dropped_by": planned.decision.dropped_by,
+        "messages": [
+            {
+                "destination": m.destination,
+                "to": describe_destination(dests[m.destination], runtime.dry_run),
+                "route": t.route,
+                "template": m.template,
+                "payload": m.payload,
+            }
+            for m, t in zip(planned.messages, planned.decision.targets, strict=True)
+        ],
+        "template_errors": list(planned.template_errors),
+    }
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    runtime = build_runtime(_load(args))
+    events = events_from_file(runtime, Path(args.event), args.source)
+    out = [_plan_json(runtime, e) for e in events]
+    print(json.dumps(out[0] if len(out) == 1 else out, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _store(args: argparse.Namespace) -> SqliteStore:
+    return SqliteStore(sqlite_path(os.environ.get("RELAY_DATABASE_URL"), Path.cwd()))
+
+
+async def _with_store(args: argparse.Namespace, action: Any) -> int:
+    store = _store(args)
+    await store.open()
+    try:
+        result: int = await action(store)
+        return result
+    finally:
+        await store.close()
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    async def show(store: SqliteStore) -> int:
+        now = time.time()
+        stats = await store.stats()
+        print(f"{'destination':<24}{'pending':>9}{'inflight':>10}{'dead':>7}{'sent':>8}  oldest")
+        for s in stats:
+            age = f"{now - s.oldest_pending_at:.0f}s" if s.oldest_pending_at else "-"
+            print(f"{s.destination:<24}{s.pending:>9}{s.inflight:>10}{s.dead:>7}{s.sent:>8}  {age}")
+        if not stats:
+            print("(outbox is empty)")
+        return 0
+
+    return asyncio.run(_with_store(args, show))
+
+
+def cmd_dead(args: argparse.Namespace) -> int:
+    ids = None if args.all else [int(i) for i in args.ids]
+    if args.action in ("replay", "drop") and not args.all and not args.ids:
+        print("error: name dead letter IDs or pass --all", file=sys.stderr)
+        return 2
+
+    async def act(store: SqliteStore) -> int:
+        if args.action == "list":
+            for row in await store.rows(Status.DEAD):
+                print(json.dumps({
+                    "id": row.id, "destination": row.destination, "event_id": row.event_id,
+                    "event_type": row.event_type, "attempts": row.attempts,
+                    "reason": row.last_reason, "error": row.last_error,
+                }))
+            return 0
+        if args.action == "replay":
+            count = await store.replay_dead(ids, time.time())
+            print(f"replayed {count} dead letter(s); a running relay delivers them within a second")
+        else:
+            count = await store.drop_dead(ids)
+            print(f"dropped {count} dead letter(s)")
+        return 0
+
+    return asyncio.run(_with_store(args, act))
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="relay", description=__doc__.splitlines()[0] if __doc__ else None)
+    sub = root.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP service")
+    _config_arg(serve)
+    serve.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
+    serve.add_argument("--log-level", default=os.environ.get("RELAY_LOG_LEVEL", "info"))
+    serve.set_defaults(fn=cmd_serve)
+
+    check = sub.add_parser("check", help="validate config and templates")
+    _config_arg(check)
+    check.set_defaults(fn=cmd_check)
+
+    render = sub.add_parser("render", help="print what an event would post where")
+    _config_arg(render)
+    render.add_argument("event", help="event JSON file (or a Tabstack .sse stream)")
+    render.add_argument("--source", help="configured source name (guessed from the file if absent)")
+    render.set_defaults(fn=cmd_render)
+
+    outbox = sub.add_parser("outbox", help="outbox depth and age per destination")
+    outbox.set_defaults(fn=cmd_outbox)
+
+    dead = sub.add_parser("dead", help="dead letters: list, replay, drop")
+    dead.add_argument("action", choices=["list", "replay", "drop"])
+    dead.add_argument("ids", nargs="*", help="dead letter IDs")
+    dead.add_argument("--all", action="store_true", help="every dead letter")
+    dead.set_defaults(fn=cmd_dead)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        code: int = args.fn(args)
+        return code
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(f"error: {line}", file=sys.stderr)
+        return 1
+    except IngestError as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,447 @@
+"""The YAML configuration: `${VAR}` interpolation, strict frozen models, errors that name the path.
+
+`load_config(path)` is the only entry point. Every problem is reported as
+`<yaml.path>: <what is wrong>` (for example `routes[3].to[0]: unknown destination 'opps'
+(known: alerts, events)`), all problems at once, in a `ConfigError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from relay.errors import ConfigError
+
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_MENTION = re.compile(r"^(@here|@channel|@everyone|[UW][A-Z0-9]{2,}|S[A-Z0-9]{2,})$")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _seconds(value: Any) -> Any:
+    """Accept `90`, `90s`, `5m`, `24h`, `7d` for durations; pydantic checks the result."""
+    if isinstance(value, str):
+        found = _DURATION.match(value.strip())
+        if not found:
+            raise ValueError(f"'{value}' is not a duration (expected e.g. 30s, 5m, 24h)")
+        return float(found.group(1)) * _DURATION_UNITS[found.group(2)]
+    return value
+
+
+def _secret_list(value: Any) -> Any:
+    """A secrets list may be one string; empty entries (unset `${VAR:-}`) are dropped."""
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list):
+        return [v for v in value if not (isinstance(v, str) and not v.strip())]
+    return value
+
+
+Seconds = Annotated[float, Field(gt=0)]
+
+
+# ---------------------------------------------------------------- sources
+
+
+class AnchorSource(_Strict):
+    provider: Literal["anchor"]
+    secrets: list[SecretStr] = []
+    tolerance: Seconds = 120.0
+    key_encoding: Literal["utf8", "hex", "both"] = "both"
+
+    _secrets = field_validator("secrets", mode="before")(_secret_list)
+    _tolerance = field_validator("tolerance", mode="before")(_seconds)
+
+
+class DeckSource(_Strict):
+    provider: Literal["deck"]
+    secrets: list[SecretStr] = []
+    tolerance: Seconds = 300.0
+
+    _secrets = field_validator("secrets", mode="before")(_secret_list)
+    _tolerance = field_validator("tolerance", mode="before")(_seconds)
+
+    @field_validator("secrets")
+    @classmethod
+    def _whsec(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for secret in value:
+            if not secret.get_secret_value().startswith("whsec_"):
+                raise ValueError("a Deck secret starts with 'whsec_'")
+        return value
+
+
+class TabstackSource(_Strict):
+    provider: Literal["tabstack"]
+    token: SecretStr | None = None
+    api_key: SecretStr | None = None
+    base_url: str = "https://api.tabstack.ai/v1"
+    max_stream_seconds: Seconds = 3600.0
+    max_stream_bytes: Annotated[int, Field(gt=0)] = 64 * 1024 * 1024
+
+    _max_stream_seconds = field_validator("max_stream_seconds", mode="before")(_seconds)
+
+    @field_validator("token", "api_key", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+
+class GenericSource(_Strict):
+    provider: Literal["generic"]
+    id_path: str = "id"
+    type_path: str = "type"
+    data_path: str | None = None
+    created_path: str | None = None
+    text_path: str | None = None
+    secrets: list[SecretStr] = []
+    signature_header: str = "X-Signature"
+    signature_prefix: str = "sha256="
+    token: SecretStr | None = None
+    timestamp_header: str | None = None
+    tolerance: Seconds = 300.0
+
+    _secrets = field_validator("secrets", mode="before")(_secret_list)
+    _tolerance = field_validator("tolerance", mode="before")(_seconds)
+    _token = field_validator("token", mode="before")(TabstackSource._blank_is_none.__func__)  # type: ignore[attr-defined]
+
+
+Source = Annotated[
+    AnchorSource | DeckSource | TabstackSource | GenericSource, Field(discriminator="provider")
+]
+
+
+# ---------------------------------------------------------------- slack and destinations
+
+
+class SlackConfig(_Strict):
+    token: SecretStr | None = None
+    api_url: str = "https://slack.com/api/"
+    timeout: Seconds = 10.0
+
+    _timeout = field_validator("timeout", mode="before")(_seconds)
+    _token = field_validator("token", mode="before")(TabstackSource._blank_is_none.__func__)  # type: ignore[attr-defined]
+
+    @field_validator("api_url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not re.match(r"^https?://", value):
+            raise ValueError(f"'{value}' is not an http(s) URL")
+        return value if value.endswith("/") else value + "/"
+
+
+class SlackChannelDestination(_Strict):
+    type: Literal["slack"]
+    channel: Annotated[str, Field(min_length=1)]
+
+
+class WebhookDestination(_Strict):
+    type: Literal["webhook"]
+    url: SecretStr | None = None
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _blank(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("url")
+    @classmethod
+    def _https(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.match(r"^https?://\S+$", value.get_secret_value()):
+            raise ValueError("not an http(s) URL")
+        return value
+
+
+class ConsoleDestination(_Strict):
+    type: Literal["console"]
+
+
+Destination = Annotated[
+    SlackChannelDestination | WebhookDestination | ConsoleDestination,
+    Field(discriminator="type"),
+]
+
+
+# ---------------------------------------------------------------- routes
+
+_OPERATORS = ("equals", "not_equals", "one_of", "matches", "exists", "gt", "gte", "lt", "lte")
+
+
+class Condition(_Strict):
+    """One test on a dotted path into the event's `data`; exactly one operator."""
+
+    path: Annotated[str, Field(min_length=1)]
+    equals: Any = None
+    not_equals: Any = None
+    one_of: list[Any] | None = None
+    matches: str | None = None
+    exists: bool | None = None
+    gt: float | None = None
+    gte: float | None = None
+    lt: float | None = None
+    lte: float | None = None
+
+    @model_validator(mode="after")
+    def _one_operator(self) -> Condition:
+        given = [op for op in _OPERATORS if op in self.model_fields_set]
+        if len(given) != 1:
+            raise ValueError(
+                f"needs exactly one of {', '.join(_OPERATORS)} (got {', '.join(given) or 'none'})"
+            )
+        if self.matches is not None:
+            try:
+                re.compile(self.matches)
+            except re.error as exc:
+                raise ValueError(f"matches: '{self.matches}' is not a valid regex: {exc}") from exc
+        return self
+
+    @property
+    def operator(self) -> str:
+        return next(op for op in _OPERATORS if op in self.model_fields_set)
+
+
+def _str_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+class Match(_Strict):
+    source: list[str] | None = None
+    type: list[str] | None = None
+    when: list[Condition] = []
+
+    _lists = field_validator("source", "type", mode="before")(_str_list)
+
+
+class Route(_Strict):
+    name: str | None = None
+    match: Match = Match()
+    to: list[str] = []
+    drop: bool = False
+    template: str | None = None
+    mention: list[str] = []
+    continue_: bool = Field(False, alias="continue")
+
+    _mention = field_validator("mention", mode="before")(_str_list)
+
+    @field_validator("mention")
+    @classmethod
+    def _mentions(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not _MENTION.match(item):
+                raise ValueError(
+                    f"'{item}' is not a mention (expected @here, @channel, @everyone, "
+                    "a user ID like U0123ABCD or a user group ID like S0123ABCD)"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _to_or_drop(self) -> Route:
+        if self.drop and self.to:
+            raise ValueError("a route with `drop: true` cannot also have `to`")
+        if not self.drop and not self.to:
+            raise ValueError("needs `to: [destination, ...]` or `drop: true`")
+        return self
+
+
+class DefaultRoute(_Strict):
+    to: list[str] = []
+    template: str | None = None
+    mention: list[str] = []
+
+    _mention = field_validator("mention", mode="before")(_str_list)
+    _mentions = field_validator("mention")(Route._mentions.__func__)  # type: ignore[attr-defined]
+
+
+class ServerConfig(_Strict):
+    max_body_bytes: Annotated[int, Field(gt=0)] = 1024 * 1024
+
+
+class StoreConfig(_Strict):
+    dedup_ttl: Seconds = 86400.0
+    max_age: Seconds = 86400.0
+
+    _durations = field_validator("dedup_ttl", "max_age", mode="before")(_seconds)
+
+
+class Config(_Strict):
+    sources: dict[str, Source]
+    slack: SlackConfig = SlackConfig()
+    destinations: dict[str, Destination]
+    routes: list[Route] = []
+    default: DefaultRoute = DefaultRoute()
+    templates: str | None = None
+    server: ServerConfig = ServerConfig()
+    store: StoreConfig = StoreConfig()
+
+    @field_validator("sources", "destinations")
+    @classmethod
+    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not re.match(r"^[a-z0-9][a-z0-9_-]*$", name):
+                raise ValueError(f"name '{name}' must be lower-case letters, digits, - or _")
+        return value
+
+
+# ---------------------------------------------------------------- loading
+
+
+class LoadedConfig(BaseModel):
+    """A validated config with where it came from; `templates_dir` resolved against the file."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    config: Config
+    path: Path
+    templates_dir: Path | None
+    digest: str
+
+
+def interpolate(value: Any, env: Mapping[str, str], path: str, errors: list[str]) -> Any:
+    """Replace `${VAR}` and `${VAR:-default}` in every string; `$$` is a literal `$`."""
+    if isinstance(value, str):
+
+        def sub(found: re.Match[str]) -> str:
+            if found.group(0) == "$$":
+                return "$"
+            name, default = found.group(1), found.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            errors.append(
+                f"{path}: environment variable {name} is not set "
+                f"(write ${{{name}:-}} to make it optional)"
+            )
+            return ""
+
+        return _VAR.sub(sub, value)
+    if isinstance(value, list):
+        return [interpolate(v, env, f"{path}[{i}]", errors) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {k: interpolate(v, env, _join(path, str(k)), errors) for k, v in value.items()}
+    return value
+
+
+def _join(base: str, key: str) -> str:
+    return f"{base}.{key}" if base else key
+
+
+_TAGS = ("anchor", "deck", "tabstack", "generic", "slack", "webhook", "console")
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in _TAGS and out.startswith(("sources.", "destinations.")) and out.count(".") == 1:
+            continue  # the discriminator's tag pydantic adds to the location
+        else:
+            out = _join(out, str(part))
+    return out
+
+
+def _message(err: Mapping[str, Any]) -> str:
+    kind, msg = err["type"], err["msg"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "union_tag_invalid":
+        ctx = err.get("ctx", {})
+        return f"unknown {ctx.get('discriminator', 'kind').strip(chr(39))} '{ctx.get('tag')}' (expected {ctx.get('expected_tags')})"
+    if kind == "union_tag_not_found":
+        return "needs a `provider`" if "provider" in msg else "needs a `type`"
+    got = err.get("input")
+    if kind == "value_error":
+        return str(msg).removeprefix("Value error, ")
+    shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
+    if isinstance(got, SecretStr) or "secret" in str(err.get("loc", "")).lower():
+        shown = ""
+    return msg.removeprefix("Value error, ") + shown
+
+
+def _describe(err: Mapping[str, Any]) -> str:
+    where = _loc(err["loc"]) or "<top>"
+    if err["type"] == "union_tag_invalid":
+        where += "." + str(err.get("ctx", {}).get("discriminator", "")).strip("'")
+    return f"{where}: {_message(err)}"
+
+
+def _cross_references(config: Config) -> list[str]:
+    errors: list[str] = []
+    known = ", ".join(sorted(config.destinations)) or "none defined"
+    sources = set(config.sources)
+
+    def check_to(path: str, names: list[str]) -> None:
+        for i, name in enumerate(names):
+            if name not in config.destinations:
+                errors.append(f"{path}.to[{i}]: unknown destination '{name}' (known: {known})")
+
+    for r, route in enumerate(config.routes):
+        check_to(f"routes[{r}]", route.to)
+        for s, src in enumerate(route.match.source or []):
+            if src not in sources:
+                errors.append(
+                    f"routes[{r}].match.source[{s}]: unknown source '{src}' "
+                    f"(known: {', '.join(sorted(sources))})"
+                )
+    check_to("default", config.default.to)
+    return errors
+
+
+def parse_config(text: str, path: Path, env: Mapping[str, str]) -> LoadedConfig:
+    """Validate config text; raise ConfigError listing every problem with its YAML path."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: not valid YAML: {exc}"]) from exc
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{path}: expected a mapping at the top level"])
+    raw.setdefault(
+        "slack", {"token": "${SLACK_BOT_TOKEN:-}", "api_url": "${SLACK_API_URL:-https://slack.com/api/}"}
+    )
+    errors: list[str] = []
+    resolved = interpolate(raw, env, "", errors)
+    if errors:
+        raise ConfigError(errors)
+    try:
+        config = Config.model_validate(resolved)
+    except ValidationError as exc:
+        raise ConfigError([_describe(e) for e in exc.errors()]) from None
+    problems = _cross_references(config)
+    if problems:
+        raise ConfigError(problems)
+    templates_dir = None
+    if config.templates:
+        templates_dir = (path.parent / config.templates).resolve()
+        if not templates_dir.is_dir():
+            raise ConfigError([f"templates: folder '{config.templates}' does not exist"])
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    return LoadedConfig(config=config, path=path, templates_dir=templates_dir, digest=digest)
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> LoadedConfig:
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{file}: cannot read config: {exc.strerror}"]) from None
+    return parse_config(text, file, os.environ if env is None else env)

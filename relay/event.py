@@ -1,0 +1,104 @@
+"""The one Event model every provider normalizes into, and helpers to read its data safely."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A verified, normalized event.
+
+    `source` is the configured source name (the `{source}` of `/hooks/{source}`); `provider`
+    the platform kind (`anchor`, `deck`, `tabstack`, `generic`). `data` holds the event-specific
+    fields, `envelope` the whole parsed body, `text` the provider's own one-line summary.
+    """
+
+    source: str
+    provider: str
+    id: str
+    type: str
+    data: Mapping[str, Any]
+    created: datetime | None = None
+    text: str | None = None
+    envelope: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def entity(self) -> str:
+        """The part of the type before the first `.` or `:` (`task` for `task.failed`)."""
+        for i, ch in enumerate(self.type):
+            if ch in ".:":
+                return self.type[:i]
+        return self.type
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready view, the same shape `from_json` reads back."""
+        return {
+            "source": self.source,
+            "provider": self.provider,
+            "id": self.id,
+            "type": self.type,
+            "created": self.created.isoformat() if self.created else None,
+            "text": self.text,
+            "data": dict(self.data),
+            "envelope": dict(self.envelope),
+        }
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> Event:
+        created = obj.get("created")
+        return cls(
+            source=str(obj["source"]),
+            provider=str(obj["provider"]),
+            id=str(obj["id"]),
+            type=str(obj["type"]),
+            data=dict(obj.get("data") or {}),
+            created=parse_time(created) if created else None,
+            text=obj.get("text"),
+            envelope=dict(obj.get("envelope") or {}),
+        )
+
+
+_MISSING = object()
+
+
+def dig(obj: Any, path: str, default: Any = None) -> Any:
+    """Follow a dotted path through mappings and lists; `default` if any step is missing.
+
+    Untrusted data may have any shape: a step into a non-container, a missing key or an
+    out-of-range index yields `default` instead of raising.
+    """
+    cur: Any = obj
+    for part in path.split(".") if path else []:
+        if isinstance(cur, Mapping):
+            cur = cur.get(part, _MISSING)
+        elif isinstance(cur, list) and part.lstrip("-").isdigit():
+            idx = int(part)
+            cur = cur[idx] if -len(cur) <= idx < len(cur) else _MISSING
+        else:
+            cur = _MISSING
+        if cur is _MISSING:
+            return default
+    return cur
+
+
+def parse_time(value: Any) -> datetime | None:
+    """ISO 8601 string, unix seconds or milliseconds -> aware UTC datetime; None if unreadable."""
+    try:
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, int | float):
+            seconds = value / 1000 if value > 1e11 else value
+            return datetime.fromtimestamp(seconds, tz=UTC)
+        if isinstance(value, str) and value:
+            text = value.strip()
+            if text.endswith(("Z", "z")):
+                text = text[:-1] + "+00:00"
+            parsed = datetime.fromisoformat(text)
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+    return None

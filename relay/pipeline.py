@@ -1,0 +1,89 @@
+"""The pipeline: the one place that knows the order of the stages.
+
+    verify -> parse (providers) -> route (routing) -> render (render) -> persist + dedup (store)
+    -> deliver (worker, later, on its own schedule)
+
+`Pipeline.accept` runs route and render at enqueue time, so a retry resends exactly the same
+message and a template edit never changes what is already queued, then writes the event id and
+its messages in one transaction. Only then does the HTTP edge answer 202.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from relay.event import Event
+from relay.routing import Decision
+from relay.runtime import Runtime
+from relay.store import Acceptance, NewMessage, SqliteStore
+
+log = logging.getLogger("relay.pipeline")
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """What accepting an event will enqueue, and why (for `relay render` and the logs)."""
+
+    decision: Decision
+    messages: tuple[NewMessage, ...]
+    template_errors: tuple[str, ...]
+
+
+def plan(runtime: Runtime, event: Event) -> Planned:
+    """Route and render one event. Pure apart from reading templates; never raises."""
+    decision = runtime.router.decide(event)
+    messages: list[NewMessage] = []
+    errors: list[str] = []
+    for target in decision.targets:
+        rendered = runtime.renderer.render(event, template=target.template, mention=target.mention)
+        if rendered.error:
+            errors.append(f"{target.destination}: {rendered.error}")
+        messages.append(
+            NewMessage(
+                destination=target.destination,
+                pace_key=runtime.pace_keys[target.destination],
+                template=rendered.template,
+                payload={"text": rendered.text, "blocks": rendered.blocks},
+            )
+        )
+    return Planned(decision, tuple(messages), tuple(errors))
+
+
+class Pipeline:
+    def __init__(
+        self,
+        runtime: Runtime,
+        store: SqliteStore,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_enqueued: Callable[[], None] | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.store = store
+        self.clock = clock
+        self.on_enqueued = on_enqueued
+
+    async def accept(self, event: Event) -> Acceptance:
+        planned = plan(self.runtime, event)
+        fields = {"event_id": event.id, "event_type": event.type, "source": event.source}
+        for error in planned.template_errors:
+            log.error("template failed, sent the safe default message", extra={**fields, "detail": error})
+        result = await self.store.accept(event, planned.messages, self.clock())
+        if result is Acceptance.DUPLICATE:
+            log.info("duplicate event ignored", extra=fields)
+            return result
+        if planned.decision.dropped_by:
+            log.info("event dropped by route", extra={**fields, "route": planned.decision.dropped_by})
+        elif not planned.messages:
+            log.info("event matched no route", extra=fields)
+        else:
+            log.info(
+                "event accepted",
+                extra={**fields, "destinations": [m.destination for m in planned.messages]},
+            )
+            if self.on_enqueued:
+                self.on_enqueued()
+        return result

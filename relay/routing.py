@@ -1,0 +1,174 @@
+"""Routing: the YAML rules compiled into matchers, and the pure decision of where an event goes.
+
+Rules are tried in order. The first matching rule decides, unless it says `continue: true`, in
+which case its destinations are kept and matching goes on. A matching `drop: true` rule ends
+matching. When matching reaches the end of the rules without a deciding (non-`continue`) rule,
+the `default` applies too. Each destination appears at most
+once per event (the first rule that named it wins).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from relay.config import Condition, Config, DefaultRoute, Route
+from relay.event import Event, dig
+
+_ABSENT = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One message to produce: which destination, with which template and mention."""
+
+    destination: str
+    template: str | None
+    mention: str | None
+    route: str
+
+
+@dataclass(frozen=True, slots=True)
+class RuleTrace:
+    """Why one rule did or did not match (for `relay routes`)."""
+
+    route: str
+    matched: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    targets: tuple[Target, ...]
+    dropped_by: str | None
+    trace: tuple[RuleTrace, ...]
+
+
+def format_mentions(items: Sequence[str]) -> str | None:
+    """Config mention names -> Slack control sequences (`@here` -> `<!here>`, `U1` -> `<@U1>`)."""
+    out = []
+    for item in items:
+        if item.startswith("@"):
+            out.append(f"<!{item[1:]}>")
+        elif item.startswith("S"):
+            out.append(f"<!subteam^{item}>")
+        else:
+            out.append(f"<@{item}>")
+    return " ".join(out) or None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def _compile_condition(cond: Condition) -> Callable[[Event], bool]:
+    path, op = cond.path, cond.operator
+
+    def get(event: Event) -> Any:
+        return dig(event.data, path, _ABSENT)
+
+    if op == "exists":
+        want = bool(cond.exists)
+        return lambda e: (get(e) not in (_ABSENT, None)) == want
+    if op == "equals":
+        return lambda e: get(e) == cond.equals
+    if op == "not_equals":
+        return lambda e: get(e) != cond.not_equals
+    if op == "one_of":
+        options = list(cond.one_of or [])
+        return lambda e: any(get(e) == o for o in options)
+    if op == "matches":
+        pattern = re.compile(cond.matches or "")
+        return lambda e: isinstance(v := get(e), str | int | float) and bool(
+            pattern.search(str(v))
+        )
+    limit = float(getattr(cond, op))
+    compare: Callable[[float, float], bool] = {
+        "gt": float.__gt__,
+        "gte": float.__ge__,
+        "lt": float.__lt__,
+        "lte": float.__le__,
+    }[op]
+    return lambda e: (n := _number(get(e))) is not None and compare(n, limit)
+
+
+def _describe(cond: Condition) -> str:
+    return f"{cond.path} {cond.operator} {getattr(cond, cond.operator)!r}"
+
+
+@dataclass(frozen=True)
+class CompiledRoute:
+    label: str
+    sources: frozenset[str] | None
+    types: tuple[str, ...] | None
+    conditions: tuple[tuple[Callable[[Event], bool], str], ...]
+    route: Route
+
+    def explain(self, event: Event) -> str | None:
+        """None when the rule matches, else the first reason it does not."""
+        if self.sources is not None and event.source not in self.sources:
+            return f"source '{event.source}' not in {sorted(self.sources)}"
+        if self.types is not None and not any(fnmatch.fnmatchcase(event.type, t) for t in self.types):
+            return f"type '{event.type}' matches none of {list(self.types)}"
+        for test, text in self.conditions:
+            if not test(event):
+                return f"condition failed: {text}"
+        return None
+
+
+class Router:
+    """Compiled routing rules; `decide(event)` is pure and assumes a validated config."""
+
+    def __init__(self, routes: Sequence[Route], default: DefaultRoute) -> None:
+        self._routes = tuple(
+            CompiledRoute(
+                label=r.name or f"routes[{i}]",
+                sources=frozenset(r.match.source) if r.match.source is not None else None,
+                types=tuple(r.match.type) if r.match.type is not None else None,
+                conditions=tuple((_compile_condition(c), _describe(c)) for c in r.match.when),
+                route=r,
+            )
+            for i, r in enumerate(routes)
+        )
+        self._default = default
+
+    @classmethod
+    def from_config(cls, config: Config) -> Router:
+        return cls(config.routes, config.default)
+
+    def decide(self, event: Event) -> Decision:
+        targets: dict[str, Target] = {}
+        trace: list[RuleTrace] = []
+        decided = False
+        for compiled in self._routes:
+            why_not = compiled.explain(event)
+            if why_not is not None:
+                trace.append(RuleTrace(compiled.label, False, why_not))
+                continue
+            route = compiled.route
+            if route.drop:
+                trace.append(RuleTrace(compiled.label, True, "drop"))
+                return Decision(tuple(targets.values()), compiled.label, tuple(trace))
+            mention = format_mentions(route.mention)
+            for name in route.to:
+                targets.setdefault(name, Target(name, route.template, mention, compiled.label))
+            trace.append(
+                RuleTrace(compiled.label, True, "continue" if route.continue_ else "stop")
+            )
+            if not route.continue_:
+                decided = True
+                break
+        if not decided:
+            mention = format_mentions(self._default.mention)
+            for name in self._default.to:
+                targets.setdefault(name, Target(name, self._default.template, mention, "default"))
+            trace.append(RuleTrace("default", bool(self._default.to), "no rule matched"))
+        return Decision(tuple(targets.values()), None, tuple(trace))

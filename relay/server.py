@@ -1,0 +1,87 @@
+"""Assembly: config -> runtime, store, senders, worker, app; and running it under uvicorn.
+
+The only place that reads the process environment for runtime settings (database URL, admin
+token, port) and that creates network clients. `relay serve` calls `serve()`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TextIO
+
+import uvicorn
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+from starlette.applications import Starlette
+
+from relay.app import Services, build_app
+from relay.config import LoadedConfig, SlackChannelDestination, WebhookDestination
+from relay.deliver import ConsoleSender, Sender, SlackChannelSender, SlackWebhookSender
+from relay.runtime import Runtime, build_runtime
+from relay.store import SqliteStore, sqlite_path
+from relay.worker import Worker
+
+
+def build_senders(runtime: Runtime, console: TextIO) -> dict[str, Sender]:
+    """One sender per destination; without a Slack token every channel prints to the console."""
+    slack = runtime.config.slack
+    web: AsyncWebClient | None = None
+    if not runtime.dry_run and slack.token is not None:
+        web = AsyncWebClient(
+            token=slack.token.get_secret_value(),
+            base_url=slack.api_url,
+            timeout=int(slack.timeout),
+            retry_handlers=[],
+        )
+    senders: dict[str, Sender] = {}
+    for name, dest in runtime.config.destinations.items():
+        if isinstance(dest, SlackChannelDestination) and web is not None:
+            senders[name] = SlackChannelSender(web, dest.channel)
+        elif isinstance(dest, WebhookDestination) and dest.url is not None:
+            hook = AsyncWebhookClient(
+                dest.url.get_secret_value(), timeout=int(slack.timeout), retry_handlers=[]
+            )
+            senders[name] = SlackWebhookSender(hook)
+        else:
+            senders[name] = ConsoleSender(console, name)
+    return senders
+
+
+def build_services(
+    loaded: LoadedConfig, env: Mapping[str, str], cwd: Path, console: TextIO = sys.stdout
+) -> Services:
+    runtime = build_runtime(loaded)
+    store = SqliteStore(sqlite_path(env.get("RELAY_DATABASE_URL"), cwd))
+    worker = Worker(store, build_senders(runtime, console), max_age=runtime.config.store.max_age)
+    return Services(
+        runtime=runtime,
+        store=store,
+        worker=worker,
+        admin_token=env.get("RELAY_ADMIN_TOKEN") or None,
+    )
+
+
+def create_app(loaded: LoadedConfig, env: Mapping[str, str] | None = None) -> Starlette:
+    environ = os.environ if env is None else env
+    return build_app(build_services(loaded, environ, Path.cwd()))
+
+
+def serve(loaded: LoadedConfig, host: str, port: int) -> None:
+    app = create_app(loaded)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        forwarded_allow_ips="*",
+        timeout_keep_alive=30,
+        timeout_graceful_shutdown=25,
+        limit_concurrency=1000,
+        h11_max_incomplete_event_size=64 * 1024,
+        server_header=False,
+    )
