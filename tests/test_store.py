@@ -1,0 +1,132 @@
+"""The SQLite store: atomic accept + dedup, head-of-line claims per key, retries, dead letters."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from relay.event import Event
+from relay.store import MIGRATIONS, Acceptance, NewMessage, SqliteStore, Status, migrate, sqlite_path
+
+
+def ev(event_id: str, source: str = "anchor") -> Event:
+    return Event(source=source, provider="anchor", id=event_id, type="task.failed", data={})
+
+
+def msg(dest: str, key: str, text: str = "hi") -> NewMessage:
+    return NewMessage(dest, key, "anchor/task.failed", {"text": text, "blocks": []})
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> SqliteStore:
+    s = SqliteStore(tmp_path / "relay.db")
+    await s.open()
+    yield s  # type: ignore[misc]
+    await s.close()
+
+
+async def test_duplicate_event_enqueues_nothing(store: SqliteStore) -> None:
+    assert await store.accept(ev("e1"), [msg("alerts", "slack:alerts")], 100.0) is Acceptance.ACCEPTED
+    assert await store.accept(ev("e1"), [msg("alerts", "slack:alerts")], 101.0) is Acceptance.DUPLICATE
+    # the same id from another source is another event
+    assert await store.accept(ev("e1", "deck"), [], 101.0) is Acceptance.ACCEPTED
+    assert len(await store.rows(Status.PENDING)) == 1
+
+
+async def test_dedup_survives_reopening(tmp_path: Path) -> None:
+    first = SqliteStore(tmp_path / "relay.db")
+    await first.open()
+    await first.accept(ev("e1"), [msg("alerts", "k")], 100.0)
+    await first.close()
+    second = SqliteStore(tmp_path / "relay.db")
+    await second.open()
+    assert await second.accept(ev("e1"), [msg("alerts", "k")], 200.0) is Acceptance.DUPLICATE
+    assert [r.event_id for r in await second.rows(Status.PENDING)] == ["e1"]
+    await second.close()
+
+
+async def test_only_the_head_of_each_key_is_due(store: SqliteStore) -> None:
+    await store.accept(ev("e1"), [msg("alerts", "slack:alerts", "1"), msg("events", "slack:events", "1")], 100.0)
+    await store.accept(ev("e2"), [msg("alerts", "slack:alerts", "2")], 100.0)
+    heads = await store.due_heads(100.0)
+    assert [(h.pace_key, h.payload["text"]) for h in heads] == [("slack:alerts", "1"), ("slack:events", "1")]
+    assert await store.claim(heads[0].id, 200.0)
+    assert not await store.claim(heads[0].id, 200.0)  # already taken
+    # while the head is in flight nothing else on that key is due
+    assert [h.pace_key for h in await store.due_heads(100.0)] == ["slack:events"]
+    await store.mark_sent(heads[0].id, "C1", "1.000001", 101.0)
+    assert [h.payload["text"] for h in await store.due_heads(101.0) if h.pace_key == "slack:alerts"] == ["2"]
+
+
+async def test_retry_keeps_order_and_waits(store: SqliteStore) -> None:
+    await store.accept(ev("e1"), [msg("alerts", "k", "1")], 100.0)
+    await store.accept(ev("e2"), [msg("alerts", "k", "2")], 100.0)
+    head = (await store.due_heads(100.0))[0]
+    await store.claim(head.id, 200.0)
+    await store.mark_retry(head.id, 130.0, "rate_limited", "ratelimited")
+    assert await store.due_heads(120.0) == []  # the second message waits behind the first
+    assert await store.next_due_at() == 130.0
+    again = await store.due_heads(130.0)
+    assert [(r.payload["text"], r.attempts, r.last_reason) for r in again] == [("1", 1, "rate_limited")]
+
+
+async def test_dead_letters_list_replay_drop(store: SqliteStore) -> None:
+    await store.accept(ev("e1"), [msg("alerts", "k")], 100.0)
+    await store.accept(ev("e2"), [msg("alerts", "k2")], 100.0)
+    for row in await store.due_heads(100.0):
+        await store.claim(row.id, 200.0)
+        await store.mark_dead(row.id, "channel", "channel_not_found", 101.0)
+    dead = await store.rows(Status.DEAD)
+    assert [(d.last_reason, d.last_error) for d in dead] == [("channel", "channel_not_found")] * 2
+    assert await store.replay_dead([dead[0].id], 300.0) == 1
+    assert [r.event_id for r in await store.due_heads(300.0)] == ["e1"]
+    assert await store.drop_dead(None) == 1
+    assert await store.rows(Status.DEAD) == []
+
+
+async def test_orphaned_inflight_rows_come_back(store: SqliteStore) -> None:
+    await store.accept(ev("e1"), [msg("alerts", "k")], 100.0)
+    row = (await store.due_heads(100.0))[0]
+    await store.claim(row.id, 160.0)
+    assert await store.release_expired_leases(150.0) == 0
+    assert await store.release_expired_leases(161.0) == 1
+    assert [r.id for r in await store.due_heads(161.0)] == [row.id]
+
+
+async def test_prune_forgets_old_ids_but_not_undelivered_ones(store: SqliteStore) -> None:
+    await store.accept(ev("old-sent"), [msg("a", "k1")], 0.0)
+    await store.accept(ev("old-pending"), [msg("a", "k2")], 0.0)
+    head = next(r for r in await store.due_heads(0.0) if r.event_id == "old-sent")
+    await store.claim(head.id, 10.0)
+    await store.mark_sent(head.id, "C1", "1.1", 1.0)
+    events, rows = await store.prune(now=100_000.0, dedup_ttl=86_400.0, keep_sent=86_400.0)
+    assert (events, rows) == (1, 1)
+    assert not await store.seen("anchor", "old-sent")
+    assert await store.seen("anchor", "old-pending")
+
+
+async def test_stats_per_destination(store: SqliteStore) -> None:
+    await store.accept(ev("e1"), [msg("alerts", "k1"), msg("events", "k2")], 100.0)
+    await store.accept(ev("e2"), [msg("alerts", "k1")], 105.0)
+    stats = {s.destination: s for s in await store.stats()}
+    assert (stats["alerts"].pending, stats["alerts"].oldest_pending_at) == (2, 100.0)
+    assert stats["events"].pending == 1
+
+
+def test_migrations_are_versioned_and_idempotent(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "m.db", isolation_level=None)
+    assert migrate(db) == len(MIGRATIONS)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert migrate(db) == len(MIGRATIONS)  # second run applies nothing and does not fail
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"events", "outbox"} <= tables
+
+
+def test_database_url_forms(tmp_path: Path) -> None:
+    assert sqlite_path(None, tmp_path) == tmp_path / "data" / "relay.db"
+    assert sqlite_path("sqlite:///var/lib/relay.db", tmp_path) == Path("/var/lib/relay.db")
+    assert sqlite_path("sqlite:x.db", tmp_path) == tmp_path / "x.db"
+    with pytest.raises(ValueError, match="not supported"):
+        sqlite_path("mysql://u:p@h/db", tmp_path)
