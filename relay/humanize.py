@@ -1,0 +1,185 @@
+"""Humanized values for messages: durations, byte sizes, money, short ids, relative times.
+
+Pure functions of their inputs, used by the renderer as Jinja filters. Event data is untrusted
+and loosely typed, so every function accepts anything and returns "" (or None for the numeric
+helpers) when the value cannot be read: a template then simply omits that fact.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from relay.event import parse_time
+
+_CURRENCY_SYMBOLS = {"USD": "$"}
+
+
+def as_number(value: Any) -> float | None:
+    """A finite number from an int, float or numeric string; None otherwise (bools included)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _strip_zero(text: str) -> str:
+    return text[:-2] if text.endswith(".0") else text
+
+
+def duration(ms: Any) -> str:
+    """Milliseconds -> `850ms`, `4.2s`, `2m 5s`, `1h 3m`, `2d 4h`; "" if not a duration."""
+    value = as_number(ms)
+    if value is None or value < 0:
+        return ""
+    if value < 1000:
+        return f"{round(value)}ms"
+    tenths = round(value / 100)
+    if tenths < 600:
+        return _strip_zero(f"{tenths / 10:.1f}") + "s"
+    seconds = round(value / 1000)
+    minutes, sec = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m {sec}s" if sec else f"{minutes}m"
+    hours, minute = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h {minute}m" if minute else f"{hours}h"
+    days, hour = divmod(hours, 24)
+    return f"{days}d {hour}h" if hour else f"{days}d"
+
+
+def filesize(size: Any) -> str:
+    """Bytes -> `512 B`, `37.5 KB`, `2.5 MB` (powers of 1024); "" if not a size."""
+    value = as_number(size)
+    if value is None or value < 0:
+        return ""
+    if value < 1024:
+        return f"{round(value)} B"
+    for unit in ("KB", "MB", "GB", "TB"):
+        value /= 1024
+        if value < 1024 or unit == "TB":
+            break
+    text = f"{value:.1f}" if value < 100 else f"{value:.0f}"
+    return f"{_strip_zero(text)} {unit}"
+
+
+def _amount(value: float) -> str:
+    # Browser runs cost fractions of a cent: keep the significant digits of small amounts
+    # (0.012) but show ordinary amounts the usual way (12.50).
+    if abs(value) >= 1 or value == 0:
+        return f"{value:,.2f}"
+    whole, _, decimals = f"{value:.6f}".rstrip("0").partition(".")
+    return f"{whole}.{decimals.ljust(2, '0')}"
+
+
+def money(cost: Any) -> str:
+    """`{amount, currency}` -> `$0.012` (USD) or `0.012 EUR`; "" if there is no amount."""
+    if not isinstance(cost, Mapping):
+        return ""
+    value = as_number(cost.get("amount"))
+    if value is None:
+        return ""
+    currency = cost.get("currency")
+    code = currency.strip().upper() if isinstance(currency, str) else ""
+    text = _amount(abs(value))
+    sign = "-" if value < 0 else ""
+    symbol = _CURRENCY_SYMBOLS.get(code)
+    if symbol:
+        return f"{sign}{symbol}{text}"
+    return f"{sign}{text} {code[:8]}".rstrip()
+
+
+def short_id(value: Any, length: int = 8) -> str:
+    """`tsk_4f8w9n2b-3d5a-...` -> `tsk_4f8w9n2b`; a UUID -> its first group; "" if empty.
+
+    Keeps the type prefix (`trun_`, `evt_`) that tells a reader what the id is.
+    """
+    if value is None or isinstance(value, bool | Mapping | list):
+        return ""
+    text = str(value).strip()
+    prefix, sep, body = text.partition("_")
+    if not sep or not prefix.isalnum() or len(prefix) > 6:
+        prefix, sep, body = "", "", text
+    head = body.split("-", 1)[0] or body
+    return prefix + sep + head[:length]
+
+
+def words(value: Any) -> str:
+    """`invalid_credentials` -> `invalid credentials` (machine names for people)."""
+    if value is None or isinstance(value, Mapping | list):
+        return ""
+    return re.sub(r"[_\s]+", " ", str(value)).strip()
+
+
+def number(value: Any) -> str:
+    """1234567 -> `1,234,567`; 2.5 -> `2.5`; "" if not a number."""
+    num = as_number(value)
+    if num is None:
+        return ""
+    if num.is_integer() and abs(num) < 1e15:
+        return f"{int(num):,}"
+    return _strip_zero(f"{num:,.2f}")
+
+
+def plural(count: Any, singular: str, plural_form: str | None = None) -> str:
+    """`plural(1, "file")` -> `1 file`, `plural(3, "file")` -> `3 files`."""
+    num = as_number(count)
+    if num is None:
+        return ""
+    word = singular if num == 1 else (plural_form or singular + "s")
+    return f"{number(num)} {word}"
+
+
+def percent(part: Any, whole: Any) -> str:
+    """`percent(18, 25)` -> `72%`; "" when either is missing or whole is 0."""
+    a, b = as_number(part), as_number(whole)
+    if a is None or b is None or b <= 0:
+        return ""
+    return f"{round(100 * a / b)}%"
+
+
+def bar(part: Any, whole: Any, width: int = 10) -> str:
+    """A text progress bar `▰▰▰▰▰▰▰▱▱▱` of part/whole; "" when unreadable."""
+    a, b = as_number(part), as_number(whole)
+    if a is None or b is None or b <= 0:
+        return ""
+    filled = max(0, min(width, round(width * a / b)))
+    return "▰" * filled + "▱" * (width - filled)
+
+
+def between(start: Any, end: Any) -> int | None:
+    """Milliseconds from `start` to `end` (ISO strings, datetimes, unix times); None if unknown."""
+    a = start if isinstance(start, datetime) else parse_time(start)
+    b = end if isinstance(end, datetime) else parse_time(end)
+    if a is None or b is None or b < a:
+        return None
+    return round((b - a).total_seconds() * 1000)
+
+
+def relative(then: Any, now: datetime) -> str:
+    """`then` relative to the injected `now`: `just now`, `5 minutes ago`, `in 2 hours`."""
+    when = then if isinstance(then, datetime) else parse_time(then)
+    if when is None:
+        return ""
+    delta = (now - when).total_seconds()
+    future = delta < 0
+    seconds = abs(delta)
+    if seconds < 45:
+        return "just now"
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size * 0.95 or unit == "minute":
+            amount = max(1, round(seconds / size))
+            text = plural(amount, unit)
+            return f"in {text}" if future else f"{text} ago"
+    return ""  # pragma: no cover - the loop always returns

@@ -1,0 +1,125 @@
+"""Slack mrkdwn safety: escaping untrusted text, safe links and date tokens, safe truncation.
+
+Event data is untrusted. It reaches Slack only through `escape` (so it can never form a control
+sequence such as `<!channel>`, `<@U1>` or `<https://evil|label>`), through `link` (which checks
+the URL and strips the label) or through `date_token`. `neutralize` is the last line of defence:
+it escapes every `<...>` sequence in a text that the renderer did not produce itself.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+ELLIPSIS = "…"
+FENCE = "```"
+
+_UNSAFE_URL_CHARS = re.compile(r"[\s|<>\x00-\x1f\x7f]")
+_LABEL_DROP = re.compile(r"[|<>]")
+_SPACES = re.compile(r"\s+")
+_ANGLED = re.compile(r"<[^<>]*>")
+_DATE_FORMAT_DROP = re.compile(r"[|<>^\r\n]")
+
+
+def escape(text: str) -> str:
+    """Escape exactly the three characters Slack decodes; `&` first so nothing is doubled."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def escape_angles(text: str) -> str:
+    """Escape `<` and `>` only: for text whose `&` entities are already meant as entities."""
+    return text.replace("<", "&lt;").replace(">", "&gt;")
+
+
+def safe_url(value: Any, max_length: int = 3000) -> str | None:
+    """The URL if it is an absolute http(s) URL Slack can show as a link; otherwise None."""
+    if not isinstance(value, str) or not value or len(value) > max_length:
+        return None
+    if _UNSAFE_URL_CHARS.search(value):
+        return None
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    return value
+
+
+def link_label(label: Any) -> str:
+    """A label that cannot end or nest a link: `|<>` removed, whitespace folded, `&` escaped."""
+    text = "" if label is None else str(label)
+    return escape(_SPACES.sub(" ", _LABEL_DROP.sub("", text)).strip())
+
+
+def link(url: Any, label: Any = None) -> str:
+    """`<url|label>` for a safe URL; for an unsafe one only the escaped label (no link)."""
+    target = safe_url(url)
+    text = link_label(label)
+    if target is None:
+        return text
+    return f"<{target}|{text}>" if text else f"<{target}>"
+
+
+def date_token(when: datetime, fmt: str = "{date_short_pretty} {time}") -> str:
+    """`<!date^epoch^fmt|fallback>`: Slack shows it in each reader's own time zone."""
+    aware = when if when.tzinfo else when.replace(tzinfo=UTC)
+    fallback = aware.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    clean = _DATE_FORMAT_DROP.sub("", fmt) or "{date_short_pretty} {time}"
+    return f"<!date^{int(aware.timestamp())}^{clean}|{fallback}>"
+
+
+def truncate(text: str, limit: int) -> str:
+    """At most `limit` characters; a cut is marked with `…`."""
+    if len(text) <= limit:
+        return text
+    if limit <= 0:
+        return ""
+    return text[: limit - 1] + ELLIPSIS
+
+
+def truncate_mrkdwn(text: str, limit: int) -> str:
+    """Like `truncate`, but never cuts inside `<...>` or an `&entity;`, and closes a code block
+    that the cut left open."""
+    if len(text) <= limit:
+        return text
+    if limit <= 0:
+        return ""
+    reserve = len(ELLIPSIS) + (len(FENCE) + 1 if FENCE in text else 0)
+    cut = text[: max(0, limit - reserve)]
+    opened = cut.rfind("<")
+    if opened > cut.rfind(">"):
+        cut = cut[:opened]
+    amp = cut.rfind("&")
+    if amp >= 0 and ";" not in cut[amp:] and len(cut) - amp <= 8:
+        cut = cut[:amp]
+    out = cut + ELLIPSIS
+    if text.count(FENCE) % 2 == 0 and cut.count(FENCE) % 2 == 1:
+        out += "\n" + FENCE
+    return out[:limit]
+
+
+def neutralize(text: str, allowed: Collection[str] = ()) -> str:
+    """Escape every `<` except those starting a whole control sequence listed in `allowed`.
+
+    The renderer lists the links and dates its own filters produced; anything else that looks
+    like a control sequence came from data by some path and is shown as text instead. A `>`
+    alone cannot start a sequence and stays (it is mrkdwn's block quote).
+    """
+    out: list[str] = []
+    pos = 0
+    for match in _ANGLED.finditer(text):
+        out.append(text[pos : match.start()].replace("<", "&lt;"))
+        token = match.group(0)
+        out.append(token if token in allowed else escape_angles(token))
+        pos = match.end()
+    out.append(text[pos:].replace("<", "&lt;"))
+    return "".join(out)
+
+
+def control_sequences(text: str) -> list[str]:
+    """The `<...>` sequences in a text (used to allow a trusted mention string)."""
+    return _ANGLED.findall(text)

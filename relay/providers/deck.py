@@ -1,0 +1,100 @@
+"""Deck event destinations: Standard Webhooks signatures and the `{id, object, type, data}` event.
+
+The `standardwebhooks` package computes the signature, but its `verify()` reads the real clock
+and lets malformed headers escape as `ValueError`; so relay checks the timestamp itself against
+the injected `now` and compares each `v1,<base64>` entry in constant time, turning every
+problem with the request into `Unauthorized`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import ClassVar
+
+from standardwebhooks.webhooks import Webhook
+
+from relay.errors import Unauthorized
+from relay.event import Event, parse_time
+from relay.providers.base import (
+    Headers,
+    check_timestamp,
+    data_object,
+    json_object,
+    lower_keys,
+    required_str,
+)
+
+
+class DeckProvider:
+    kind: ClassVar[str] = "deck"
+
+    def __init__(self, source: str, secrets: Sequence[str], tolerance_s: float = 300) -> None:
+        self.source = source
+        self.tolerance_s = tolerance_s
+        self._hooks = [Webhook(s) for s in secrets if s]
+
+    def verify(self, headers: Headers, body: bytes, now: float) -> None:
+        h = lower_keys(headers)
+        if not self._hooks:
+            raise Unauthorized(f"source '{self.source}' has no Deck secret configured")
+        msg_id = h.get("webhook-id", "")
+        raw_ts = h.get("webhook-timestamp", "")
+        header = h.get("webhook-signature", "")
+        for name, value in (
+            ("webhook-id", msg_id),
+            ("webhook-timestamp", raw_ts),
+            ("webhook-signature", header),
+        ):
+            if not value.strip():
+                raise Unauthorized(f"missing {name} header")
+        ts = check_timestamp(raw_ts, now, self.tolerance_s, "webhook-timestamp")
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Unauthorized("body is not UTF-8, so it cannot carry a valid signature") from None
+        given = _signatures(header)
+        if not given:
+            raise Unauthorized("webhook-signature has no well-formed v1,<base64> entry")
+        when = datetime.fromtimestamp(ts, tz=UTC)
+        matched = False
+        for hook in self._hooks:
+            try:
+                expected = base64.b64decode(hook.sign(msg_id, when, text).partition(",")[2])
+            except UnicodeEncodeError:
+                raise Unauthorized("webhook-id is not valid text") from None
+            for sig in given:
+                matched |= hmac.compare_digest(sig, expected)
+        if not matched:
+            raise Unauthorized("webhook-signature does not match the body")
+
+    def parse(self, headers: Headers, body: bytes) -> list[Event]:
+        obj = json_object(body)
+        return [
+            Event(
+                source=self.source,
+                provider=self.kind,
+                id=required_str(obj, "id"),
+                type=required_str(obj, "type"),
+                data=data_object(obj),
+                created=parse_time(obj.get("created_at")),
+                envelope=obj,
+            )
+        ]
+
+
+def _signatures(header: str) -> list[bytes]:
+    """The decoded digests of the space-separated `v1,<base64>` entries; others are skipped."""
+    found: list[bytes] = []
+    for entry in header.split():
+        version, sep, sig = entry.partition(",")
+        if version != "v1" or not sep:
+            continue
+        try:
+            found.append(base64.b64decode(sig, validate=True))
+        except (binascii.Error, ValueError):
+            continue
+    return found

@@ -1,0 +1,22 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from harness import RelayProcess
+
+
+@pytest.fixture
+def relay_process() -> Iterator[type[RelayProcess]]:
+    started: list[RelayProcess] = []
+
+    class Tracked(RelayProcess):
+        def start(self, timeout: float = 20.0) -> RelayProcess:
+            started.append(self)
+            return super().start(timeout)
+
+    yield Tracked
+    for proc in started:
+        proc.kill()

@@ -1,0 +1,410 @@
+"""The built-in templates: every event type of every platform renders without falling back,
+carries more than the provider's one-line text, and matches its golden file.
+
+Cases come from the fixture files (tests/fixtures/{anchor,deck}/*.json, then the verbatim
+examples in ../shared/fixtures) and, for a type that has no fixture file yet, from the inline
+samples below. Tabstack story events are built inline with the data described in the story
+contract.
+
+Golden files: tests/golden/<provider>/<case>.json hold the rendered {text, blocks}. After an
+intended change to a template, regenerate them and review the diff:
+
+    RELAY_UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_templates.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from relay.event import Event, parse_time
+from relay.render import FALLBACK, Renderer
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures"
+GOLDEN = ROOT / "tests" / "golden"
+UPDATE = os.environ.get("RELAY_UPDATE_GOLDEN") == "1"
+
+ANCHOR_TYPES = [
+    "task.completed", "task.failed", "task.cancelled", "task.healed",
+    "session.completed", "session.failed", "session.recording.ready",
+    "batch.completed", "batch.failed", "intervention.requested", "intervention.resolved",
+    "identity.authenticated", "identity.authentication_failed",
+]  # fmt: skip
+DECK_TYPES = [
+    "agent.created", "agent.updated", "agent.deleted",
+    "source.created", "source.updated", "source.deleted",
+    "credential.created", "credential.unverified", "credential.verified", "credential.invalid",
+    "credential.deleted",
+    "session.queued", "session.running", "session.idle", "session.completing",
+    "session.completed", "session.failed",
+    "task.created", "task.updated", "task.deleted",
+    "task_run.queued", "task_run.running", "task_run.pending", "task_run.completed",
+    "task_run.failed", "task_run.canceling", "task_run.canceled", "task_run.interaction_required",
+    "storage.created", "storage.deleted",
+    "event_destination.activated", "event_destination.deactivated",
+]  # fmt: skip
+TABSTACK_TYPES = ["run.started", "run.completed", "run.failed"]
+
+_DASH = "https://app.anchorbrowser.io/sessions/ses_8d2c1fda"
+_TASK = {
+    "task_id": "tsk_4f8w9n2b-3d5a-45e7-89ab-cdef0123456f",
+    "task_version_id": "tv_demo_v3",
+    "execution_id": "exr_8d2c1fda-7b6e-4a3d-9c1f-0e2b3a4c5d6e",
+    "session_id": "ses_8d2c1fda",
+    "execution_mode": "agentic",
+    "duration_ms": 61250,
+    "cost": {"amount": 0.034, "currency": "USD"},
+    "artifacts": [],
+    "session_dashboard_url": _DASH,
+}
+ANCHOR_INLINE: dict[str, dict[str, Any]] = {
+    "task.failed": {
+        **_TASK,
+        "error": {"type": "invalid_credentials", "message": "Login rejected: wrong password"},
+    },
+    "task.cancelled": {**_TASK, "reason": "Cancelled from the dashboard"},
+    "task.healed": {**_TASK, "healed_task_version_id": "tv_demo_v4"},
+    "session.failed": {
+        "session_id": "ses_8d2c1fda",
+        "duration_ms": 183000,
+        "steps": 31,
+        "error": {"type": "browser_unreachable", "message": "Browser pod stopped responding"},
+        "session_dashboard_url": _DASH,
+    },
+    "session.recording.ready": {
+        "session_id": "ses_8d2c1fda",
+        "duration_ms": 27540,
+        "size": 18874368,
+        "session_dashboard_url": _DASH,
+    },
+    "batch.completed": {
+        "batch_id": "bat_92ab7de1",
+        "total_requests": 25,
+        "completed_requests": 23,
+        "failed_requests": 2,
+        "status": "completed",
+    },
+    "intervention.requested": {
+        "intervention_id": "int_5d1e",
+        "type": "captcha",
+        "message": "Solve the CAPTCHA on the checkout page",
+        "session_id": "ses_8d2c1fda",
+        "task_id": "tsk_4f8w9n2b",
+        "live_view_url": "https://live.anchorbrowser.io/?sessionId=ses_8d2c1fda",
+        "session_dashboard_url": _DASH,
+    },
+    "intervention.resolved": {
+        "intervention_id": "int_5d1e",
+        "type": "captcha",
+        "resolved_by": "dana@example.com",
+        "session_id": "ses_8d2c1fda",
+    },
+    "identity.authentication_failed": {
+        "identity_id": "idn_acme_orders",
+        "application_id": "app_acme",
+        "session_id": "ses_8d2c1fda",
+        "execution_id": "exr_8d2c1fda",
+        "failure_type": "invalid_credentials",
+    },
+}
+
+_RUN = {
+    "object": "task_run",
+    "task_id": "task_a1b2c3d4",
+    "credential_id": "cred_a1b2c3d4",
+    "session_id": "sess_77aa88bb",
+    "agent_id": "agt_a1b2c3d4",
+    "source_id": "src_a1b2c3d4",
+    "created_at": "2025-01-15T09:30:00Z",
+    "updated_at": "2025-01-15T09:31:15Z",
+}
+_SESSION = {
+    "id": "sess_77aa88bb",
+    "object": "session",
+    "agent_id": "agt_a1b2c3d4",
+    "task_runs": [{"id": "trun_a1b2c3d4", "status": "completed", "result": "success"}],
+    "created_at": "2025-01-15T09:30:00Z",
+    "updated_at": "2025-01-15T09:35:00Z",
+}
+_CRED = {"id": "cred_a1b2c3d4", "object": "credential", "source_id": "src_a1b2c3d4",
+         "auth_method": "username_password"}  # fmt: skip
+_AGENT = {"id": "agt_a1b2c3d4", "object": "agent", "name": "Invoice fetcher",
+          "source_id": "src_a1b2c3d4", "updated_at": "2025-01-15T09:30:00Z"}  # fmt: skip
+_SOURCE = {"id": "src_a1b2c3d4", "object": "source", "name": "Acme billing",
+           "url": "https://billing.acme.example", "updated_at": "2025-01-15T09:30:00Z"}  # fmt: skip
+_DTASK = {"id": "task_a1b2c3d4", "object": "task", "name": "Download monthly invoice",
+          "agent_id": "agt_a1b2c3d4", "description": "Log in and download the latest invoice PDF",
+          "updated_at": "2025-01-15T09:30:00Z"}  # fmt: skip
+_STORAGE = {"id": "stor_9f8e7d6c", "object": "storage", "file_name": "invoice-2025-01.pdf",
+            "file_type": "application/pdf", "file_size": 284113, "task_run_id": "trun_a1b2c3d4",
+            "created_at": "2025-01-15T09:31:10Z"}  # fmt: skip
+_DEST = {"id": "evtd_1a2b3c4d", "object": "event_destination", "type": "webhook",
+         "url": "https://relay.example.com/hooks/deck"}  # fmt: skip
+DECK_INLINE: dict[str, dict[str, Any]] = {
+    "agent.created": {**_AGENT, "status": "active"},
+    "agent.updated": {**_AGENT, "status": "active"},
+    "agent.deleted": {**_AGENT, "status": "deleted"},
+    "source.created": _SOURCE,
+    "source.updated": _SOURCE,
+    "source.deleted": _SOURCE,
+    "credential.created": {**_CRED, "status": "unverified"},
+    "credential.unverified": {**_CRED, "status": "unverified"},
+    "credential.verified": {**_CRED, "status": "verified"},
+    "credential.invalid": {
+        **_CRED,
+        "status": "invalid",
+        "errors": [{"type": "auth", "code": "invalid_password", "message": "Password rejected"}],
+    },
+    "credential.deleted": {**_CRED, "status": "deleted"},
+    "session.queued": {**_SESSION, "status": "queued", "task_runs": []},
+    "session.running": {**_SESSION, "status": "running", "runtime_ms": 4100},
+    "session.idle": {**_SESSION, "status": "idle", "runtime_ms": 64000},
+    "session.completing": {**_SESSION, "status": "completing", "runtime_ms": 81000},
+    "session.completed": {**_SESSION, "status": "completed", "runtime_ms": 95000},
+    "session.failed": {
+        **_SESSION,
+        "status": "failed",
+        "runtime_ms": 31000,
+        "errors": [{"type": "session", "code": "browser_crashed", "message": "Browser crashed"}],
+    },
+    "task.created": _DTASK,
+    "task.updated": _DTASK,
+    "task.deleted": _DTASK,
+    "task_run.queued": {**_RUN, "id": "trun_a1b2c3d4", "status": "queued",
+                        "input": {"month": "2025-01"}},
+    "task_run.running": {**_RUN, "id": "trun_a1b2c3d4", "status": "running", "runtime_ms": 1200},
+    "task_run.pending": {
+        **_RUN, "id": "trun_a1b2c3d4", "status": "pending", "runtime_ms": 45000,
+        "interaction": {"type": "approval", "message": "Approve the payment of $420.00?"},
+    },
+    "task_run.canceling": {**_RUN, "id": "trun_a1b2c3d4", "status": "canceling"},
+    "task_run.canceled": {**_RUN, "id": "trun_a1b2c3d4", "status": "canceled",
+                          "runtime_ms": 30500},
+    "task_run.interaction_required": {
+        **_RUN, "id": "trun_a1b2c3d4", "status": "interaction_required", "runtime_ms": 22000,
+        "interaction": {"type": "mfa_code", "message": "Enter the 6-digit code sent to +1 555 0100",
+                        "field": "otp"},
+    },
+    "storage.created": _STORAGE,
+    "storage.deleted": _STORAGE,
+    "event_destination.activated": {**_DEST, "status": "active"},
+    "event_destination.deactivated": {**_DEST, "status": "inactive",
+                                      "reason": "Deliveries failed 4 times in a row"},
+}  # fmt: skip
+DECK_INLINE["task_run.completed"] = {
+    **_RUN, "id": "trun_a1b2c3d4", "status": "completed", "result": "success",
+    "runtime_ms": 12453, "output": {"invoice_total": "$420.00"},
+    "storage": [{"id": "stor_9f8e7d6c", "file_name": "invoice-2025-01.pdf",
+                 "file_type": "application/pdf", "file_size": 284113}],
+}  # fmt: skip
+DECK_INLINE["task_run.failed"] = {
+    **_RUN, "id": "trun_f00dbabe", "status": "failed", "result": "failure", "runtime_ms": 600021,
+    "errors": [{"type": "task", "code": "timeout",
+                "message": "Task execution exceeded the timeout of 10 minutes."}],
+}  # fmt: skip
+
+TABSTACK_INLINE: dict[str, tuple[str, dict[str, Any]]] = {
+    "run.started": (
+        "run_success:2",
+        {"run_id": "run_success", "task": "Find the product price",
+         "url": "https://example.com/product"},
+    ),
+    "run.completed": (
+        "run_success:10",
+        {
+            "run_id": "run_success", "task": "Find the product price",
+            "url": "https://example.com/product", "success": True, "outcome": "completed",
+            "final_answer": "The product costs $19.99", "error": None, "actions": 3,
+            "iterations": None, "duration_ms": None, "steps": 1, "events": 12,
+            "pages": [{"title": "Acme Widget - Example Store", "url": "https://example.com/product"}],
+            "last_url": "https://example.com/product", "last_title": "Acme Widget - Example Store",
+            "status_message": "Task plan created",
+            "plan": "1. Navigate to product page\n2. Locate price element\n3. Extract price value",
+            "extracted": {"price": "$19.99", "currency": "USD"},
+        },
+    ),
+    "run.failed": (
+        "run_error:2",
+        {
+            "run_id": "run_error", "task": "Log in and download the invoice",
+            "url": "https://billing.example.com", "success": False, "outcome": "error",
+            "final_answer": None,
+            "error": {"code": "TASK_FAILED", "message": "Login form rejected the credentials"},
+            "actions": 4, "iterations": 2, "duration_ms": 3120, "steps": 0, "events": 5,
+            "pages": [{"title": "Sign in", "url": "https://billing.example.com/login"}],
+            "last_url": "https://billing.example.com/login", "last_title": "Sign in",
+            "status_message": None, "plan": None, "extracted": None,
+        },
+    ),
+}  # fmt: skip
+
+
+def event_from_envelope(provider: str, body: dict[str, Any], source: str | None = None) -> Event:
+    """An Anchor or Deck webhook body as the providers normalize it (no signature involved)."""
+    created = body.get("created_at") if provider == "deck" else body.get("created")
+    return Event(
+        source=source or provider,
+        provider=provider,
+        id=str(body["id"]),
+        type=str(body["type"]),
+        data=body.get("data") or {},
+        created=parse_time(created),
+        text=body.get("text"),
+        envelope=body,
+    )
+
+
+def _inline_envelope(provider: str, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    if provider == "deck":
+        return {"id": f"evt_{kind.replace('.', '_')}", "object": "event", "type": kind,
+                "data": data, "created_at": "2025-01-15T09:31:15Z"}  # fmt: skip
+    return {"id": f"evt_01HXJ8{kind.replace('.', '_').upper()}", "type": kind,
+            "created": "2026-05-24T12:18:05.123Z",
+            "project_id": "5d2c31f6-ab7e-481a-b6fd-8b4a96a4e197",
+            "text": f"{kind} (provider one-liner)", "data": data}  # fmt: skip
+
+
+def collect_cases() -> dict[str, Event]:
+    """Golden name -> event. Fixture files win over inline samples of the same type."""
+    cases: dict[str, Event] = {}
+    for provider in ("anchor", "deck"):
+        for folder in (SHARED_FIXTURES / provider, FIXTURES / provider):
+            for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+                body = json.loads(path.read_text(encoding="utf-8"))
+                cases[f"{provider}/{path.stem}"] = event_from_envelope(provider, body)
+        covered = {e.type for name, e in cases.items() if name.startswith(provider + "/")}
+        inline = ANCHOR_INLINE if provider == "anchor" else DECK_INLINE
+        for kind, data in inline.items():
+            if kind not in covered:
+                body = _inline_envelope(provider, kind, data)
+                cases[f"{provider}/{kind}"] = event_from_envelope(provider, body)
+    for kind, (event_id, data) in TABSTACK_INLINE.items():
+        cases[f"tabstack/{kind}"] = Event(
+            source="tabstack", provider="tabstack", id=event_id, type=kind, data=data
+        )
+    return cases
+
+
+CASES = collect_cases()
+RENDERER = Renderer()
+
+
+def rendered_json(event: Event) -> dict[str, Any]:
+    message = RENDERER.render(event)
+    assert message.error is None, message.error
+    assert message.template != FALLBACK
+    return {"template": message.template, "text": message.text, "blocks": message.blocks}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_case_renders_without_fallback_and_matches_golden(name: str) -> None:
+    got = rendered_json(CASES[name])
+    golden = GOLDEN / f"{name}.json"
+    if UPDATE:
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(json.dumps(got, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert golden.exists(), f"no golden file {golden}; run with RELAY_UPDATE_GOLDEN=1"
+    assert json.loads(golden.read_text(encoding="utf-8")) == got
+
+
+def test_every_golden_file_has_a_case() -> None:
+    """A golden file whose case is gone is stale (update mode deletes it)."""
+    stale = []
+    for path in GOLDEN.rglob("*.json"):
+        name = path.relative_to(GOLDEN).with_suffix("").as_posix()
+        if name not in CASES:
+            if UPDATE:
+                path.unlink()
+            else:
+                stale.append(name)
+    assert stale == []
+
+
+@pytest.mark.parametrize(
+    ("provider", "kind"),
+    [("anchor", t) for t in ANCHOR_TYPES]
+    + [("deck", t) for t in DECK_TYPES]
+    + [("tabstack", t) for t in TABSTACK_TYPES],
+)
+def test_every_event_type_has_a_case_and_a_specific_builtin(provider: str, kind: str) -> None:
+    event = Event(source=provider, provider=provider, id="evt_1", type=kind, data={})
+    name = RENDERER.resolve(event)
+    assert name not in ("default", f"{provider}/default", FALLBACK)
+    assert any(e.provider == provider and e.type == kind for e in CASES.values())
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_builtin_says_more_than_the_one_liner(name: str) -> None:
+    event = CASES[name]
+    message = RENDERER.render(event)
+    kinds = [b["type"] for b in message.blocks]
+    assert kinds[0] == "header"
+    assert kinds[-1] == "context"
+    facts = [b for b in message.blocks if b["type"] == "section"]
+    assert facts, "no section with facts"
+    assert message.text.startswith(":"), "the notification starts with the status emoji"
+    assert message.text != event.text
+    shown = json.dumps(message.blocks, ensure_ascii=False)
+    assert len(shown) > 2 * len(event.text or "x" * 40)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_builtin_survives_every_field_missing_or_mistyped(name: str) -> None:
+    """Optional fields null, wrong-typed or absent: the built-in still renders, never falls back."""
+    event = CASES[name]
+    for data in (
+        {},
+        {key: None for key in event.data},
+        {key: "not-the-type" for key in event.data},
+        {key: 12345 for key in event.data},
+        {key: ["x", {"y": 1}] for key in event.data},
+        {key: {"nested": {"deep": [1, 2]}} for key in event.data},
+    ):
+        variant = Event(event.source, event.provider, event.id, event.type, data, event.created)
+        message = RENDERER.render(variant)
+        assert message.error is None, f"{data}: {message.error}"
+        assert message.template != FALLBACK
+
+
+def test_source_named_differently_uses_the_provider_builtins() -> None:
+    event = CASES["anchor/task.completed"]
+    staging = Event("anchor-staging", "anchor", event.id, event.type, event.data, event.created)
+    message = RENDERER.render(staging)
+    assert message.template == "anchor/task.completed"
+    assert "anchor-staging" in message.blocks[-1]["elements"][0]["text"]
+
+
+def test_failure_messages_show_error_type_and_message() -> None:
+    anchor = RENDERER.render(CASES["anchor/task.failed"])
+    deck = RENDERER.render(CASES["deck/task_run.failed"])
+    tabstack = RENDERER.render(CASES["tabstack/run.failed"])
+    assert "Task failed: invalid credentials" in anchor.blocks[0]["text"]["text"]
+    assert "Login rejected: wrong password" in json.dumps(anchor.blocks)
+    assert "`timeout`" in json.dumps(deck.blocks)
+    assert "exceeded the timeout of 10 minutes" in deck.text
+    assert "TASK_FAILED" in tabstack.text
+    assert "Login form rejected the credentials" in json.dumps(tabstack.blocks)
+
+
+def test_buttons_link_dashboard_recording_live_view_and_artifacts() -> None:
+    def urls(name: str) -> list[str]:
+        message = RENDERER.render(CASES[name])
+        return [e["url"] for b in message.blocks if b["type"] == "actions" for e in b["elements"]]
+
+    completed = urls("anchor/task.completed")
+    assert completed[0] == "https://app.anchorbrowser.io/sessions/ses_8d2c1fda"
+    assert any("recording.mp4" in u for u in completed)
+    assert any(u.endswith("/artifacts/art_1/fetch") for u in completed)
+    assert urls("anchor/intervention.requested")[0].startswith("https://live.anchorbrowser.io/")
+
+
+def test_humanized_facts_in_anchor_task_completed() -> None:
+    shown = json.dumps(RENDERER.render(CASES["anchor/task.completed"]).blocks, ensure_ascii=False)
+    for fact in ("4.2s", "$0.012", "37.5 KB", "`tsk_4f8w9n2b`", "<!date^"):
+        assert fact in shown
