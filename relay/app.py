@@ -104,7 +104,9 @@ def build_app(services: Services) -> Starlette:
         if isinstance(provider, TabstackProvider):
             return await _tabstack_stream(request, provider, headers, name)
         limit = runtime.config.server.max_body_bytes
-        if _media_type(headers) != "application/json" and not _media_type(headers).endswith("+json"):
+        if _media_type(headers) != "application/json" and not _media_type(headers).endswith(
+            "+json"
+        ):
             raise UnsupportedMediaType(
                 f"Content-Type must be application/json, got '{_media_type(headers) or 'none'}'"
             )
@@ -129,7 +131,10 @@ def build_app(services: Services) -> Starlette:
         if not _RUN_ID.match(run_id):
             raise MalformedRequest("run id must be 1-100 characters of A-Z a-z 0-9 _ . : -")
         summary = await consume_stream(
-            request.stream(), run_id=run_id, provider=provider, pipeline=services.pipeline,
+            request.stream(),
+            run_id=run_id,
+            provider=provider,
+            pipeline=services.pipeline,
             limits=_limits(services.runtime, name),
         )
         return JSONResponse(
@@ -162,12 +167,19 @@ def build_app(services: Services) -> Starlette:
         assert services.http is not None
         try:
             task = await start_run(
-                client=services.http, base_url=source.base_url,
-                api_key=source.api_key.get_secret_value(), request=payload, run_id=run_id,
-                provider=provider, pipeline=services.pipeline, limits=_limits(services.runtime, name),
+                client=services.http,
+                base_url=source.base_url,
+                api_key=source.api_key.get_secret_value(),
+                request=payload,
+                run_id=run_id,
+                provider=provider,
+                pipeline=services.pipeline,
+                limits=_limits(services.runtime, name),
             )
         except RunStartFailed as exc:
-            return error_response(502, "tabstack_refused", f"Tabstack answered {exc.status}: {exc.detail}")
+            return error_response(
+                502, "tabstack_refused", f"Tabstack answered {exc.status}: {exc.detail}"
+            )
         except httpx.HTTPError as exc:
             return error_response(502, "tabstack_unreachable", type(exc).__name__)
         services.runs.add(task)
@@ -179,7 +191,10 @@ def build_app(services: Services) -> Starlette:
 
     async def readyz(_request: Request) -> Response:
         ready = services.accepting and await services.store.ping()
-        body = {"status": "ready" if ready else "not_ready", "config": services.runtime.loaded.digest}
+        body = {
+            "status": "ready" if ready else "not_ready",
+            "config": services.runtime.loaded.digest,
+        }
         return JSONResponse(body, status_code=200 if ready else 503)
 
     @contextlib.asynccontextmanager
@@ -188,7 +203,9 @@ def build_app(services: Services) -> Starlette:
         await services.store.open()
         released = await services.store.release_all_inflight()
         if released:
-            log.warning("re-queued deliveries interrupted by the last shutdown", extra={"count": released})
+            log.warning(
+                "re-queued deliveries interrupted by the last shutdown", extra={"count": released}
+            )
         owns_http = services.http is None
         if owns_http:
             services.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None))
@@ -204,7 +221,9 @@ def build_app(services: Services) -> Starlette:
             await asyncio.gather(worker, pruner, return_exceptions=True)
             drained = await services.worker.drain(services.shutdown_grace)
             if not drained:
-                log.warning("shutdown deadline reached with deliveries in flight; they will be retried")
+                log.warning(
+                    "shutdown deadline reached with deliveries in flight; they will be retried"
+                )
             if owns_http and services.http is not None:
                 await services.http.aclose()
             await services.store.close()
@@ -225,7 +244,9 @@ def build_app(services: Services) -> Starlette:
 def _limits(runtime: Runtime, name: str) -> StreamLimits:
     source = runtime.config.sources.get(name)
     if isinstance(source, TabstackSource):
-        return StreamLimits(max_bytes=source.max_stream_bytes, max_seconds=source.max_stream_seconds)
+        return StreamLimits(
+            max_bytes=source.max_stream_bytes, max_seconds=source.max_stream_seconds
+        )
     return StreamLimits()
 
 
@@ -245,7 +266,9 @@ async def _prune_forever(services: Services, stop: asyncio.Event) -> None:
     store_cfg = services.runtime.config.store
     while not stop.is_set():
         try:
-            await services.store.prune(services.clock(), store_cfg.dedup_ttl, keep_sent=store_cfg.dedup_ttl)
+            await services.store.prune(
+                services.clock(), store_cfg.dedup_ttl, keep_sent=store_cfg.dedup_ttl
+            )
         except Exception:
             log.exception("pruning the store failed; will try again")
         with contextlib.suppress(TimeoutError):

@@ -1,10 +1,10 @@
 """The `relay` command line: parses arguments, calls the library, prints, sets the exit code.
 
-    relay serve  --config FILE            run the HTTP service
-    relay check  --config FILE            validate config, render every template on the samples
-    relay render --config FILE EVENT      print, as JSON, what would be posted where
-    relay outbox --config FILE            pending / in flight / dead / oldest age per destination
-    relay dead list|replay|drop ...       inspect and act on dead letters
+relay serve  --config FILE            run the HTTP service
+relay check  --config FILE            validate config, render every template on the samples
+relay render --config FILE EVENT      print, as JSON, what would be posted where
+relay outbox --config FILE            pending / in flight / dead / oldest age per destination
+relay dead list|replay|drop ...       inspect and act on dead letters
 """
 
 from __future__ import annotations
@@ -65,8 +65,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"error: {problem}")
     if problems:
         return 1
-    print(f"ok: {loaded.path} ({len(loaded.config.sources)} sources, "
-          f"{len(loaded.config.destinations)} destinations, {len(loaded.config.routes)} routes)")
+    print(
+        f"ok: {loaded.path} ({len(loaded.config.sources)} sources, "
+        f"{len(loaded.config.destinations)} destinations, {len(loaded.config.routes)} routes)"
+    )
     return 0
 
 
@@ -136,11 +138,19 @@ def cmd_dead(args: argparse.Namespace) -> int:
     async def act(store: SqliteStore) -> int:
         if args.action == "list":
             for row in await store.rows(Status.DEAD):
-                print(json.dumps({
-                    "id": row.id, "destination": row.destination, "event_id": row.event_id,
-                    "event_type": row.event_type, "attempts": row.attempts,
-                    "reason": row.last_reason, "error": row.last_error,
-                }))
+                print(
+                    json.dumps(
+                        {
+                            "id": row.id,
+                            "destination": row.destination,
+                            "event_id": row.event_id,
+                            "event_type": row.event_type,
+                            "attempts": row.attempts,
+                            "reason": row.last_reason,
+                            "error": row.last_error,
+                        }
+                    )
+                )
             return 0
         if args.action == "replay":
             count = await store.replay_dead(ids, time.time())
@@ -154,7 +164,9 @@ def cmd_dead(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="relay", description=__doc__.splitlines()[0] if __doc__ else None)
+    root = argparse.ArgumentParser(
+        prog="relay", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     sub = root.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the HTTP service")

@@ -351,7 +351,9 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in _TAGS and out.startswith(("sources.", "destinations.")) and out.count(".") == 1:
+        elif (
+            part in _TAGS and out.startswith(("sources.", "destinations.")) and out.count(".") == 1
+        ):
             continue  # the discriminator's tag pydantic adds to the location
         else:
             out = _join(out, str(part))
@@ -366,7 +368,8 @@ def _message(err: Mapping[str, Any]) -> str:
         return "required key is missing"
     if kind == "union_tag_invalid":
         ctx = err.get("ctx", {})
-        return f"unknown {ctx.get('discriminator', 'kind').strip(chr(39))} '{ctx.get('tag')}' (expected {ctx.get('expected_tags')})"
+        field = str(ctx.get("discriminator", "kind")).strip("'")
+        return f"unknown {field} '{ctx.get('tag')}' (expected {ctx.get('expected_tags')})"
     if kind == "union_tag_not_found":
         return "needs a `provider`" if "provider" in msg else "needs a `type`"
     got = err.get("input")
@@ -375,7 +378,7 @@ def _message(err: Mapping[str, Any]) -> str:
     shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
     if isinstance(got, SecretStr) or "secret" in str(err.get("loc", "")).lower():
         shown = ""
-    return msg.removeprefix("Value error, ") + shown
+    return str(msg).removeprefix("Value error, ") + shown
 
 
 def _describe(err: Mapping[str, Any]) -> str:
@@ -416,7 +419,8 @@ def parse_config(text: str, path: Path, env: Mapping[str, str]) -> LoadedConfig:
     if not isinstance(raw, dict):
         raise ConfigError([f"{path}: expected a mapping at the top level"])
     raw.setdefault(
-        "slack", {"token": "${SLACK_BOT_TOKEN:-}", "api_url": "${SLACK_API_URL:-https://slack.com/api/}"}
+        "slack",
+        {"token": "${SLACK_BOT_TOKEN:-}", "api_url": "${SLACK_API_URL:-https://slack.com/api/}"},
     )
     errors: list[str] = []
     resolved = interpolate(raw, env, "", errors)

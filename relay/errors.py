@@ -1,13 +1,13 @@
 """The error tree of relay and the one place that maps it to HTTP status codes.
 
-    RelayError
-    ├── ConfigError            config file invalid (names the YAML path)
-    └── IngestError            a request that cannot be accepted (carries its HTTP status)
-        ├── MalformedRequest       400
-        ├── Unauthorized           401 (bad, missing or stale signature/token)
-        ├── UnknownSource          404
-        ├── PayloadTooLarge        413
-        └── UnsupportedMediaType   415
+RelayError
+├── ConfigError            config file invalid (names the YAML path)
+└── IngestError            a request that cannot be accepted (carries its HTTP status)
+    ├── MalformedRequest       400
+    ├── Unauthorized           401 (bad, missing or stale signature/token)
+    ├── UnknownSource          404
+    ├── PayloadTooLarge        413
+    └── UnsupportedMediaType   415
 """
 
 from __future__ import annotations

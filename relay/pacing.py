@@ -63,6 +63,6 @@ def backoff(
 ) -> float:
     """Delay before attempt `attempt + 1`: capped exponential with full-range jitter in [½, 1],
     and never shorter than the server's `Retry-After`."""
-    exp = min(cap, base * (2 ** max(0, attempt - 1)))
+    exp = min(cap, base * float(2 ** max(0, attempt - 1)))
     delay = exp * (0.5 + random() / 2)
-    return max(delay, retry_after or 0.0)
+    return float(max(delay, retry_after or 0.0))

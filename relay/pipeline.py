@@ -70,13 +70,17 @@ class Pipeline:
         planned = plan(self.runtime, event)
         fields = {"event_id": event.id, "event_type": event.type, "source": event.source}
         for error in planned.template_errors:
-            log.error("template failed, sent the safe default message", extra={**fields, "detail": error})
+            log.error(
+                "template failed, sent the safe default message", extra={**fields, "detail": error}
+            )
         result = await self.store.accept(event, planned.messages, self.clock())
         if result is Acceptance.DUPLICATE:
             log.info("duplicate event ignored", extra=fields)
             return result
         if planned.decision.dropped_by:
-            log.info("event dropped by route", extra={**fields, "route": planned.decision.dropped_by})
+            log.info(
+                "event dropped by route", extra={**fields, "route": planned.decision.dropped_by}
+            )
         elif not planned.messages:
             log.info("event matched no route", extra=fields)
         else:

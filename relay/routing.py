@@ -87,9 +87,7 @@ def _compile_condition(cond: Condition) -> Callable[[Event], bool]:
         return lambda e: any(get(e) == o for o in options)
     if op == "matches":
         pattern = re.compile(cond.matches or "")
-        return lambda e: isinstance(v := get(e), str | int | float) and bool(
-            pattern.search(str(v))
-        )
+        return lambda e: isinstance(v := get(e), str | int | float) and bool(pattern.search(str(v)))
     limit = float(getattr(cond, op))
     compare: Callable[[float, float], bool] = {
         "gt": float.__gt__,
@@ -116,7 +114,9 @@ class CompiledRoute:
         """None when the rule matches, else the first reason it does not."""
         if self.sources is not None and event.source not in self.sources:
             return f"source '{event.source}' not in {sorted(self.sources)}"
-        if self.types is not None and not any(fnmatch.fnmatchcase(event.type, t) for t in self.types):
+        if self.types is not None and not any(
+            fnmatch.fnmatchcase(event.type, t) for t in self.types
+        ):
             return f"type '{event.type}' matches none of {list(self.types)}"
         for test, text in self.conditions:
             if not test(event):
@@ -160,9 +160,7 @@ class Router:
             mention = format_mentions(route.mention)
             for name in route.to:
                 targets.setdefault(name, Target(name, route.template, mention, compiled.label))
-            trace.append(
-                RuleTrace(compiled.label, True, "continue" if route.continue_ else "stop")
-            )
+            trace.append(RuleTrace(compiled.label, True, "continue" if route.continue_ else "stop"))
             if not route.continue_:
                 decided = True
                 break

@@ -117,10 +117,15 @@ async def start_run(
     async def run() -> StreamSummary:
         try:
             summary = await consume_stream(
-                response.aiter_bytes(), run_id=run_id, provider=provider, pipeline=pipeline,
+                response.aiter_bytes(),
+                run_id=run_id,
+                provider=provider,
+                pipeline=pipeline,
                 limits=limits,
             )
-            log.info("tabstack run finished", extra={"run_id": run_id, "raw_events": summary.raw_events})
+            log.info(
+                "tabstack run finished", extra={"run_id": run_id, "raw_events": summary.raw_events}
+            )
             return summary
         except (httpx.HTTPError, PayloadTooLarge, MalformedRequest) as exc:
             log.warning("tabstack stream ended early", extra={"run_id": run_id, "detail": str(exc)})

@@ -36,7 +36,9 @@ def _secrets(values: list[Any]) -> list[str]:
 def build_provider(name: str, source: Any) -> Provider:
     if isinstance(source, AnchorSource):
         return AnchorProvider(
-            name, _secrets(source.secrets), tolerance_s=source.tolerance,
+            name,
+            _secrets(source.secrets),
+            tolerance_s=source.tolerance,
             key_encoding=source.key_encoding,
         )
     if isinstance(source, DeckSource):

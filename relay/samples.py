@@ -43,7 +43,9 @@ def _guess_source(runtime: Runtime, path: Path, body: bytes) -> str:
     for name, kind in kinds.items():
         if kind == want:
             return name
-    raise MalformedRequest(f"{path}: looks like a {want} event but no {want} source is configured; pass --source")
+    raise MalformedRequest(
+        f"{path}: looks like a {want} event but no {want} source is configured; pass --source"
+    )
 
 
 def events_from_file(runtime: Runtime, path: Path, source: str | None) -> list[Event]:
@@ -59,7 +61,7 @@ def events_from_file(runtime: Runtime, path: Path, source: str | None) -> list[E
 
 def sample_events(runtime: Runtime) -> Iterator[Event]:
     """Every shipped sample, parsed by every configured source of its provider kind."""
-    for name, provider in sorted(runtime.providers.items()):
+    for _name, provider in sorted(runtime.providers.items()):
         folder = SAMPLES / provider.kind
         if not folder.is_dir():
             continue

@@ -46,7 +46,8 @@ def build_senders(runtime: Runtime, console: TextIO) -> dict[str, Sender]:
             )
             senders[name] = SlackWebhookSender(hook)
         else:
-            senders[name] = ConsoleSender(console, name)
+            channel = dest.channel if isinstance(dest, SlackChannelDestination) else None
+            senders[name] = ConsoleSender(console, name, channel)
     return senders
 
 

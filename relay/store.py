@@ -247,10 +247,12 @@ class SqliteStore:
 
     async def seen(self, source: str, event_id: str) -> bool:
         return await self._run(
-            lambda db: db.execute(
-                "SELECT 1 FROM events WHERE source=? AND id=?", (source, event_id)
-            ).fetchone()
-            is not None
+            lambda db: (
+                db.execute(
+                    "SELECT 1 FROM events WHERE source=? AND id=?", (source, event_id)
+                ).fetchone()
+                is not None
+            )
         )
 
     # ------------------------------------------------------------ delivery
@@ -289,7 +291,9 @@ class SqliteStore:
             ).fetchone()[0]
         )
 
-    async def mark_sent(self, row_id: int, channel_id: str | None, ts: str | None, now: float) -> None:
+    async def mark_sent(
+        self, row_id: int, channel_id: str | None, ts: str | None, now: float
+    ) -> None:
         await self._exec(
             "UPDATE outbox SET status='sent', channel_id=?, ts=?, finished_at=?, lease_until=NULL,"
             " last_reason='ok' WHERE id=?",

@@ -13,8 +13,8 @@ import contextlib
 import logging
 import random as _random
 import time
-from dataclasses import replace
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 from relay.deliver import DeliveryResult, Outcome, OutgoingMessage, Sender
 from relay.pacing import Pacer, backoff
@@ -96,7 +96,9 @@ class Worker:
             sender = self.senders.get(row.destination)
             if sender is None:
                 await self.store.mark_dead(
-                    row.id, "destination_gone", f"destination '{row.destination}' is not configured",
+                    row.id,
+                    "destination_gone",
+                    f"destination '{row.destination}' is not configured",
                     self.clock(),
                 )
                 return
@@ -130,11 +132,16 @@ class Worker:
             if now - row.created_at < self.max_age:
                 delay = backoff(row.attempts, self.random, retry_after=result.retry_after)
                 await self.store.mark_retry(row.id, now + delay, result.reason.value, result.detail)
-                log.warning("delivery will be retried", extra={**fields, "retry_in": delay, "detail": result.detail})
+                log.warning(
+                    "delivery will be retried",
+                    extra={**fields, "retry_in": delay, "detail": result.detail},
+                )
                 return
             fields["reason"] = "max_age"
         await self.store.mark_dead(row.id, str(fields["reason"]), result.detail, now)
-        log.error("delivery failed for good: dead letter", extra={**fields, "detail": result.detail})
+        log.error(
+            "delivery failed for good: dead letter", extra={**fields, "detail": result.detail}
+        )
 
     async def drain(self, timeout: float) -> bool:
         """Wait for in-flight sends up to `timeout`; True if none is left."""

@@ -16,12 +16,11 @@ from pathlib import Path
 from types import TracebackType
 
 import uvicorn
+from harness import free_port
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
-
-from harness import free_port
 
 API_KEY = "tabstack-test-key"
 

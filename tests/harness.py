@@ -40,13 +40,14 @@ class RelayProcess:
 
     def start(self, timeout: float = 20.0) -> RelayProcess:
         relay = Path(sys.executable).parent / "relay"
-        self.proc = subprocess.Popen(
-            [str(relay), "serve", "--config", str(self.config), "--host", "127.0.0.1"],
-            cwd=self.workdir,
-            env=self.env,
-            stdout=self.stdout_path.open("ab"),
-            stderr=self.stderr_path.open("ab"),
-        )
+        with self.stdout_path.open("ab") as out, self.stderr_path.open("ab") as err:
+            self.proc = subprocess.Popen(
+                [str(relay), "serve", "--config", str(self.config), "--host", "127.0.0.1"],
+                cwd=self.workdir,
+                env=self.env,
+                stdout=out,
+                stderr=err,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -14,7 +14,9 @@ ADMIN_TOKEN = "test-admin-token"
 SLACK_TOKEN = "xoxb-test-token"
 
 
-def anchor_headers(body: bytes, ts: int, secret: str = ANCHOR_SECRET, event: str = "") -> dict[str, str]:
+def anchor_headers(
+    body: bytes, ts: int, secret: str = ANCHOR_SECRET, event: str = ""
+) -> dict[str, str]:
     digest = hmac.new(secret.encode(), b"v0:" + str(ts).encode() + b":" + body, hashlib.sha256)
     return {
         "Content-Type": "application/json",
@@ -25,7 +27,9 @@ def anchor_headers(body: bytes, ts: int, secret: str = ANCHOR_SECRET, event: str
     }
 
 
-def deck_headers(body: bytes, ts: int, msg_id: str = "msg_test", secret: str = DECK_SECRET) -> dict[str, str]:
+def deck_headers(
+    body: bytes, ts: int, msg_id: str = "msg_test", secret: str = DECK_SECRET
+) -> dict[str, str]:
     signature = Webhook(secret).sign(msg_id, datetime.fromtimestamp(ts, tz=UTC), body.decode())
     return {
         "Content-Type": "application/json",

@@ -37,7 +37,7 @@ def test_interpolation_fills_values_and_defaults() -> None:
     assert slack.token is not None and slack.token.get_secret_value() == "xoxb-test-token"
     assert slack.api_url == "http://127.0.0.1:9/api/"
     tabstack = loaded.config.sources["tabstack"]
-    assert getattr(tabstack, "base_url") == "https://api.tabstack.ai/v1"
+    assert tabstack.base_url == "https://api.tabstack.ai/v1"
 
 
 def test_dollar_dollar_is_a_literal_dollar(tmp_path: Path) -> None:
@@ -48,7 +48,7 @@ destinations:
   c: {type: console}
 """
     loaded = parse_config(text, tmp_path / "c.yaml", {})
-    token = getattr(loaded.config.sources["s"], "token")
+    token = loaded.config.sources["s"].token
     assert token.get_secret_value() == "pa$word"
 
 
@@ -90,5 +90,5 @@ destinations:
 store: {dedup_ttl: 48h}
 """
     config = parse_config(text, tmp_path / "c.yaml", {}).config
-    assert getattr(config.sources["anchor"], "tolerance") == 120.0
+    assert config.sources["anchor"].tolerance == 120.0
     assert config.store.dedup_ttl == 172800.0

@@ -108,9 +108,17 @@ def test_default_applies_when_no_rule_decided(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("condition", "data", "expected"),
     [
-        ({"path": "error.type", "one_of": ["timeout", "agent_error"]}, {"error": {"type": "timeout"}}, True),
+        (
+            {"path": "error.type", "one_of": ["timeout", "agent_error"]},
+            {"error": {"type": "timeout"}},
+            True,
+        ),
         ({"path": "error.type", "one_of": ["timeout"]}, {"error": "timeout"}, False),
-        ({"path": "error.message", "matches": "(?i)captcha"}, {"error": {"message": "CAPTCHA shown"}}, True),
+        (
+            {"path": "error.message", "matches": "(?i)captcha"},
+            {"error": {"message": "CAPTCHA shown"}},
+            True,
+        ),
         ({"path": "error.message", "matches": "captcha"}, {"error": {"message": None}}, False),
         ({"path": "recording_url", "exists": True}, {"recording_url": "https://x"}, True),
         ({"path": "recording_url", "exists": True}, {"recording_url": None}, False),
@@ -121,7 +129,9 @@ def test_default_applies_when_no_rule_decided(tmp_path: Path) -> None:
         ({"path": "status", "not_equals": "failed"}, {"status": "completed"}, True),
     ],
 )
-def test_conditions(tmp_path: Path, condition: dict[str, Any], data: dict[str, Any], expected: bool) -> None:
+def test_conditions(
+    tmp_path: Path, condition: dict[str, Any], data: dict[str, Any], expected: bool
+) -> None:
     import yaml
 
     config = {
@@ -129,7 +139,9 @@ def test_conditions(tmp_path: Path, condition: dict[str, Any], data: dict[str, A
         "destinations": {"hit": {"type": "console"}},
         "routes": [{"match": {"when": [condition]}, "to": ["hit"]}],
     }
-    router = Router.from_config(parse_config(yaml.safe_dump(config), tmp_path / "c.yaml", {}).config)
+    router = Router.from_config(
+        parse_config(yaml.safe_dump(config), tmp_path / "c.yaml", {}).config
+    )
     assert (dests(router, ev("x.y", **data)) == ["hit"]) is expected
 
 
@@ -137,24 +149,41 @@ def test_explain_trace_says_why_rules_did_not_match(router: Router) -> None:
     trace = router.decide(ev("identity.authenticated", source="anchor")).trace
     reasons = {t.route: t.reason for t in trace}
     assert reasons["noise"] == "source 'anchor' not in ['deck']"
-    assert reasons["failures"] == "type 'identity.authenticated' matches none of ['*.failed', 'batch.failed']"
+    assert (
+        reasons["failures"]
+        == "type 'identity.authenticated' matches none of ['*.failed', 'batch.failed']"
+    )
 
 
 def test_example_config_routes_attention_events_to_alerts() -> None:
     router = Router.from_config(load_config(ROOT / "config.example.yaml", env={}).config)
     attention = {
-        "anchor": ["task.failed", "session.failed", "batch.failed", "intervention.requested",
-                   "identity.authentication_failed"],
-        "deck": ["credential.invalid", "session.failed", "task_run.failed",
-                 "task_run.interaction_required", "task_run.pending",
-                 "event_destination.deactivated"],
+        "anchor": [
+            "task.failed",
+            "session.failed",
+            "batch.failed",
+            "intervention.requested",
+            "identity.authentication_failed",
+        ],
+        "deck": [
+            "credential.invalid",
+            "session.failed",
+            "task_run.failed",
+            "task_run.interaction_required",
+            "task_run.pending",
+            "event_destination.deactivated",
+        ],
         "tabstack": ["run.failed"],
     }
     for source, types in attention.items():
         for type_ in types:
             assert dests(router, ev(type_, source=source)) == ["alerts"], (source, type_)
-    for source, type_ in [("anchor", "task.completed"), ("deck", "task_run.completed"),
-                          ("tabstack", "run.completed"), ("tabstack", "run.started")]:
+    for source, type_ in [
+        ("anchor", "task.completed"),
+        ("deck", "task_run.completed"),
+        ("tabstack", "run.completed"),
+        ("tabstack", "run.started"),
+    ]:
         assert dests(router, ev(type_, source=source)) == ["events"], (source, type_)
     assert router.decide(ev("agent.updated", source="deck")).dropped_by == "noise"
     human = router.decide(ev("intervention.requested"))

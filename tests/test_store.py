@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 from relay.event import Event
-from relay.store import MIGRATIONS, Acceptance, NewMessage, SqliteStore, Status, migrate, sqlite_path
+from relay.store import (
+    MIGRATIONS,
+    Acceptance,
+    NewMessage,
+    SqliteStore,
+    Status,
+    migrate,
+    sqlite_path,
+)
 
 
 def ev(event_id: str, source: str = "anchor") -> Event:
@@ -28,8 +36,12 @@ async def store(tmp_path: Path) -> SqliteStore:
 
 
 async def test_duplicate_event_enqueues_nothing(store: SqliteStore) -> None:
-    assert await store.accept(ev("e1"), [msg("alerts", "slack:alerts")], 100.0) is Acceptance.ACCEPTED
-    assert await store.accept(ev("e1"), [msg("alerts", "slack:alerts")], 101.0) is Acceptance.DUPLICATE
+    assert (
+        await store.accept(ev("e1"), [msg("alerts", "slack:alerts")], 100.0) is Acceptance.ACCEPTED
+    )
+    assert (
+        await store.accept(ev("e1"), [msg("alerts", "slack:alerts")], 101.0) is Acceptance.DUPLICATE
+    )
     # the same id from another source is another event
     assert await store.accept(ev("e1", "deck"), [], 101.0) is Acceptance.ACCEPTED
     assert len(await store.rows(Status.PENDING)) == 1
@@ -48,16 +60,23 @@ async def test_dedup_survives_reopening(tmp_path: Path) -> None:
 
 
 async def test_only_the_head_of_each_key_is_due(store: SqliteStore) -> None:
-    await store.accept(ev("e1"), [msg("alerts", "slack:alerts", "1"), msg("events", "slack:events", "1")], 100.0)
+    await store.accept(
+        ev("e1"), [msg("alerts", "slack:alerts", "1"), msg("events", "slack:events", "1")], 100.0
+    )
     await store.accept(ev("e2"), [msg("alerts", "slack:alerts", "2")], 100.0)
     heads = await store.due_heads(100.0)
-    assert [(h.pace_key, h.payload["text"]) for h in heads] == [("slack:alerts", "1"), ("slack:events", "1")]
+    assert [(h.pace_key, h.payload["text"]) for h in heads] == [
+        ("slack:alerts", "1"),
+        ("slack:events", "1"),
+    ]
     assert await store.claim(heads[0].id, 200.0)
     assert not await store.claim(heads[0].id, 200.0)  # already taken
     # while the head is in flight nothing else on that key is due
     assert [h.pace_key for h in await store.due_heads(100.0)] == ["slack:events"]
     await store.mark_sent(heads[0].id, "C1", "1.000001", 101.0)
-    assert [h.payload["text"] for h in await store.due_heads(101.0) if h.pace_key == "slack:alerts"] == ["2"]
+    assert [
+        h.payload["text"] for h in await store.due_heads(101.0) if h.pace_key == "slack:alerts"
+    ] == ["2"]
 
 
 async def test_retry_keeps_order_and_waits(store: SqliteStore) -> None:
@@ -69,7 +88,9 @@ async def test_retry_keeps_order_and_waits(store: SqliteStore) -> None:
     assert await store.due_heads(120.0) == []  # the second message waits behind the first
     assert await store.next_due_at() == 130.0
     again = await store.due_heads(130.0)
-    assert [(r.payload["text"], r.attempts, r.last_reason) for r in again] == [("1", 1, "rate_limited")]
+    assert [(r.payload["text"], r.attempts, r.last_reason) for r in again] == [
+        ("1", 1, "rate_limited")
+    ]
 
 
 async def test_dead_letters_list_replay_drop(store: SqliteStore) -> None:

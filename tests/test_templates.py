@@ -25,7 +25,7 @@ from relay.event import Event, parse_time
 from relay.render import FALLBACK, Renderer
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "tests" / "fixtures"
+SAMPLES = ROOT / "relay" / "samples"  # one example event of every type, shipped for `relay check`
 SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures"
 GOLDEN = ROOT / "tests" / "golden"
 UPDATE = os.environ.get("RELAY_UPDATE_GOLDEN") == "1"
@@ -50,164 +50,6 @@ DECK_TYPES = [
     "event_destination.activated", "event_destination.deactivated",
 ]  # fmt: skip
 TABSTACK_TYPES = ["run.started", "run.completed", "run.failed"]
-
-_DASH = "https://app.anchorbrowser.io/sessions/ses_8d2c1fda"
-_TASK = {
-    "task_id": "tsk_4f8w9n2b-3d5a-45e7-89ab-cdef0123456f",
-    "task_version_id": "tv_demo_v3",
-    "execution_id": "exr_8d2c1fda-7b6e-4a3d-9c1f-0e2b3a4c5d6e",
-    "session_id": "ses_8d2c1fda",
-    "execution_mode": "agentic",
-    "duration_ms": 61250,
-    "cost": {"amount": 0.034, "currency": "USD"},
-    "artifacts": [],
-    "session_dashboard_url": _DASH,
-}
-ANCHOR_INLINE: dict[str, dict[str, Any]] = {
-    "task.failed": {
-        **_TASK,
-        "error": {"type": "invalid_credentials", "message": "Login rejected: wrong password"},
-    },
-    "task.cancelled": {**_TASK, "reason": "Cancelled from the dashboard"},
-    "task.healed": {**_TASK, "healed_task_version_id": "tv_demo_v4"},
-    "session.failed": {
-        "session_id": "ses_8d2c1fda",
-        "duration_ms": 183000,
-        "steps": 31,
-        "error": {"type": "browser_unreachable", "message": "Browser pod stopped responding"},
-        "session_dashboard_url": _DASH,
-    },
-    "session.recording.ready": {
-        "session_id": "ses_8d2c1fda",
-        "duration_ms": 27540,
-        "size": 18874368,
-        "session_dashboard_url": _DASH,
-    },
-    "batch.completed": {
-        "batch_id": "bat_92ab7de1",
-        "total_requests": 25,
-        "completed_requests": 23,
-        "failed_requests": 2,
-        "status": "completed",
-    },
-    "intervention.requested": {
-        "intervention_id": "int_5d1e",
-        "type": "captcha",
-        "message": "Solve the CAPTCHA on the checkout page",
-        "session_id": "ses_8d2c1fda",
-        "task_id": "tsk_4f8w9n2b",
-        "live_view_url": "https://live.anchorbrowser.io/?sessionId=ses_8d2c1fda",
-        "session_dashboard_url": _DASH,
-    },
-    "intervention.resolved": {
-        "intervention_id": "int_5d1e",
-        "type": "captcha",
-        "resolved_by": "dana@example.com",
-        "session_id": "ses_8d2c1fda",
-    },
-    "identity.authentication_failed": {
-        "identity_id": "idn_acme_orders",
-        "application_id": "app_acme",
-        "session_id": "ses_8d2c1fda",
-        "execution_id": "exr_8d2c1fda",
-        "failure_type": "invalid_credentials",
-    },
-}
-
-_RUN = {
-    "object": "task_run",
-    "task_id": "task_a1b2c3d4",
-    "credential_id": "cred_a1b2c3d4",
-    "session_id": "sess_77aa88bb",
-    "agent_id": "agt_a1b2c3d4",
-    "source_id": "src_a1b2c3d4",
-    "created_at": "2025-01-15T09:30:00Z",
-    "updated_at": "2025-01-15T09:31:15Z",
-}
-_SESSION = {
-    "id": "sess_77aa88bb",
-    "object": "session",
-    "agent_id": "agt_a1b2c3d4",
-    "task_runs": [{"id": "trun_a1b2c3d4", "status": "completed", "result": "success"}],
-    "created_at": "2025-01-15T09:30:00Z",
-    "updated_at": "2025-01-15T09:35:00Z",
-}
-_CRED = {"id": "cred_a1b2c3d4", "object": "credential", "source_id": "src_a1b2c3d4",
-         "auth_method": "username_password"}  # fmt: skip
-_AGENT = {"id": "agt_a1b2c3d4", "object": "agent", "name": "Invoice fetcher",
-          "source_id": "src_a1b2c3d4", "updated_at": "2025-01-15T09:30:00Z"}  # fmt: skip
-_SOURCE = {"id": "src_a1b2c3d4", "object": "source", "name": "Acme billing",
-           "url": "https://billing.acme.example", "updated_at": "2025-01-15T09:30:00Z"}  # fmt: skip
-_DTASK = {"id": "task_a1b2c3d4", "object": "task", "name": "Download monthly invoice",
-          "agent_id": "agt_a1b2c3d4", "description": "Log in and download the latest invoice PDF",
-          "updated_at": "2025-01-15T09:30:00Z"}  # fmt: skip
-_STORAGE = {"id": "stor_9f8e7d6c", "object": "storage", "file_name": "invoice-2025-01.pdf",
-            "file_type": "application/pdf", "file_size": 284113, "task_run_id": "trun_a1b2c3d4",
-            "created_at": "2025-01-15T09:31:10Z"}  # fmt: skip
-_DEST = {"id": "evtd_1a2b3c4d", "object": "event_destination", "type": "webhook",
-         "url": "https://relay.example.com/hooks/deck"}  # fmt: skip
-DECK_INLINE: dict[str, dict[str, Any]] = {
-    "agent.created": {**_AGENT, "status": "active"},
-    "agent.updated": {**_AGENT, "status": "active"},
-    "agent.deleted": {**_AGENT, "status": "deleted"},
-    "source.created": _SOURCE,
-    "source.updated": _SOURCE,
-    "source.deleted": _SOURCE,
-    "credential.created": {**_CRED, "status": "unverified"},
-    "credential.unverified": {**_CRED, "status": "unverified"},
-    "credential.verified": {**_CRED, "status": "verified"},
-    "credential.invalid": {
-        **_CRED,
-        "status": "invalid",
-        "errors": [{"type": "auth", "code": "invalid_password", "message": "Password rejected"}],
-    },
-    "credential.deleted": {**_CRED, "status": "deleted"},
-    "session.queued": {**_SESSION, "status": "queued", "task_runs": []},
-    "session.running": {**_SESSION, "status": "running", "runtime_ms": 4100},
-    "session.idle": {**_SESSION, "status": "idle", "runtime_ms": 64000},
-    "session.completing": {**_SESSION, "status": "completing", "runtime_ms": 81000},
-    "session.completed": {**_SESSION, "status": "completed", "runtime_ms": 95000},
-    "session.failed": {
-        **_SESSION,
-        "status": "failed",
-        "runtime_ms": 31000,
-        "errors": [{"type": "session", "code": "browser_crashed", "message": "Browser crashed"}],
-    },
-    "task.created": _DTASK,
-    "task.updated": _DTASK,
-    "task.deleted": _DTASK,
-    "task_run.queued": {**_RUN, "id": "trun_a1b2c3d4", "status": "queued",
-                        "input": {"month": "2025-01"}},
-    "task_run.running": {**_RUN, "id": "trun_a1b2c3d4", "status": "running", "runtime_ms": 1200},
-    "task_run.pending": {
-        **_RUN, "id": "trun_a1b2c3d4", "status": "pending", "runtime_ms": 45000,
-        "interaction": {"type": "approval", "message": "Approve the payment of $420.00?"},
-    },
-    "task_run.canceling": {**_RUN, "id": "trun_a1b2c3d4", "status": "canceling"},
-    "task_run.canceled": {**_RUN, "id": "trun_a1b2c3d4", "status": "canceled",
-                          "runtime_ms": 30500},
-    "task_run.interaction_required": {
-        **_RUN, "id": "trun_a1b2c3d4", "status": "interaction_required", "runtime_ms": 22000,
-        "interaction": {"type": "mfa_code", "message": "Enter the 6-digit code sent to +1 555 0100",
-                        "field": "otp"},
-    },
-    "storage.created": _STORAGE,
-    "storage.deleted": _STORAGE,
-    "event_destination.activated": {**_DEST, "status": "active"},
-    "event_destination.deactivated": {**_DEST, "status": "inactive",
-                                      "reason": "Deliveries failed 4 times in a row"},
-}  # fmt: skip
-DECK_INLINE["task_run.completed"] = {
-    **_RUN, "id": "trun_a1b2c3d4", "status": "completed", "result": "success",
-    "runtime_ms": 12453, "output": {"invoice_total": "$420.00"},
-    "storage": [{"id": "stor_9f8e7d6c", "file_name": "invoice-2025-01.pdf",
-                 "file_type": "application/pdf", "file_size": 284113}],
-}  # fmt: skip
-DECK_INLINE["task_run.failed"] = {
-    **_RUN, "id": "trun_f00dbabe", "status": "failed", "result": "failure", "runtime_ms": 600021,
-    "errors": [{"type": "task", "code": "timeout",
-                "message": "Task execution exceeded the timeout of 10 minutes."}],
-}  # fmt: skip
 
 TABSTACK_INLINE: dict[str, tuple[str, dict[str, Any]]] = {
     "run.started": (
@@ -260,30 +102,14 @@ def event_from_envelope(provider: str, body: dict[str, Any], source: str | None 
     )
 
 
-def _inline_envelope(provider: str, kind: str, data: dict[str, Any]) -> dict[str, Any]:
-    if provider == "deck":
-        return {"id": f"evt_{kind.replace('.', '_')}", "object": "event", "type": kind,
-                "data": data, "created_at": "2025-01-15T09:31:15Z"}  # fmt: skip
-    return {"id": f"evt_01HXJ8{kind.replace('.', '_').upper()}", "type": kind,
-            "created": "2026-05-24T12:18:05.123Z",
-            "project_id": "5d2c31f6-ab7e-481a-b6fd-8b4a96a4e197",
-            "text": f"{kind} (provider one-liner)", "data": data}  # fmt: skip
-
-
 def collect_cases() -> dict[str, Event]:
     """Golden name -> event. Fixture files win over inline samples of the same type."""
     cases: dict[str, Event] = {}
     for provider in ("anchor", "deck"):
-        for folder in (SHARED_FIXTURES / provider, FIXTURES / provider):
+        for folder in (SHARED_FIXTURES / provider, SAMPLES / provider):
             for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
                 body = json.loads(path.read_text(encoding="utf-8"))
                 cases[f"{provider}/{path.stem}"] = event_from_envelope(provider, body)
-        covered = {e.type for name, e in cases.items() if name.startswith(provider + "/")}
-        inline = ANCHOR_INLINE if provider == "anchor" else DECK_INLINE
-        for kind, data in inline.items():
-            if kind not in covered:
-                body = _inline_envelope(provider, kind, data)
-                cases[f"{provider}/{kind}"] = event_from_envelope(provider, body)
     for kind, (event_id, data) in TABSTACK_INLINE.items():
         cases[f"tabstack/{kind}"] = Event(
             source="tabstack", provider="tabstack", id=event_id, type=kind, data=data

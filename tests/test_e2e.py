@@ -1,0 +1,247 @@
+"""End to end: `relay serve` as a real process, signed requests over HTTP, a fake Slack over HTTP.
+
+Every sample event of the three platforms must reach the channel its route names, with a text
+fallback and blocks the fake Slack accepts; forged, unsigned and stale requests get 401 and post
+nothing; a repeated event id gets 200 and posts nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fakeslack import FakeSlack, Message
+from faketabstack import API_KEY, FakeTabstack
+from harness import ROOT, SHARED, RelayProcess
+from signing import (
+    ADMIN_TOKEN,
+    ANCHOR_SECRET,
+    DECK_SECRET,
+    SLACK_TOKEN,
+    anchor_headers,
+    deck_headers,
+)
+
+SAMPLES = ROOT / "relay" / "samples"
+ALERTS, EVENTS = "C0ALERTS01", "C0EVENTS01"
+ATTENTION = {
+    "anchor": {"task.failed", "session.failed", "batch.failed", "intervention.requested",
+               "identity.authentication_failed"},
+    "deck": {"credential.invalid", "session.failed", "task_run.failed",
+             "task_run.interaction_required", "task_run.pending", "event_destination.deactivated"},
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def slack() -> Iterator[FakeSlack]:
+    with FakeSlack() as fake:
+        yield fake
+
+
+@pytest.fixture
+def relay(slack: FakeSlack, relay_process: type[RelayProcess], tmp_path: Path) -> RelayProcess:
+    slack.reset()
+    env = {
+        "SLACK_BOT_TOKEN": SLACK_TOKEN,
+        "SLACK_API_URL": slack.api_url,
+        "ANCHOR_WEBHOOK_SECRET": ANCHOR_SECRET,
+        "DECK_WEBHOOK_SECRET": DECK_SECRET,
+        "RELAY_ADMIN_TOKEN": ADMIN_TOKEN,
+        "RELAY_DATABASE_URL": f"sqlite:///{tmp_path}/relay.db",
+    }
+    return relay_process(ROOT / "config.example.yaml", env, tmp_path).start()
+
+
+def wait_for(slack: FakeSlack, count: int, timeout: float = 60.0) -> list[Message]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(slack.messages) >= count:
+            return slack.messages
+        time.sleep(0.05)
+    raise AssertionError(f"expected {count} messages, got {len(slack.messages)}")
+
+
+def post_anchor(relay: RelayProcess, body: bytes, ts: int | None = None) -> httpx.Response:
+    headers = anchor_headers(body, int(time.time()) if ts is None else ts)
+    return httpx.post(relay.url + "/hooks/anchor", content=body, headers=headers)
+
+
+def post_deck(relay: RelayProcess, body: bytes, ts: int | None = None) -> httpx.Response:
+    headers = deck_headers(body, int(time.time()) if ts is None else ts)
+    return httpx.post(relay.url + "/hooks/deck", content=body, headers=headers)
+
+
+def test_every_event_type_reaches_its_channel(relay: RelayProcess, slack: FakeSlack) -> None:
+    expected: dict[str, tuple[str, str]] = {}  # event id -> (channel, provider text)
+    for provider, post in (("anchor", post_anchor), ("deck", post_deck)):
+        for path in sorted((SAMPLES / provider).glob("*.json")):
+            body = path.read_bytes()
+            event = json.loads(body)
+            answer = post(relay, body)
+            if event["type"] == "agent.updated":  # dropped as noise by the example config
+                assert answer.status_code == 202
+                continue
+            assert answer.status_code == 202, (path.name, answer.text)
+            channel = ALERTS if event["type"] in ATTENTION[provider] else EVENTS
+            expected[event["id"]] = (channel, event.get("text") or "")
+    wait_for(slack, len(expected))
+    time.sleep(0.3)
+    messages = slack.messages
+    assert len(messages) == len(expected)  # nothing extra (the dropped type posted nothing)
+    # one channel's messages leave in the order they were accepted: pair them up per channel
+    for channel in (ALERTS, EVENTS):
+        posted = [m for m in messages if m.channel == channel]
+        wanted = [text for ch, text in expected.values() if ch == channel]
+        assert len(posted) == len(wanted), channel
+        for message, provider_text in zip(posted, wanted, strict=True):
+            assert message.text, "every message carries a text fallback"
+            assert message.blocks, "every message carries blocks"
+            assert message.unfurl_links is False and message.unfurl_media is False
+            rendered = json.dumps(message.blocks)
+            assert len(rendered) > 2 * len(provider_text), "richer than the provider's one-liner"
+
+
+def test_forged_unsigned_and_stale_requests_get_401_and_post_nothing(
+    relay: RelayProcess, slack: FakeSlack
+) -> None:
+    body = (SHARED / "fixtures" / "anchor" / "task.completed.json").read_bytes()
+    forged = anchor_headers(body, int(time.time()), secret="0" * 64)
+    assert httpx.post(relay.url + "/hooks/anchor", content=body, headers=forged).status_code == 401
+    unsigned = {"Content-Type": "application/json"}
+    answer = httpx.post(relay.url + "/hooks/anchor", content=body, headers=unsigned)
+    assert answer.status_code == 401
+    assert set(answer.json()) == {"error", "detail"}
+    assert post_anchor(relay, body, ts=int(time.time()) - 600).status_code == 401
+    tampered = body.replace(b"4218", b"4219")
+    headers = anchor_headers(body, int(time.time()))
+    assert (
+        httpx.post(relay.url + "/hooks/anchor", content=tampered, headers=headers).status_code
+        == 401
+    )
+    deck_body = (SHARED / "fixtures" / "deck" / "task_run.failed.json").read_bytes()
+    assert post_deck(relay, deck_body, ts=int(time.time()) - 3600).status_code == 401
+    time.sleep(1.0)
+    assert slack.messages == []
+
+
+def test_repeated_event_id_gets_200_and_posts_once(relay: RelayProcess, slack: FakeSlack) -> None:
+    body = (SHARED / "fixtures" / "deck" / "task_run.failed.json").read_bytes()
+    assert post_deck(relay, body).status_code == 202
+    again = post_deck(relay, body)
+    assert again.status_code == 200 and again.json()["status"] == "duplicate"
+    wait_for(slack, 1)
+    time.sleep(0.5)
+    assert len(slack.messages) == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "status"),
+    [
+        ("/hooks/nope", {"Content-Type": "application/json"}, 404),
+        ("/hooks/anchor", {"Content-Type": "text/plain"}, 415),
+        ("/hooks/tabstack", {"Content-Type": "application/json"}, 415),
+        ("/hooks/tabstack", {"Content-Type": "text/event-stream"}, 401),
+    ],
+)
+def test_contract_status_codes(
+    relay: RelayProcess, path: str, headers: dict[str, str], status: int
+) -> None:
+    answer = httpx.post(relay.url + path, content=b"{}", headers=headers)
+    assert answer.status_code == status
+    assert set(answer.json()) == {"error", "detail"}
+
+
+def test_body_over_the_limit_is_413(relay: RelayProcess) -> None:
+    body = b'{"pad": "' + b"x" * (1024 * 1024 + 10) + b'"}'
+    answer = httpx.post(
+        relay.url + "/hooks/anchor", content=body, headers=anchor_headers(body, int(time.time()))
+    )
+    assert answer.status_code == 413
+
+
+def test_signed_but_malformed_is_400(relay: RelayProcess) -> None:
+    for body in (b"not json", b'{"type": "task.completed", "data": {}}', b"[1, 2]"):
+        answer = post_anchor(relay, body)
+        assert answer.status_code == 400, body
+        assert answer.json()["error"] == "malformed"
+
+
+def test_piped_tabstack_stream_posts_start_and_end(relay: RelayProcess, slack: FakeSlack) -> None:
+    stream = (SHARED / "fixtures" / "tabstack" / "run-error-current-format.sse").read_bytes()
+
+    def chunks() -> Iterator[bytes]:
+        for block in stream.split(b"\n\n"):
+            yield block + b"\n\n"
+
+    answer = httpx.post(
+        relay.url + "/hooks/tabstack",
+        content=chunks(),
+        headers={"Content-Type": "text/event-stream", "Authorization": f"Bearer {ADMIN_TOKEN}",
+                 "X-Relay-Run-Id": "run_e2e_1"},
+    )  # fmt: skip
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["run_id"] == "run_e2e_1"
+    messages = wait_for(slack, 2)
+    started = next(m for m in messages if m.channel == EVENTS)
+    failed = next(m for m in messages if m.channel == ALERTS)
+    assert "Log in and download the invoice" in json.dumps(started.blocks)
+    assert "Login form rejected the credentials" in json.dumps(failed.blocks)
+    assert "TASK_FAILED" in json.dumps(failed.blocks)
+
+
+def test_runs_endpoint_starts_a_tabstack_run(
+    slack: FakeSlack, relay_process: type[RelayProcess], tmp_path: Path
+) -> None:
+    slack.reset()
+    with FakeTabstack(SHARED / "fixtures" / "tabstack" / "run-success.sse") as tabstack:
+        env = {
+            "SLACK_BOT_TOKEN": SLACK_TOKEN,
+            "SLACK_API_URL": slack.api_url,
+            "RELAY_ADMIN_TOKEN": ADMIN_TOKEN,
+            "TABSTACK_API_KEY": API_KEY,
+            "TABSTACK_BASE_URL": tabstack.base_url,
+            "RELAY_DATABASE_URL": f"sqlite:///{tmp_path}/relay.db",
+        }
+        relay = relay_process(ROOT / "config.example.yaml", env, tmp_path).start()
+        auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        assert httpx.post(relay.url + "/runs/tabstack", json={"task": "x"}).status_code == 401
+        assert (
+            httpx.post(relay.url + "/runs/tabstack", json={"url": "x"}, headers=auth).status_code
+            == 400
+        )
+        answer = httpx.post(
+            relay.url + "/runs/tabstack",
+            json={"task": "Find the product price", "url": "https://example.com/product"},
+            headers=auth,
+        )
+        assert answer.status_code == 202, answer.text
+        assert answer.json()["run_id"].startswith("run_")
+        messages = wait_for(slack, 2)
+        assert tabstack.requests[0]["task"] == "Find the product price"
+        assert all(m.channel == EVENTS for m in messages)
+        assert any("The product costs $19.99" in json.dumps(m.blocks) for m in messages)
+
+
+def test_dry_run_prints_the_block_kit_message(
+    relay_process: type[RelayProcess], tmp_path: Path
+) -> None:
+    env = {
+        "ANCHOR_WEBHOOK_SECRET": ANCHOR_SECRET,
+        "RELAY_DATABASE_URL": f"sqlite:///{tmp_path}/r.db",
+    }
+    relay = relay_process(ROOT / "config.example.yaml", env, tmp_path).start()
+    body = (SHARED / "fixtures" / "anchor" / "task.completed.json").read_bytes()
+    assert post_anchor(relay, body).status_code == 202
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "blocks" not in relay.stdout():
+        time.sleep(0.05)
+    printed = json.loads(relay.stdout().strip().splitlines()[0])
+    assert printed["channel"] == "#browser-events"
+    assert printed["blocks"][0]["type"] == "header"
+    # SIGTERM: graceful shutdown (uvicorn re-raises the signal once the app has shut down)
+    assert relay.terminate() in (0, -15)
+    assert "Application shutdown complete." in relay.stderr()
