@@ -45,6 +45,8 @@ class Worker:
         max_age: float = 86400.0,
         lease_seconds: float = 120.0,
         poll_seconds: float = 1.0,
+        backoff_base: float = 1.0,
+        backoff_cap: float = 300.0,
     ) -> None:
         self.store = store
         self.senders = dict(senders)
@@ -54,6 +56,8 @@ class Worker:
         self.max_age = max_age
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
         self._wake = asyncio.Event()
         self._busy: dict[str, asyncio.Task[None]] = {}
 
@@ -130,7 +134,13 @@ class Worker:
             if result.retry_after is not None and result.reason.value == "rate_limited":
                 self.pacer.pause(row.pace_key, now, result.retry_after)
             if now - row.created_at < self.max_age:
-                delay = backoff(row.attempts, self.random, retry_after=result.retry_after)
+                delay = backoff(
+                    row.attempts,
+                    self.random,
+                    base=self.backoff_base,
+                    cap=self.backoff_cap,
+                    retry_after=result.retry_after,
+                )
                 await self.store.mark_retry(row.id, now + delay, result.reason.value, result.detail)
                 log.warning(
                     "delivery will be retried",

@@ -1,0 +1,192 @@
+"""The delivery worker against the fake Slack over real HTTP: retries, dead letters, pacing, order."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from fakeslack import FakeSlack
+
+from relay.deliver import SlackChannelSender, SlackWebhookSender, web_client, webhook_client
+from relay.event import Event
+from relay.pacing import Pacer
+from relay.store import NewMessage, SqliteStore, Status
+from relay.worker import Worker
+
+ALERTS, EVENTS = "C0ALERTS01", "C0EVENTS01"
+
+
+@pytest.fixture(scope="module")
+def slack() -> Iterator[FakeSlack]:
+    with FakeSlack(hang_seconds=3.0) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    s = SqliteStore(tmp_path / "relay.db")
+    await s.open()
+    yield s
+    await s.close()
+
+
+def make_worker(store: SqliteStore, slack: FakeSlack, **kw: object) -> Worker:
+    client = web_client("xoxb-test-token", base_url=slack.api_url, timeout=1)
+    senders = {
+        "alerts": SlackChannelSender(client, "#browser-alerts"),
+        "events": SlackChannelSender(client, "#browser-events"),
+        "alerts-too": SlackChannelSender(client, "browser-alerts"),
+        "hook": SlackWebhookSender(webhook_client(slack.webhook_url("alerts-hook"), timeout=1)),
+    }
+    worker = Worker(store, senders, random=lambda: 0.0, backoff_base=0.2, poll_seconds=0.2,
+                    **kw)  # type: ignore[arg-type]  # fmt: skip
+    return worker
+
+
+async def enqueue(store: SqliteStore, n: int, dest: str = "alerts", key: str | None = None,
+                  start: int = 0) -> None:  # fmt: skip
+    pace_key = key or f"slack:{dest}"
+    for i in range(start, start + n):
+        event = Event(source="anchor", provider="anchor", id=f"e{i}", type="task.failed", data={})
+        message = NewMessage(dest, pace_key, "t", {"text": f"message {i}", "blocks": []})
+        await store.accept(event, [message], time.time())
+
+
+async def run_until(worker: Worker, done: object, timeout: float = 30.0) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if await done():  # type: ignore[operator]
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("condition not reached in time")
+    finally:
+        stop.set()
+        await task
+        await worker.drain(5)
+
+
+async def test_transient_failures_are_retried_until_sent(
+    store: SqliteStore, slack: FakeSlack
+) -> None:
+    slack.reset()
+    slack.script("#browser-alerts", ["ratelimited:1", "server_error", "timeout", "drop_connection"])
+    await enqueue(store, 1)
+    worker = make_worker(store, slack)
+
+    async def sent() -> bool:
+        return bool(await store.rows(Status.SENT))
+
+    await run_until(worker, sent)
+    row = (await store.rows(Status.SENT))[0]
+    assert row.attempts == 5
+    assert [m.text for m in slack.messages] == ["message 0"]
+    outcomes = [r.scripted for r in slack.requests if r.method == "chat.postMessage"]
+    assert outcomes == ["ratelimited:1", "server_error", "timeout", "drop_connection", None]
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        ("channel_not_found", "channel"),
+        ("invalid_auth", "auth"),
+        ("invalid_blocks", "invalid_payload"),
+    ],
+)
+async def test_permanent_errors_become_dead_letters_and_replay(
+    store: SqliteStore, slack: FakeSlack, code: str, reason: str
+) -> None:
+    slack.reset()
+    slack.script("#browser-alerts", [code])
+    await enqueue(store, 1)
+    worker = make_worker(store, slack)
+
+    async def dead() -> bool:
+        return bool(await store.rows(Status.DEAD))
+
+    await run_until(worker, dead)
+    letter = (await store.rows(Status.DEAD))[0]
+    assert (letter.last_reason, letter.last_error, letter.attempts) == (reason, code, 1)
+    assert slack.messages == []
+    # the operator fixed the cause: replay delivers it
+    assert await store.replay_dead(None, time.time()) == 1
+
+    async def sent() -> bool:
+        return bool(await store.rows(Status.SENT))
+
+    await run_until(worker, sent)
+    assert [m.text for m in slack.messages] == ["message 0"]
+
+
+async def test_too_old_transient_failure_goes_dead(store: SqliteStore, slack: FakeSlack) -> None:
+    slack.reset()
+    slack.script("#browser-alerts", ["server_error"])
+    await enqueue(store, 1)
+    worker = make_worker(store, slack, max_age=0.0)
+
+    async def dead() -> bool:
+        return bool(await store.rows(Status.DEAD))
+
+    await run_until(worker, dead)
+    assert (await store.rows(Status.DEAD))[0].last_reason == "max_age"
+
+
+async def test_pacing_per_channel_is_never_exceeded_and_order_is_kept(
+    store: SqliteStore, slack: FakeSlack
+) -> None:
+    slack.reset()
+    # two destination names for one channel share its pace; a second channel flows alongside
+    await enqueue(store, 4, "alerts", "slack:browser-alerts")
+    await enqueue(store, 3, "alerts-too", "slack:browser-alerts", start=4)
+    await enqueue(store, 4, "events", start=7)
+    worker = make_worker(store, slack, pacer=Pacer(rate=2.0, burst=2.0))
+
+    async def all_sent() -> bool:
+        return len(await store.rows(Status.SENT)) == 11
+
+    await run_until(worker, all_sent)
+    alerts = [m for m in slack.messages if m.channel == ALERTS]
+    assert [m.text for m in alerts] == [f"message {i}" for i in range(7)]
+    times = [m.received for m in alerts]
+    slack_jitter = 0.05
+    for i in range(len(times)):
+        for j in range(i, len(times)):
+            assert j - i + 1 <= 2 + 2.0 * (times[j] - times[i] + slack_jitter)
+    events = [m.received for m in slack.messages if m.channel == EVENTS]
+    assert events[0] < times[-1], "the other channel did not wait for this one"
+
+
+async def test_rate_limit_pauses_only_that_channel(store: SqliteStore, slack: FakeSlack) -> None:
+    slack.reset()
+    slack.script("#browser-alerts", ["ratelimited:2"])
+    await enqueue(store, 1, "alerts")
+    await enqueue(store, 3, "events", start=1)
+    worker = make_worker(store, slack)
+    began = time.monotonic()
+
+    async def all_sent() -> bool:
+        return len(await store.rows(Status.SENT)) == 4
+
+    await run_until(worker, all_sent)
+    alert = next(m for m in slack.messages if m.channel == ALERTS)
+    events = [m for m in slack.messages if m.channel == EVENTS]
+    assert alert.received - began >= 2.0  # waited Retry-After
+    assert all(m.received < alert.received for m in events)
+
+
+async def test_webhook_destination_retries_on_429(store: SqliteStore, slack: FakeSlack) -> None:
+    slack.reset()
+    slack.script("alerts-hook", ["ratelimited:1"])
+    await enqueue(store, 1, "hook", "webhook:x")
+    worker = make_worker(store, slack)
+
+    async def sent() -> bool:
+        return bool(await store.rows(Status.SENT))
+
+    await run_until(worker, sent)
+    assert [m.text for m in slack.messages] == ["message 0"]
