@@ -1,4 +1,4 @@
-"""The delivery worker against the fake Slack over real HTTP: retries, dead letters, pacing, order."""
+"""The delivery worker against the fake Slack over HTTP: retries, dead letters, pacing, order."""
 
 from __future__ import annotations
 
