@@ -1,0 +1,93 @@
+"""The `relay` command line: check, render, outbox and dead-letter commands, with exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from harness import ROOT, SHARED
+
+from relay.cli import main
+from relay.event import Event
+from relay.store import NewMessage, SqliteStore, Status
+
+
+def test_check_passes_on_the_example_config(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--config", str(ROOT / "config.example.yaml")]) == 0
+    assert "ok:" in capsys.readouterr().out
+
+
+def test_check_fails_naming_the_yaml_path(capsys: pytest.CaptureFixture[str]) -> None:
+    bad = ROOT / "tests" / "configs" / "bad" / "unknown-destination.yaml"
+    assert main(["check", "--config", str(bad)]) == 1
+    assert "routes[1].to[1]: unknown destination 'opps'" in capsys.readouterr().err
+
+
+def test_check_reports_a_broken_user_template(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "anchor").mkdir()
+    (tmp_path / "anchor" / "task.failed.j2").write_text("{{ broken ")
+    config = (ROOT / "config.example.yaml").read_text().replace("./templates", str(tmp_path))
+    path = tmp_path / "c.yaml"
+    path.write_text(config)
+    assert main(["check", "--config", str(path)]) == 1
+    assert "anchor/task.failed" in capsys.readouterr().out
+
+
+def test_render_prints_what_goes_where(capsys: pytest.CaptureFixture[str]) -> None:
+    event = SHARED / "fixtures" / "deck" / "task_run.failed.json"
+    assert main(["render", "--config", str(ROOT / "config.example.yaml"), str(event)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["event"]["type"] == "task_run.failed"
+    [message] = out["messages"]
+    assert (message["destination"], message["route"]) == ("alerts", "deck-attention")
+    assert message["payload"]["text"] and message["payload"]["blocks"]
+
+
+def test_render_tabstack_stream(capsys: pytest.CaptureFixture[str]) -> None:
+    stream = SHARED / "fixtures" / "tabstack" / "run-success.sse"
+    assert main(["render", "--config", str(ROOT / "config.example.yaml"), str(stream)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [o["event"]["type"] for o in out] == ["run.started", "run.completed"]
+
+
+def test_outbox_and_dead_letter_commands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RELAY_DATABASE_URL", f"sqlite:///{tmp_path}/relay.db")
+
+    async def seed() -> None:
+        store = SqliteStore(tmp_path / "relay.db")
+        await store.open()
+        for i in range(2):
+            event = Event(
+                source="anchor", provider="anchor", id=f"e{i}", type="task.failed", data={}
+            )
+            await store.accept(event, [NewMessage("alerts", f"k{i}", "t", {"text": "x"})], 1.0)
+        for row in await store.due_heads(1.0):
+            await store.claim(row.id, 2.0)
+            await store.mark_dead(row.id, "channel", "channel_not_found", 2.0)
+        await store.close()
+
+    asyncio.run(seed())
+    assert main(["outbox"]) == 0
+    assert "alerts" in capsys.readouterr().out
+    assert main(["dead", "list"]) == 0
+    letters = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(d["reason"], d["error"]) for d in letters] == [("channel", "channel_not_found")] * 2
+    assert main(["dead", "replay"]) == 2  # needs IDs or --all
+    assert main(["dead", "replay", str(letters[0]["id"])]) == 0
+    assert main(["dead", "drop", "--all"]) == 0
+    capsys.readouterr()
+
+    async def statuses() -> tuple[int, int]:
+        store = SqliteStore(tmp_path / "relay.db")
+        await store.open()
+        result = (len(await store.rows(Status.PENDING)), len(await store.rows(Status.DEAD)))
+        await store.close()
+        return result
+
+    assert asyncio.run(statuses()) == (1, 0)
