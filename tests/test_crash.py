@@ -34,8 +34,8 @@ def body(i: int) -> bytes:
 def post(url: str, i: int) -> int | None:
     payload = body(i)
     try:
-        answer = httpx.post(url + "/hooks/anchor", content=payload,
-                            headers=anchor_headers(payload, int(time.time())), timeout=5)  # fmt: skip
+        headers = anchor_headers(payload, int(time.time()))
+        answer = httpx.post(url + "/hooks/anchor", content=payload, headers=headers, timeout=5)
     except httpx.HTTPError:
         return None
     return answer.status_code
