@@ -281,6 +281,13 @@ class StoreConfig(_Strict):
     _durations = field_validator("dedup_ttl", "max_age", mode="before")(_seconds)
 
 
+class PacingConfig(_Strict):
+    """Messages per second per channel or webhook URL, and the burst allowed on top."""
+
+    rate: Annotated[float, Field(gt=0)] = 1.0
+    burst: Annotated[float, Field(ge=1)] = 3.0
+
+
 class Config(_Strict):
     sources: dict[str, Source]
     slack: SlackConfig = SlackConfig()
@@ -290,6 +297,7 @@ class Config(_Strict):
     templates: str | None = None
     server: ServerConfig = ServerConfig()
     store: StoreConfig = StoreConfig()
+    pacing: PacingConfig = PacingConfig()
 
     @field_validator("sources", "destinations")
     @classmethod

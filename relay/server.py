@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 from relay.app import Services, build_app
 from relay.config import LoadedConfig, SlackChannelDestination, WebhookDestination
 from relay.deliver import ConsoleSender, Sender, SlackChannelSender, SlackWebhookSender
+from relay.pacing import Pacer
 from relay.runtime import Runtime, build_runtime
 from relay.store import SqliteStore, sqlite_path
 from relay.worker import Worker
@@ -56,7 +57,13 @@ def build_services(
 ) -> Services:
     runtime = build_runtime(loaded)
     store = SqliteStore(sqlite_path(env.get("RELAY_DATABASE_URL"), cwd))
-    worker = Worker(store, build_senders(runtime, console), max_age=runtime.config.store.max_age)
+    config = runtime.config
+    worker = Worker(
+        store,
+        build_senders(runtime, console),
+        pacer=Pacer(rate=config.pacing.rate, burst=config.pacing.burst),
+        max_age=config.store.max_age,
+    )
     return Services(
         runtime=runtime,
         store=store,
