@@ -96,8 +96,11 @@ class TabstackSource(_Strict):
     base_url: str = "https://api.tabstack.ai/v1"
     max_stream_seconds: Seconds = 3600.0
     max_stream_bytes: Annotated[int, Field(gt=0)] = 64 * 1024 * 1024
+    progress_interval: Seconds | None = 10.0  # live `run.progress` events; null turns them off
 
-    _max_stream_seconds = field_validator("max_stream_seconds", mode="before")(_seconds)
+    _max_stream_seconds = field_validator("max_stream_seconds", "progress_interval", mode="before")(
+        _seconds
+    )
 
     @field_validator("token", "api_key", mode="before")
     @classmethod
@@ -230,6 +233,110 @@ class Match(_Strict):
     _lists = field_validator("source", "type", mode="before")(_str_list)
 
 
+# ---------------------------------------------------------------- conversations
+
+_KEY = re.compile(r"^(auto|[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_-]+)*|.*\{\{.*\}\}.*)$")
+
+
+def _check_keys(values: list[str]) -> list[str]:
+    for value in values:
+        if not _KEY.match(value):
+            raise ValueError(
+                f"'{value}' is not a key (expected `auto`, a dotted path such as "
+                "data.session_id, or a Jinja expression such as '{{ data.task_id }}')"
+            )
+    return values
+
+
+class ThreadConfig(_Strict):
+    """Events with the same key read as one Slack thread; the first one posts the parent."""
+
+    key: str = "auto"
+    update: list[str] | None = None  # types (globs) that update the parent instead of replying
+    broadcast: list[str] | None = None  # types (globs) whose replies also go to the channel
+    ttl: Seconds = 7 * 86400.0
+
+    _lists = field_validator("update", "broadcast", mode="before")(_str_list)
+    _ttl = field_validator("ttl", mode="before")(_seconds)
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        return _check_keys([value])[0]
+
+
+class RepeatConfig(_Strict):
+    """The same fingerprint within `interval` updates one message's counter instead of posting."""
+
+    key: list[str] = ["type"]
+    interval: Seconds = 3600.0
+
+    _key_list = field_validator("key", mode="before")(_str_list)
+    _interval = field_validator("interval", mode="before")(_seconds)
+    _keys = field_validator("key")(_check_keys)
+
+
+class GroupConfig(_Strict):
+    """Alertmanager-style grouping: events of one group within a window become one digest."""
+
+    by: list[str] = ["type"]
+    wait: Seconds = 30.0
+    interval: Seconds = 300.0
+    max: Annotated[int, Field(ge=2)] = 100
+    show: Annotated[int, Field(ge=1, le=40)] = 10
+
+    _by_list = field_validator("by", mode="before")(_str_list)
+    _durations = field_validator("wait", "interval", mode="before")(_seconds)
+    _keys = field_validator("by")(_check_keys)
+
+
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_CLOCK = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$")
+
+
+class TimeRange(_Strict):
+    start_time: str
+    end_time: str
+
+    @field_validator("start_time", "end_time")
+    @classmethod
+    def _clock(cls, value: str) -> str:
+        found = _CLOCK.match(value)
+        if not found or (found.group(1) == "24" and found.group(2) != "00"):
+            raise ValueError(f"'{value}' is not a time of day (expected HH:MM, 00:00 to 24:00)")
+        return value
+
+
+class TimeInterval(_Strict):
+    """When an interval is active: weekdays (`monday:friday`), times of day, a time zone."""
+
+    weekdays: list[str] | None = None
+    times: list[TimeRange] | None = None
+    location: str = "UTC"
+
+    _weekdays = field_validator("weekdays", mode="before")(_str_list)
+
+    @field_validator("weekdays")
+    @classmethod
+    def _days(cls, value: list[str] | None) -> list[str] | None:
+        for item in value or []:
+            for day in item.lower().split(":"):
+                if day not in _WEEKDAYS:
+                    raise ValueError(f"'{item}' is not a weekday or range like monday:friday")
+        return value
+
+    @field_validator("location")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"'{value}' is not a known time zone (e.g. Europe/Paris)") from None
+        return value
+
+
 class Route(_Strict):
     name: str | None = None
     match: Match = Match()
@@ -238,6 +345,22 @@ class Route(_Strict):
     template: str | None = None
     mention: list[str] = []
     continue_: bool = Field(False, alias="continue")
+    thread: ThreadConfig | None = None
+    repeat: RepeatConfig | None = None
+    group: GroupConfig | None = None
+    mute_during: list[str] = []
+    mentions_off_during: list[str] = []
+
+    _intervals = field_validator("mute_during", "mentions_off_during", mode="before")(_str_list)
+
+    @field_validator("thread", mode="before")
+    @classmethod
+    def _thread_shorthand(cls, value: Any) -> Any:
+        if value is True or value == "auto":
+            return {}
+        if isinstance(value, str):
+            return {"key": value}
+        return value
 
     _mention = field_validator("mention", mode="before")(_str_list)
 
@@ -258,6 +381,8 @@ class Route(_Strict):
             raise ValueError("a route with `drop: true` cannot also have `to`")
         if not self.drop and not self.to:
             raise ValueError("needs `to: [destination, ...]` or `drop: true`")
+        if self.group is not None and (self.thread is not None or self.repeat is not None):
+            raise ValueError("a route with `group` posts digests: it cannot also use thread/repeat")
         return self
 
 
@@ -298,6 +423,7 @@ class Config(_Strict):
     server: ServerConfig = ServerConfig()
     store: StoreConfig = StoreConfig()
     pacing: PacingConfig = PacingConfig()
+    time_intervals: dict[str, list[TimeInterval]] = {}
 
     @field_validator("sources", "destinations")
     @classmethod
@@ -415,6 +541,15 @@ def _cross_references(config: Config) -> list[str]:
                     f"(known: {', '.join(sorted(sources))})"
                 )
     check_to("default", config.default.to)
+    intervals = ", ".join(sorted(config.time_intervals)) or "none defined"
+    for r, route in enumerate(config.routes):
+        for field in ("mute_during", "mentions_off_during"):
+            for i, name in enumerate(getattr(route, field)):
+                if name not in config.time_intervals:
+                    errors.append(
+                        f"routes[{r}].{field}[{i}]: unknown time interval '{name}' "
+                        f"(known: {intervals})"
+                    )
     return errors
 
 

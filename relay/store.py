@@ -19,7 +19,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
@@ -62,6 +62,49 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_head ON outbox (pace_key, status, id);
     CREATE INDEX outbox_status ON outbox (status, next_attempt_at);
     """,
+    # 2: conversations (threads, updates, repeats), digests, muted rows
+    """
+    ALTER TABLE outbox ADD COLUMN step TEXT;
+    CREATE TABLE messages (
+        pace_key    TEXT NOT NULL,
+        key         TEXT NOT NULL,
+        channel_id  TEXT,
+        ts          TEXT NOT NULL,
+        order_at    REAL,
+        count       INTEGER NOT NULL DEFAULT 1,
+        first_at    REAL NOT NULL,
+        last_at     REAL NOT NULL,
+        expires_at  REAL NOT NULL,
+        PRIMARY KEY (pace_key, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX messages_expiry ON messages (expires_at);
+    CREATE TABLE digest_groups (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        route         TEXT NOT NULL,
+        group_key     TEXT NOT NULL,
+        destination   TEXT NOT NULL,
+        pace_key      TEXT NOT NULL,
+        wait          REAL NOT NULL,
+        interval      REAL NOT NULL,
+        max_items     INTEGER NOT NULL,
+        show          INTEGER NOT NULL,
+        flush_at      REAL,
+        last_flush_at REAL,
+        UNIQUE (route, group_key, destination)
+    );
+    CREATE INDEX digest_due ON digest_groups (flush_at);
+    CREATE TABLE digest_items (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        group_id     INTEGER NOT NULL REFERENCES digest_groups (id),
+        event_source TEXT NOT NULL,
+        event_id     TEXT NOT NULL,
+        event_type   TEXT NOT NULL,
+        template     TEXT NOT NULL,
+        payload      TEXT NOT NULL,
+        created_at   REAL NOT NULL
+    );
+    CREATE INDEX digest_items_group ON digest_items (group_id, id);
+    """,
 )
 
 
@@ -70,6 +113,7 @@ class Status(StrEnum):
     INFLIGHT = "inflight"
     SENT = "sent"
     DEAD = "dead"
+    MUTED = "muted"  # recorded during quiet hours, never delivered
 
 
 class Acceptance(StrEnum):
@@ -78,13 +122,68 @@ class Acceptance(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class GroupSpec:
+    """Where a grouped message waits for its digest, and the route's grouping settings."""
+
+    route: str
+    key: str
+    wait: float
+    interval: float
+    max_items: int
+    show: int
+
+
+@dataclass(frozen=True, slots=True)
 class NewMessage:
-    """An outbox row to create: a rendered message for one destination."""
+    """An outbox row to create: a rendered message for one destination.
+
+    `step` says how it joins a conversation (see relay.conversation); `muted` records it without
+    ever delivering it; `group` parks it for a digest instead of the outbox.
+    """
 
     destination: str
     pace_key: str
     template: str
     payload: dict[str, Any]
+    step: dict[str, Any] | None = None
+    muted: bool = False
+    group: GroupSpec | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRef:
+    """A message Slack accepted, found again by its key (thread parent, update or repeat)."""
+
+    channel_id: str | None
+    ts: str
+    order_at: float | None
+    count: int
+    first_at: float
+    last_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class DigestItem:
+    id: int
+    event_source: str
+    event_id: str
+    event_type: str
+    template: str
+    payload: dict[str, Any]
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class DigestBatch:
+    """A group whose digest is due, with the items waiting in it (oldest first)."""
+
+    group_id: int
+    route: str
+    group_key: str
+    destination: str
+    pace_key: str
+    show: int
+    items: tuple[DigestItem, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +202,7 @@ class OutboxRow:
     next_attempt_at: float
     last_reason: str | None
     last_error: str | None
+    step: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,11 +213,13 @@ class DestinationStats:
     dead: int
     sent: int
     oldest_pending_at: float | None
+    muted: int = 0
+    digesting: int = 0
 
 
 _ROW_COLUMNS = (
     "id, event_source, event_id, event_type, destination, pace_key, template, payload, status, "
-    "attempts, created_at, next_attempt_at, last_reason, last_error"
+    "attempts, created_at, next_attempt_at, last_reason, last_error, step"
 )
 
 
@@ -137,6 +239,7 @@ def _row(values: Sequence[Any]) -> OutboxRow:
         next_attempt_at=values[11],
         last_reason=values[12],
         last_error=values[13],
+        step=json.loads(values[14]) if values[14] else None,
     )
 
 
@@ -218,8 +321,8 @@ class SqliteStore:
                     return Acceptance.DUPLICATE
                 db.executemany(
                     "INSERT INTO outbox (event_source, event_id, event_type, destination, pace_key,"
-                    " template, payload, status, created_at, next_attempt_at)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    " template, payload, status, created_at, next_attempt_at, step, finished_at)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                     [
                         (
                             event.source,
@@ -229,13 +332,19 @@ class SqliteStore:
                             m.pace_key,
                             m.template,
                             json.dumps(m.payload, ensure_ascii=False),
-                            Status.PENDING.value,
+                            (Status.MUTED if m.muted else Status.PENDING).value,
                             now,
                             now,
+                            json.dumps(m.step) if m.step else None,
+                            now if m.muted else None,
                         )
                         for m in messages
+                        if m.group is None or m.muted
                     ],
                 )
+                for m in messages:
+                    if m.group is not None and not m.muted:
+                        _add_to_group(db, event, m, m.group, now)
                 db.execute("COMMIT")
                 return Acceptance.ACCEPTED
             except BaseException:
@@ -292,12 +401,18 @@ class SqliteStore:
         )
 
     async def mark_sent(
-        self, row_id: int, channel_id: str | None, ts: str | None, now: float
+        self,
+        row_id: int,
+        channel_id: str | None,
+        ts: str | None,
+        now: float,
+        *,
+        reason: str = "ok",
     ) -> None:
         await self._exec(
             "UPDATE outbox SET status='sent', channel_id=?, ts=?, finished_at=?, lease_until=NULL,"
-            " last_reason='ok' WHERE id=?",
-            (channel_id, ts, now, row_id),
+            " last_reason=? WHERE id=?",
+            (channel_id, ts, now, reason, row_id),
         )
 
     async def mark_retry(
@@ -332,6 +447,131 @@ class SqliteStore:
         """At start-up of a single process every inflight row is an orphan of the last run."""
         return await self.release_expired_leases(float("inf"))
 
+    # ------------------------------------------------------------ conversations
+
+    async def get_message(self, pace_key: str, key: str, now: float) -> MessageRef | None:
+        """The live message registered under `key` on this channel, or None (unknown/expired)."""
+
+        def query(db: sqlite3.Connection) -> MessageRef | None:
+            found = db.execute(
+                "SELECT channel_id, ts, order_at, count, first_at, last_at FROM messages"
+                " WHERE pace_key=? AND key=? AND expires_at > ?",
+                (pace_key, key, now),
+            ).fetchone()
+            return MessageRef(*found) if found else None
+
+        return await self._run(query)
+
+    async def put_message(
+        self,
+        pace_key: str,
+        key: str,
+        ref: MessageRef,
+        expires_at: float,
+    ) -> None:
+        """Register (or replace) the message under `key`."""
+        await self._exec(
+            "INSERT INTO messages (pace_key, key, channel_id, ts, order_at, count, first_at,"
+            " last_at, expires_at) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (pace_key, key) DO"
+            " UPDATE SET channel_id=excluded.channel_id, ts=excluded.ts,"
+            " order_at=excluded.order_at, count=excluded.count, first_at=excluded.first_at,"
+            " last_at=excluded.last_at, expires_at=excluded.expires_at",
+            (
+                pace_key,
+                key,
+                ref.channel_id,
+                ref.ts,
+                ref.order_at,
+                ref.count,
+                ref.first_at,
+                ref.last_at,
+                expires_at,
+            ),
+        )
+
+    async def touch_message(
+        self,
+        pace_key: str,
+        key: str,
+        *,
+        order_at: float | None,
+        count: int | None,
+        now: float,
+        expires_at: float | None = None,
+    ) -> None:
+        """After an update: remember the newest state's time, the repeat count, the last use."""
+        await self._exec(
+            "UPDATE messages SET order_at=MAX(COALESCE(order_at, ?), COALESCE(?, order_at)),"
+            " count=COALESCE(?, count), last_at=?, expires_at=MAX(expires_at, COALESCE(?, 0))"
+            " WHERE pace_key=? AND key=?",
+            (order_at, order_at, count, now, expires_at, pace_key, key),
+        )
+
+    async def forget_message(self, pace_key: str, key: str) -> None:
+        await self._exec("DELETE FROM messages WHERE pace_key=? AND key=?", (pace_key, key))
+
+    # ------------------------------------------------------------ digests
+
+    async def due_digests(self, now: float) -> list[DigestBatch]:
+        def query(db: sqlite3.Connection) -> list[DigestBatch]:
+            batches = []
+            groups = db.execute(
+                "SELECT id, route, group_key, destination, pace_key, show FROM digest_groups"
+                " WHERE flush_at IS NOT NULL AND flush_at <= ? ORDER BY flush_at, id",
+                (now,),
+            ).fetchall()
+            for gid, route, key, destination, pace_key, show in groups:
+                items = tuple(
+                    DigestItem(i[0], i[1], i[2], i[3], i[4], json.loads(i[5]), i[6])
+                    for i in db.execute(
+                        "SELECT id, event_source, event_id, event_type, template, payload,"
+                        " created_at FROM digest_items WHERE group_id=? ORDER BY id",
+                        (gid,),
+                    ).fetchall()
+                )
+                batches.append(DigestBatch(gid, route, key, destination, pace_key, show, items))
+            return batches
+
+        return await self._run(query)
+
+    async def next_digest_at(self) -> float | None:
+        return await self._run(
+            lambda db: db.execute(
+                "SELECT MIN(flush_at) FROM digest_groups WHERE flush_at IS NOT NULL"
+            ).fetchone()[0]
+        )
+
+    async def flush_digest(
+        self, batch: DigestBatch, message: NewMessage | None, now: float
+    ) -> None:
+        """Atomically: the digest (or the lone item's own message) into the outbox, its items
+        out of the group; the group waits `interval` before the next digest if more arrived."""
+
+        def txn(db: sqlite3.Connection) -> None:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if message is not None and batch.items:
+                    _enqueue_digest(db, batch, message, now)
+                ids = [item.id for item in batch.items]
+                db.execute(
+                    f"DELETE FROM digest_items WHERE id IN ({','.join('?' * len(ids))})", ids
+                )
+                more = db.execute(
+                    "SELECT COUNT(*) FROM digest_items WHERE group_id=?", (batch.group_id,)
+                ).fetchone()[0]
+                db.execute(
+                    "UPDATE digest_groups SET last_flush_at=?,"
+                    " flush_at=CASE WHEN ? > 0 THEN ? + interval ELSE NULL END WHERE id=?",
+                    (now, more, now, batch.group_id),
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+
+        await self._run(txn)
+
     # ------------------------------------------------------------ housekeeping
 
     async def prune(self, now: float, dedup_ttl: float, keep_sent: float) -> tuple[int, int]:
@@ -345,8 +585,16 @@ class SqliteStore:
                 (now - dedup_ttl,),
             ).rowcount
             rows = db.execute(
-                "DELETE FROM outbox WHERE status='sent' AND finished_at < ?", (now - keep_sent,)
+                "DELETE FROM outbox WHERE status IN ('sent','muted') AND finished_at < ?",
+                (now - keep_sent,),
             ).rowcount
+            db.execute("DELETE FROM messages WHERE expires_at <= ?", (now,))
+            db.execute(
+                "DELETE FROM digest_groups WHERE flush_at IS NULL"
+                " AND last_flush_at < ? - interval AND NOT EXISTS"
+                " (SELECT 1 FROM digest_items i WHERE i.group_id = digest_groups.id)",
+                (now,),
+            )
             return events, rows
 
         return await self._run(txn)
@@ -357,9 +605,21 @@ class SqliteStore:
                 "SELECT destination,"
                 " SUM(status='pending'), SUM(status='inflight'), SUM(status='dead'),"
                 " SUM(status='sent'), MIN(CASE WHEN status IN ('pending','inflight')"
-                " THEN created_at END) FROM outbox GROUP BY destination ORDER BY destination"
+                " THEN created_at END), SUM(status='muted') FROM outbox GROUP BY destination"
             ).fetchall()
-            return [DestinationStats(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+            waiting = dict(
+                db.execute(
+                    "SELECT g.destination, COUNT(*) FROM digest_items i JOIN digest_groups g"
+                    " ON g.id = i.group_id GROUP BY g.destination"
+                ).fetchall()
+            )
+            stats = {
+                r[0]: DestinationStats(r[0], r[1], r[2], r[3], r[4], r[5], r[6], 0) for r in rows
+            }
+            for destination, count in waiting.items():
+                base = stats.get(destination) or DestinationStats(destination, 0, 0, 0, 0, None)
+                stats[destination] = replace(base, digesting=count)
+            return [stats[k] for k in sorted(stats)]
 
         return await self._run(query)
 
@@ -389,6 +649,83 @@ class SqliteStore:
 
     async def _exec(self, sql: str, args: tuple[Any, ...]) -> int:
         return await self._run(lambda db: db.execute(sql, args).rowcount)
+
+
+def _enqueue_digest(
+    db: sqlite3.Connection, batch: DigestBatch, message: NewMessage, now: float
+) -> None:
+    first = batch.items[0]
+    db.execute(
+        "INSERT INTO outbox (event_source, event_id, event_type, destination, pace_key, template,"
+        " payload, status, created_at, next_attempt_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        (
+            first.event_source,
+            first.event_id,
+            first.event_type if len(batch.items) == 1 else "digest",
+            batch.destination,
+            batch.pace_key,
+            message.template,
+            json.dumps(message.payload, ensure_ascii=False),
+            Status.PENDING.value,
+            now,
+            now,
+        ),
+    )
+
+
+def _add_to_group(
+    db: sqlite3.Connection, event: Event, m: NewMessage, group: GroupSpec, now: float
+) -> None:
+    """Park a message in its digest group; schedule the group's flush (Alertmanager timing:
+    `wait` after the first item of a quiet group, `interval` after the last flush, at once when
+    `max_items` are waiting)."""
+    found = db.execute(
+        "SELECT id, flush_at, last_flush_at FROM digest_groups"
+        " WHERE route=? AND group_key=? AND destination=?",
+        (group.route, group.key, m.destination),
+    ).fetchone()
+    if found is None:
+        gid = db.execute(
+            "INSERT INTO digest_groups (route, group_key, destination, pace_key, wait, interval,"
+            " max_items, show, flush_at) VALUES (?,?,?,?,?,?,?,?,?)",
+            (
+                group.route,
+                group.key,
+                m.destination,
+                m.pace_key,
+                group.wait,
+                group.interval,
+                group.max_items,
+                group.show,
+                now + group.wait,
+            ),
+        ).lastrowid
+    else:
+        gid, flush_at, last_flush = found
+        if flush_at is None:
+            recent = last_flush is not None and now < last_flush + group.interval
+            flush_at = last_flush + group.interval if recent else now + group.wait
+        db.execute(
+            "UPDATE digest_groups SET flush_at=?, wait=?, interval=?, max_items=?, show=?,"
+            " pace_key=? WHERE id=?",
+            (flush_at, group.wait, group.interval, group.max_items, group.show, m.pace_key, gid),
+        )
+    db.execute(
+        "INSERT INTO digest_items (group_id, event_source, event_id, event_type, template,"
+        " payload, created_at) VALUES (?,?,?,?,?,?,?)",
+        (
+            gid,
+            event.source,
+            event.id,
+            event.type,
+            m.template,
+            json.dumps(m.payload, ensure_ascii=False),
+            now,
+        ),
+    )
+    waiting = db.execute("SELECT COUNT(*) FROM digest_items WHERE group_id=?", (gid,)).fetchone()
+    if waiting[0] >= group.max_items:
+        db.execute("UPDATE digest_groups SET flush_at=? WHERE id=?", (now, gid))
 
 
 def _ids_clause(ids: Sequence[int] | None) -> tuple[str, list[int]]:

@@ -1,0 +1,222 @@
+"""The pure rules behind conversations: thread keys and steps per provider, quiet-hour
+intervals, digest and repeat-counter messages, and the config errors for them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from relay.config import RepeatConfig, ThreadConfig, TimeInterval, parse_config
+from relay.conversation import Step, key_value, steps
+from relay.deliver import OutgoingMessage
+from relay.digest import build, group_key
+from relay.errors import ConfigError
+from relay.event import Event
+from relay.repeat import with_counter
+from relay.schedule import active
+from relay.store import DigestBatch, DigestItem
+
+CREATED = datetime(2026, 5, 24, 12, 0, tzinfo=UTC)
+
+
+def event(provider: str, kind: str, **data: Any) -> Event:
+    return Event(provider, provider, "e1", kind, data, created=CREATED)
+
+
+AUTO = ThreadConfig()
+
+
+def test_anchor_events_of_one_session_share_a_thread_key() -> None:
+    (a,) = steps(event("anchor", "task.completed", session_id="s1"), AUTO, None, route="r")
+    (b,) = steps(event("anchor", "session.recording.ready", session_id="s1"), AUTO, None, route="r")
+    assert a.thread == b.thread == "thread:anchor:s1"
+    assert a.update is None and not a.broadcast
+
+
+def test_anchor_falls_back_to_execution_id_and_failures_are_broadcast() -> None:
+    (step,) = steps(event("anchor", "task.failed", execution_id="x9"), AUTO, None, route="r")
+    assert step.thread == "thread:anchor:x9" and step.broadcast
+
+
+def test_anchor_intervention_is_registered_then_updated() -> None:
+    (ask,) = steps(
+        event("anchor", "intervention.requested", session_id="s", intervention_id="i1"),
+        AUTO,
+        None,
+        route="r",
+    )
+    (done,) = steps(
+        event("anchor", "intervention.resolved", session_id="s", intervention_id="i1"),
+        AUTO,
+        None,
+        route="r",
+    )
+    assert ask.register == done.update == "intervention:anchor:i1"
+    assert ask.broadcast and ask.thread == done.thread
+
+
+def test_deck_task_runs_update_their_parent_and_failures_also_reply() -> None:
+    (queued,) = steps(event("deck", "task_run.queued", id="trun_1"), AUTO, None, route="r")
+    assert queued.update == queued.thread == "thread:deck:trun_1"
+    assert queued.order_at == CREATED.timestamp()
+    update, reply = steps(event("deck", "task_run.failed", id="trun_1"), AUTO, None, route="r")
+    assert update.update == update.thread and not update.broadcast
+    assert reply.update is None and reply.broadcast and reply.thread == update.thread
+    (agent,) = steps(event("deck", "agent.created", id="agt_1"), AUTO, None, route="r")
+    assert agent == Step(order_at=CREATED.timestamp()) and not agent.joins
+
+
+def test_tabstack_run_events_update_one_message() -> None:
+    for kind in ("run.progress", "run.completed"):
+        (step,) = steps(event("tabstack", kind, run_id="run_1"), AUTO, None, route="r")
+        assert step.update == step.thread == "thread:tabstack:run_1"
+    assert len(steps(event("tabstack", "run.failed", run_id="run_1"), AUTO, None, route="r")) == 2
+    progress = event("tabstack", "run.progress", run_id="run_1")
+    assert steps(progress, None, None, route="r") == ()  # no thread: progress is not posted
+
+
+def test_configured_keys_paths_and_jinja() -> None:
+    e = event("generic", "job.done", job={"id": 7}, team="ops")
+    assert key_value("data.job.id", e) == "7"
+    assert key_value("{{ data.team }}-{{ data.job.id }}", e) == "ops-7"
+    assert key_value("data.missing", e) is None
+    assert key_value("data.job", e) is None  # an object is not a key
+    assert key_value("{{ data.job.id.__class__.__mro__ }}", e) in (None, "")  # sandboxed
+    (step,) = steps(e, ThreadConfig(key="data.team", update=["job.*"]), None, route="r")
+    assert step.update == step.thread == "thread:generic:ops"
+    (flat,) = steps(e, ThreadConfig(key="data.nothing"), None, route="r")
+    assert flat.thread is None
+
+
+def test_repeat_fingerprint_and_round_trip() -> None:
+    repeat = RepeatConfig(key=["data.task_id", "data.error.type"], interval=60)
+    e = event("anchor", "task.failed", task_id="t1", error={"type": "timeout"})
+    (step,) = steps(e, None, repeat, route="flaky")
+    assert step.repeat == "repeat:anchor:flaky:t1|timeout" and step.repeat_interval == 60
+    assert Step.from_json(step.to_json()) == step
+
+
+# ---------------------------------------------------------------- quiet hours
+
+PARIS_NIGHTS = TimeInterval(
+    weekdays=["monday:friday"],
+    times=[{"start_time": "22:00", "end_time": "07:00"}],  # type: ignore[list-item]
+    location="Europe/Paris",
+)
+
+
+def at(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+@pytest.mark.parametrize(
+    ("when", "muted"),
+    [
+        ("2026-11-23T21:30:00+00:00", True),  # Monday 22:30 in Paris
+        ("2026-11-23T20:30:00+00:00", False),  # Monday 21:30 in Paris
+        ("2026-11-24T05:59:00+00:00", True),  # Tuesday 06:59 in Paris (wraps past midnight)
+        ("2026-11-24T06:00:00+00:00", False),  # Tuesday 07:00: the end is exclusive
+        ("2026-11-28T23:00:00+00:00", False),  # Sunday 00:00 in Paris: not a weekday
+    ],
+)
+def test_time_intervals_follow_weekdays_times_and_zone(when: str, muted: bool) -> None:
+    intervals = {"nights": [PARIS_NIGHTS]}
+    assert (active(intervals, ["nights"], at(when)) == "nights") is muted
+
+
+def test_weekday_ranges_wrap_around_the_week() -> None:
+    weekend = {"w": [TimeInterval(weekdays=["saturday:sunday"])]}
+    assert active(weekend, ["w"], at("2026-11-29T12:00:00+00:00")) == "w"  # Sunday
+    assert active(weekend, ["w"], at("2026-11-30T12:00:00+00:00")) is None  # Monday
+    around = {"w": [TimeInterval(weekdays=["friday:monday"])]}
+    assert active(around, ["w"], at("2026-11-30T12:00:00+00:00")) == "w"
+
+
+def test_bad_intervals_and_unknown_references_name_their_path(tmp_path: Path) -> None:
+    text = """
+sources: {a: {provider: anchor}}
+destinations: {c: {type: console}}
+time_intervals:
+  nights: [{weekdays: [funday], times: [{start_time: "25:00", end_time: "07:00"}],
+            location: Mars/Olympus}]
+routes:
+  - {to: [c], mute_during: [nigths], thread: {key: "not a key!"}}
+"""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, tmp_path / "relay.yaml", {})
+    problems = "\n".join(caught.value.errors)
+    assert "time_intervals.nights[0].weekdays: 'funday' is not a weekday" in problems
+    assert "time_intervals.nights[0].times[0].start_time: '25:00' is not a time of day" in problems
+    assert "time_intervals.nights[0].location: 'Mars/Olympus' is not a known time zone" in problems
+    assert "routes[0].thread.key: 'not a key!' is not a key" in problems
+
+
+def test_unknown_interval_is_named(tmp_path: Path) -> None:
+    text = """
+sources: {a: {provider: anchor}}
+destinations: {c: {type: console}}
+time_intervals: {nights: [{times: [{start_time: "22:00", end_time: "07:00"}]}]}
+routes: [{to: [c], mute_during: [nigths]}]
+"""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, tmp_path / "relay.yaml", {})
+    assert caught.value.errors == [
+        "routes[0].mute_during[0]: unknown time interval 'nigths' (known: nights)"
+    ]
+
+
+# ---------------------------------------------------------------- digests and counters
+
+
+def item(i: int, kind: str = "session.failed", mention: str | None = None) -> DigestItem:
+    payload: dict[str, Any] = {
+        "text": f"{mention + ' ' if mention else ''}:x: Session failed — ses_{i}",
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": f"ses_{i}"}}],
+        "line": f":x: Session failed — ses_{i}",
+    }
+    if mention:
+        payload["mention"] = mention
+    return DigestItem(i, "anchor", f"e{i}", kind, "anchor/session.failed", payload, 1e9 + i)
+
+
+def batch(items: list[DigestItem], show: int = 5) -> DigestBatch:
+    return DigestBatch(1, "batch-failures", "k", "ops", "slack:ops", show, tuple(items))
+
+
+def test_a_digest_counts_lists_and_says_how_many_more() -> None:
+    items = [item(i) for i in range(7)] + [item(7, "batch.failed")]
+    message = build(batch(items, show=3))
+    assert message.payload["text"] == ":package: 8 events"
+    text = str(message.payload["blocks"])
+    assert "7 x `session.failed`, 1 x `batch.failed`" in text
+    assert "ses_0" in text and "ses_2" in text and "ses_3" not in text
+    assert "…and 5 more events" in text
+
+
+def test_a_digest_mentions_once_and_a_lone_item_posts_itself() -> None:
+    message = build(batch([item(i, mention="<!here>") for i in range(3)]))
+    assert message.payload["text"] == "<!here> :package: 3 events: session.failed"
+    assert str(message.payload["blocks"]).count("<!here>") == 1
+    lone = build(batch([item(4)]))
+    assert lone.payload["text"] == ":x: Session failed — ses_4"
+    assert lone.template == "anchor/session.failed"
+
+
+def test_group_keys() -> None:
+    e = event("anchor", "session.failed", batch_id="b1")
+    assert group_key(e, ["type", "data.batch_id"]) == "session.failed|b1"
+    assert group_key(e, ["data.nothing"]) == ""
+
+
+def test_repeat_counter_replaces_itself() -> None:
+    message = OutgoingMessage(
+        "boom", [{"type": "section", "text": {"type": "mrkdwn", "text": "x"}}]
+    )
+    twice = with_counter(message, 2, 1e9, 1e9 + 60)
+    thrice = with_counter(twice, 3, 1e9, 1e9 + 120)
+    assert thrice.text == "boom (seen 3 times)"
+    counters = [b for b in thrice.blocks if b.get("block_id") == "relay-repeat"]
+    assert len(counters) == 1 and "Seen 3 times" in counters[0]["elements"][0]["text"]
