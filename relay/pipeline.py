@@ -14,11 +14,15 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+from relay.conversation import steps
+from relay.digest import group_key
 from relay.event import Event
 from relay.routing import Decision
 from relay.runtime import Runtime
-from relay.store import Acceptance, NewMessage, SqliteStore
+from relay.schedule import active
+from relay.store import Acceptance, GroupSpec, NewMessage, SqliteStore
 
 log = logging.getLogger("relay.pipeline")
 
@@ -32,23 +36,59 @@ class Planned:
     template_errors: tuple[str, ...]
 
 
-def plan(runtime: Runtime, event: Event) -> Planned:
-    """Route and render one event. Pure apart from reading templates; never raises."""
+def plan(runtime: Runtime, event: Event, now: float | None = None) -> Planned:
+    """Route and render one event, and say how each message joins its conversation, digest or
+    quiet hours. Pure apart from reading templates (`now` decides quiet hours); never raises."""
+    now = time.time() if now is None else now
+    config = runtime.config
     decision = runtime.router.decide(event)
     messages: list[NewMessage] = []
     errors: list[str] = []
     for target in decision.targets:
-        rendered = runtime.renderer.render(event, template=target.template, mention=target.mention)
+        route = runtime.router.route(target.route)
+        mention = target.mention
+        muted = False
+        if route is not None:
+            muted = active(config.time_intervals, route.mute_during, now) is not None
+            if active(config.time_intervals, route.mentions_off_during, now) is not None:
+                mention = None
+        rendered = runtime.renderer.render(event, template=target.template, mention=mention)
         if rendered.error:
             errors.append(f"{target.destination}: {rendered.error}")
-        messages.append(
-            NewMessage(
-                destination=target.destination,
-                pace_key=runtime.pace_keys[target.destination],
-                template=rendered.template,
-                payload={"text": rendered.text, "blocks": rendered.blocks},
+        payload: dict[str, Any] = {"text": rendered.text, "blocks": rendered.blocks}
+        pace_key = runtime.pace_keys[target.destination]
+        group = None
+        if route is not None and route.group is not None:
+            payload["line"] = rendered.text
+            if mention:
+                payload["line"] = rendered.text.removeprefix(f"{mention} ")
+                payload["mention"] = mention
+            group = GroupSpec(
+                route=target.route,
+                key=group_key(event, route.group.by),
+                wait=route.group.wait,
+                interval=route.group.interval,
+                max_items=route.group.max,
+                show=route.group.show,
             )
+        joined = steps(
+            event,
+            route.thread if route is not None else None,
+            route.repeat if route is not None else None,
+            route=target.route,
         )
+        for step in joined:
+            messages.append(
+                NewMessage(
+                    destination=target.destination,
+                    pace_key=pace_key,
+                    template=rendered.template,
+                    payload=payload,
+                    step=step.to_json() if step.joins else None,
+                    muted=muted,
+                    group=group,
+                )
+            )
     return Planned(decision, tuple(messages), tuple(errors))
 
 
@@ -67,7 +107,7 @@ class Pipeline:
         self.on_enqueued = on_enqueued
 
     async def accept(self, event: Event) -> Acceptance:
-        planned = plan(self.runtime, event)
+        planned = plan(self.runtime, event, self.clock())
         fields = {"event_id": event.id, "event_type": event.type, "source": event.source}
         for error in planned.template_errors:
             log.error(
@@ -81,6 +121,8 @@ class Pipeline:
             log.info(
                 "event dropped by route", extra={**fields, "route": planned.decision.dropped_by}
             )
+        elif not planned.messages and planned.decision.targets:
+            log.info("progress event with no message to update: not posted", extra=fields)
         elif not planned.messages:
             log.info("event matched no route", extra=fields)
         else:

@@ -140,6 +140,10 @@ class Router:
         )
         self._default = default
 
+    def route(self, label: str) -> Route | None:
+        """The configured rule a target came from (None for the default)."""
+        return next((c.route for c in self._routes if c.label == label), None)
+
     @classmethod
     def from_config(cls, config: Config) -> Router:
         return cls(config.routes, config.default)

@@ -14,11 +14,14 @@ import logging
 import random as _random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
-from relay.deliver import DeliveryResult, Outcome, OutgoingMessage, Sender
+from relay.conversation import Step
+from relay.deliver import DeliveryResult, Outcome, OutgoingMessage, Reason, Sender
+from relay.digest import build as build_digest
 from relay.pacing import Pacer, backoff
-from relay.store import OutboxRow, SqliteStore
+from relay.repeat import with_counter
+from relay.store import MessageRef, OutboxRow, SqliteStore
 
 log = logging.getLogger("relay.worker")
 
@@ -31,6 +34,16 @@ def message_of(row: OutboxRow) -> OutgoingMessage:
         thread_ts=payload.get("thread_ts"),
         reply_broadcast=bool(payload.get("reply_broadcast", False)),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """What one attempt does in its conversation, decided from the store just before sending."""
+
+    kind: str  # post | reply | update | repeat | superseded
+    message: OutgoingMessage
+    key: str | None = None  # the message key updated (update, repeat)
+    count: int | None = None  # the repeat count after this one
 
 
 class Worker:
@@ -78,6 +91,10 @@ class Worker:
         """Start every send that is due and allowed; returns seconds until the next look."""
         now = self.clock()
         next_look = self.poll_seconds
+        await self._flush_digests(now)
+        digest_at = await self.store.next_digest_at()
+        if digest_at is not None:
+            next_look = min(next_look, max(0.0, digest_at - now))
         for row in await self.store.due_heads(now):
             if row.pace_key in self._busy:
                 continue
@@ -106,15 +123,105 @@ class Worker:
                     self.clock(),
                 )
                 return
+            step = Step.from_json(row.step)
+            threads = step is not None and getattr(sender, "threads", True)
+            move = await self._move(row, step if threads else None)
+            if move.kind == "superseded":
+                await self.store.mark_sent(row.id, None, None, self.clock(), reason="superseded")
+                log.info(
+                    "older event did not overwrite a newer state",
+                    extra={"event_id": row.event_id, "destination": row.destination},
+                )
+                return
             try:
-                result = await sender.send(message_of(row))
+                result = await sender.send(move.message)
             except Exception as exc:  # a sender bug must not lose the row
                 log.exception("sender failed", extra={"event_id": row.event_id})
                 result = DeliveryResult.retry_unknown(type(exc).__name__)
+            if step is not None and threads:
+                result = await self._remember(row, step, move, result)
             await self._record(row, result)
         finally:
             self._busy.pop(row.pace_key, None)
             self._wake.set()
+
+    async def _move(self, row: OutboxRow, step: Step | None) -> Move:
+        message = message_of(row)
+        if step is None:
+            return Move("post", message)
+        now, key = self.clock(), row.pace_key
+        if step.repeat is not None:
+            ref = await self.store.get_message(key, step.repeat, now)
+            if ref is not None:
+                count = ref.count + 1
+                counted = with_counter(message, count, ref.first_at, now)
+                return Move("repeat", _update(counted, ref), step.repeat, count)
+        if step.update is not None:
+            ref = await self.store.get_message(key, step.update, now)
+            if ref is not None:
+                older = step.order_at is not None and ref.order_at is not None
+                if older and step.order_at < ref.order_at:  # type: ignore[operator]
+                    return Move("superseded", message)
+                return Move("update", _update(message, ref), step.update)
+        if step.thread is not None:
+            parent = await self.store.get_message(key, step.thread, now)
+            if parent is not None:
+                reply = replace(message, thread_ts=parent.ts, reply_broadcast=step.broadcast)
+                return Move("reply", reply)
+        return Move("post", message)
+
+    async def _remember(
+        self, row: OutboxRow, step: Step, move: Move, result: DeliveryResult
+    ) -> DeliveryResult:
+        """Record in the store what a sent message now is in its conversation."""
+        now, pace_key = self.clock(), row.pace_key
+        if result.outcome is not Outcome.SENT:
+            if result.reason is Reason.NOT_FOUND and move.key is not None:
+                # the message to update was deleted: forget it; the retry posts anew
+                await self.store.forget_message(pace_key, move.key)
+                return replace(result, outcome=Outcome.RETRY, retry_after=0.0)
+            return result
+        if move.kind in ("update", "repeat"):
+            assert move.key is not None
+            await self.store.touch_message(
+                pace_key, move.key, order_at=step.order_at, count=move.count, now=now
+            )
+            return result
+        if result.ts is None:
+            return result  # an incoming webhook: no ts, nothing to thread onto or update
+        ref = MessageRef(result.channel_id, result.ts, step.order_at, 1, now, now)
+        keys = []
+        if move.kind == "post" and step.thread is not None:
+            keys.append((step.thread, now + step.ttl))
+        if step.update is not None and step.update != step.thread:
+            keys.append((step.update, now + step.ttl))
+        if step.register is not None:
+            keys.append((step.register, now + step.ttl))
+        if step.repeat is not None:
+            keys.append((step.repeat, now + step.repeat_interval))
+        for name, expires in keys:
+            await self.store.put_message(pace_key, name, ref, expires)
+        if move.kind == "reply" and step.thread is not None:
+            await self.store.touch_message(
+                pace_key, step.thread, order_at=None, count=None, now=now, expires_at=now + step.ttl
+            )
+        return result
+
+    async def _flush_digests(self, now: float) -> None:
+        for batch in await self.store.due_digests(now):
+            if not batch.items:
+                await self.store.flush_digest(batch, None, now)
+                continue
+            message = build_digest(batch)
+            await self.store.flush_digest(batch, message, now)
+            log.info(
+                "digest enqueued",
+                extra={
+                    "route": batch.route,
+                    "destination": batch.destination,
+                    "events": len(batch.items),
+                },
+            )
 
     async def _record(self, row: OutboxRow, result: DeliveryResult) -> None:
         now = self.clock()
@@ -160,6 +267,10 @@ class Worker:
             return True
         _done, pending = await asyncio.wait(tasks, timeout=timeout)
         return not pending
+
+
+def _update(message: OutgoingMessage, ref: MessageRef) -> OutgoingMessage:
+    return replace(message, update_ts=ref.ts, channel_id=ref.channel_id, thread_ts=None)
 
 
 async def _first(*aws: object) -> None:

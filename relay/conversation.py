@@ -1,0 +1,208 @@
+"""Conversations: how each message of an event joins a Slack thread, updates, repeats. Pure.
+
+For one event and one route this module decides, before anything is stored, a `Step` per outbox
+row: the thread key the message belongs to (the first message of a key posts the thread's
+parent, later ones reply under it), the message key it updates in place instead of posting, the
+key it registers its own message under, whether a reply is also broadcast to the channel, the
+event time that orders updates (an older event never overwrites a newer state), and the repeat
+fingerprint. The worker acts on the step at send time, when the parent's `ts` is known.
+
+Built-in behaviour for `thread: auto`, per provider:
+- anchor: one thread per session (`session_id`, else `execution_id`, else `batch_id`);
+  `intervention.requested` registers its message and `intervention.resolved` updates it;
+  failures and interventions are broadcast.
+- deck: one message per task run (`task_run.*`) and per session (`session.*`) whose status is
+  updated in place; failures and `interaction_required` also reply, broadcast to the channel.
+- tabstack: one message per run, updated with live progress and the final answer; a failure also
+  replies, broadcast.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from relay.config import RepeatConfig, ThreadConfig
+from relay.event import Event, dig
+
+_ENV = ImmutableSandboxedEnvironment(autoescape=False)
+_MAX_KEY = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """How one outbox row joins its conversation; stored with the row as JSON."""
+
+    thread: str | None = None
+    update: str | None = None
+    register: str | None = None
+    broadcast: bool = False
+    order_at: float | None = None
+    ttl: float = 7 * 86400.0
+    repeat: str | None = None
+    repeat_interval: float = 0.0
+
+    @property
+    def joins(self) -> bool:
+        """False for a plain flat post that needs nothing from the store."""
+        return any((self.thread, self.update, self.register, self.repeat))
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v not in (None, False)}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any] | None) -> Step | None:
+        if not obj:
+            return None
+        return cls(**{k: obj[k] for k in cls.__dataclass_fields__ if k in obj})
+
+
+def context(event: Event) -> dict[str, Any]:
+    """What a key path or expression can read."""
+    return {
+        "source": event.source,
+        "provider": event.provider,
+        "id": event.id,
+        "type": event.type,
+        "data": event.data,
+        "envelope": event.envelope,
+    }
+
+
+@functools.lru_cache(maxsize=256)
+def _expression(text: str) -> Any:
+    return _ENV.from_string(text)
+
+
+def key_value(spec: str, event: Event) -> str | None:
+    """A dotted path (`data.session_id`) or a Jinja expression, as a bounded string; None if
+    the event lacks it."""
+    if "{{" in spec:
+        try:
+            value: Any = _expression(spec).render(context(event)).strip()
+        except Exception:  # a key expression must not lose the event: no key, flat post
+            return None
+    else:
+        value = dig(context(event), spec)
+    if value is None or value == "" or isinstance(value, Mapping | list):
+        return None
+    return str(value)[:_MAX_KEY]
+
+
+def _matches(kind: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(kind, p) for p in patterns)
+
+
+UPDATE_ONLY = frozenset({"run.progress"})  # only ever updates a message, never posts one
+_ANCHOR_BROADCAST = ("*.failed", "identity.authentication_failed", "intervention.requested")
+_DECK_UPDATE = ("task_run.*", "session.*")
+_DECK_BROADCAST = ("task_run.failed", "task_run.interaction_required", "session.failed")
+_TABSTACK_UPDATE = ("run.*",)
+_TABSTACK_BROADCAST = ("run.failed",)
+
+
+def _auto_key(event: Event) -> str | None:
+    data = event.data
+    if event.provider == "anchor":
+        for path in ("session_id", "execution_id", "batch_id"):
+            if isinstance(value := data.get(path), str | int) and value != "":
+                return str(value)[:_MAX_KEY]
+        return None
+    if event.provider == "deck":
+        if event.type.startswith(("task_run.", "session.")):
+            return key_value("data.id", event)
+        return None
+    if event.provider == "tabstack":
+        return key_value("data.run_id", event)
+    return None
+
+
+def _defaults(provider: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(update, broadcast) globs of `thread: auto` for a provider."""
+    if provider == "anchor":
+        return (), _ANCHOR_BROADCAST
+    if provider == "deck":
+        return _DECK_UPDATE, _DECK_BROADCAST
+    if provider == "tabstack":
+        return _TABSTACK_UPDATE, _TABSTACK_BROADCAST
+    return (), ("*.failed",)
+
+
+def steps(
+    event: Event,
+    thread: ThreadConfig | None,
+    repeat: RepeatConfig | None,
+    *,
+    route: str,
+) -> tuple[Step, ...]:
+    """The rows one (event, route, destination) produces and how each joins its conversation.
+
+    Usually one step; two when a message updates the parent and also replies (a failure that is
+    broadcast); none for a progress event that has no message to update (progress is never
+    posted on its own). A plain flat post is `(Step(),)`.
+    """
+    told = _steps(event, thread, repeat, route=route)
+    if event.type in UPDATE_ONLY:
+        return tuple(s for s in told if s.update is not None)
+    return told
+
+
+def _steps(
+    event: Event,
+    thread: ThreadConfig | None,
+    repeat: RepeatConfig | None,
+    *,
+    route: str,
+) -> tuple[Step, ...]:
+    order_at = event.created.timestamp() if event.created is not None else None
+    fingerprint = None
+    if repeat is not None:
+        parts = [key_value(k, event) or "" for k in repeat.key]
+        fingerprint = f"repeat:{event.source}:{route}:" + "|".join(parts)
+    base = Step(
+        order_at=order_at,
+        repeat=fingerprint,
+        repeat_interval=repeat.interval if repeat is not None else 0.0,
+    )
+    if thread is None:
+        return (base,)
+    raw_key = _auto_key(event) if thread.key == "auto" else key_value(thread.key, event)
+    if raw_key is None:
+        return (base,)
+    key = f"thread:{event.source}:{raw_key}"
+    auto_update, auto_broadcast = _defaults(event.provider)
+    if thread.key != "auto":
+        auto_update, auto_broadcast = (), ("*.failed",)
+    update_globs = auto_update if thread.update is None else tuple(thread.update)
+    broadcast_globs = auto_broadcast if thread.broadcast is None else tuple(thread.broadcast)
+    broadcast = _matches(event.type, broadcast_globs)
+    common = Step(thread=key, order_at=order_at, ttl=thread.ttl)
+
+    auto = thread.key == "auto"
+    if auto and event.provider == "anchor" and event.type.startswith("intervention."):
+        intervention = key_value("data.intervention_id", event)
+        if intervention is not None:
+            mark = f"intervention:{event.source}:{intervention}"
+            if event.type == "intervention.requested":
+                return (replace(common, register=mark, broadcast=broadcast),)
+            if event.type == "intervention.resolved":
+                return (replace(common, update=mark),)
+
+    if _matches(event.type, update_globs):
+        update = replace(common, update=key)
+        if broadcast:
+            return (update, replace(common, broadcast=True))
+        return (update,)
+    return (
+        replace(
+            common,
+            broadcast=broadcast,
+            repeat=fingerprint,
+            repeat_interval=base.repeat_interval,
+        ),
+    )

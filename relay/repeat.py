@@ -1,0 +1,38 @@
+"""Repeat suppression: the counter a repeated message carries when it is updated. Pure.
+
+When the same fingerprint comes back within a route's `repeat.interval`, the worker updates the
+first message instead of posting again; this module adds (or replaces) the context line
+"Seen N times · first … · last …" on the newest occurrence's rendered message.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from relay.deliver import OutgoingMessage
+
+COUNTER_BLOCK_ID = "relay-repeat"
+_SUFFIX = re.compile(r" \(seen \d+ times\)$")
+
+
+def _date(when: float) -> str:
+    fallback = datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(when)}^{{date_short_pretty}} {{time}}|{fallback}>"
+
+
+def with_counter(
+    message: OutgoingMessage, count: int, first_at: float, last_at: float
+) -> OutgoingMessage:
+    line = f":repeat: Seen {count} times · first {_date(first_at)} · last {_date(last_at)}"
+    counter = {
+        "type": "context",
+        "block_id": COUNTER_BLOCK_ID,
+        "elements": [{"type": "mrkdwn", "text": line}],
+    }
+    blocks = [b for b in message.blocks if b.get("block_id") != COUNTER_BLOCK_ID]
+    if len(blocks) >= 50:
+        blocks = blocks[:49]
+    text = f"{_SUFFIX.sub('', message.text)} (seen {count} times)"
+    return replace(message, text=text[:3000], blocks=[*blocks, counter])

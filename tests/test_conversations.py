@@ -1,0 +1,410 @@
+"""Conversations against the fake Slack over HTTP: threads, in-place updates, digests, repeat
+suppression and quiet hours, with the real pipeline, store and worker (and restarts between)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakeslack import FakeSlack
+
+from relay.config import parse_config
+from relay.event import Event
+from relay.pipeline import Pipeline
+from relay.runs import StreamLimits, consume_stream
+from relay.runtime import build_runtime
+from relay.server import build_senders
+from relay.store import SqliteStore, Status
+from relay.worker import Worker
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "relay" / "samples"
+SHARED = ROOT.parent / "shared" / "fixtures"
+
+CONFIG = """
+sources:
+  anchor: {provider: anchor, secrets: [test-secret]}
+  deck: {provider: deck, secrets: [whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw]}
+  tabstack: {provider: tabstack, token: test-token}
+slack: {token: xoxb-test-token, api_url: "%(api)s"}
+destinations:
+  ops: {type: slack, channel: "#browser-ops"}
+  batches: {type: slack, channel: "#browser-batches"}
+  repeats: {type: slack, channel: "#browser-repeats"}
+  quiet: {type: slack, channel: "#browser-quiet"}
+  hook: {type: webhook, url: "%(hook)s"}
+time_intervals:
+  always:
+    - times: [{start_time: "00:00", end_time: "24:00"}]
+  never:
+    - weekdays: [monday]
+      times: [{start_time: "00:00", end_time: "00:00"}]
+routes:
+  - name: muted
+    match: {source: anchor, type: task.cancelled}
+    to: [quiet]
+    mute_during: [never, always]
+  - name: hushed
+    match: {source: anchor, type: task.healed}
+    to: [quiet]
+    mention: ["@here"]
+    mentions_off_during: [always]
+  - name: batch-failures
+    match: {source: anchor, type: session.failed, when: [{path: batch_id, exists: true}]}
+    to: [batches]
+    group: {by: [type, data.batch_id], wait: 1s, interval: 30s, show: 5}
+  - name: flaky
+    match: {source: anchor, type: task.failed, when: [{path: flaky, exists: true}]}
+    to: [repeats]
+    repeat: {key: [data.task_id, data.error.type], interval: 1h}
+  - name: webhook-threads
+    match: {source: anchor, type: identity.*}
+    to: [hook]
+    thread: auto
+  - name: everything
+    to: [ops]
+    thread: auto
+pacing: {rate: 50, burst: 50}
+"""
+
+
+@pytest.fixture(scope="module")
+def slack() -> Iterator[FakeSlack]:
+    channels = {
+        "browser-ops": "C0OPS00001",
+        "browser-batches": "C0BATCHES1",
+        "browser-repeats": "C0REPEATS1",
+        "browser-quiet": "C0QUIET001",
+        "browser-identity": "C0IDENTITY",
+    }
+    hooks = {"identity-hook": "browser-identity"}
+    with FakeSlack(channels=channels, hooks=hooks) as fake:
+        yield fake
+
+
+class Rig:
+    """The pipeline and the worker of one relay, stoppable and restartable on one database."""
+
+    def __init__(self, slack: FakeSlack, db: Path) -> None:
+        text = CONFIG % {"api": slack.api_url, "hook": slack.webhook_url("identity-hook")}
+        self.runtime = build_runtime(parse_config(text, db.parent / "relay.yaml", {}))
+        self.db = db
+        self.console = io.StringIO()
+        self.clock: Callable[[], float] = time.time
+
+    async def start(self) -> None:
+        self.store = SqliteStore(self.db)
+        await self.store.open()
+        senders = build_senders(self.runtime, self.console)
+        self.worker = Worker(self.store, senders, poll_seconds=0.05, backoff_base=0.1)
+        self.pipeline = Pipeline(
+            self.runtime, self.store, clock=self.clock, on_enqueued=self.worker.wake
+        )
+        self.stop = asyncio.Event()
+        self.task = asyncio.create_task(self.worker.run(self.stop))
+
+    async def shutdown(self) -> None:
+        self.stop.set()
+        await self.task
+        await self.worker.drain(5)
+        await self.store.close()
+
+    async def restart(self) -> None:
+        await self.shutdown()
+        await self.start()
+
+    def parse(self, source: str, body: dict[str, Any]) -> Event:
+        provider = self.runtime.providers[source]
+        raw = json.dumps(body).encode()
+        return provider.parse({"content-type": "application/json"}, raw)[0]
+
+    async def accept(self, source: str, body: dict[str, Any]) -> None:
+        await self.pipeline.accept(self.parse(source, body))
+
+    async def settle(self, done: Callable[[], Awaitable[bool]] | None = None) -> None:
+        """Until every row is finished (and `done`, if given, holds)."""
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            busy = [s for s in await self.store.stats() if s.pending or s.inflight or s.digesting]
+            if not busy and (done is None or await done()):
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"not settled: {await self.store.stats()}")
+
+
+@pytest.fixture
+async def rig(slack: FakeSlack, tmp_path: Path) -> AsyncIterator[Rig]:
+    slack.reset()
+    r = Rig(slack, tmp_path / "relay.db")
+    await r.start()
+    yield r
+    await r.shutdown()
+
+
+def sample(provider: str, kind: str, **data: Any) -> dict[str, Any]:
+    body = json.loads((SAMPLES / provider / f"{kind}.json").read_text())
+    body["data"] = {**body["data"], **data}
+    return body
+
+
+def with_id(body: dict[str, Any], event_id: str, **top: Any) -> dict[str, Any]:
+    return {**body, "id": event_id, **top}
+
+
+# ---------------------------------------------------------------- threads
+
+
+async def test_anchor_session_events_read_as_one_thread_across_a_restart(
+    rig: Rig, slack: FakeSlack
+) -> None:
+    await rig.accept("anchor", with_id(sample("anchor", "task.completed"), "a1"))
+    await rig.settle()
+    await rig.restart()  # the thread map lives in the store
+    await rig.accept("anchor", with_id(sample("anchor", "session.completed"), "a2"))
+    await rig.accept("anchor", with_id(sample("anchor", "task.failed"), "a3"))
+    await rig.settle()
+    await rig.restart()
+    # late: the recording is ready after the task and the session ended
+    await rig.accept("anchor", with_id(sample("anchor", "session.recording.ready"), "a4"))
+    await rig.settle()
+
+    parent, *replies = slack.messages_in("#browser-ops")
+    assert parent.thread_ts is None
+    assert parent.text is not None and "Task completed" in parent.text
+    assert [r.thread_ts for r in replies] == [parent.ts] * 3
+    assert [r.reply_broadcast for r in replies] == [False, True, False]  # the failure too
+    assert [r.requested_thread_ts for r in replies] == [parent.ts] * 3
+
+
+async def test_sessions_do_not_share_threads(rig: Rig, slack: FakeSlack) -> None:
+    await rig.accept("anchor", with_id(sample("anchor", "task.completed", session_id="s1"), "b1"))
+    await rig.accept("anchor", with_id(sample("anchor", "task.completed", session_id="s2"), "b2"))
+    await rig.accept("anchor", with_id(sample("anchor", "task.completed", session_id="s1"), "b3"))
+    await rig.settle()
+    first, second, third = slack.messages_in("#browser-ops")
+    assert first.thread_ts is None and second.thread_ts is None
+    assert third.thread_ts == first.ts
+
+
+async def test_intervention_request_is_updated_when_resolved(rig: Rig, slack: FakeSlack) -> None:
+    await rig.accept("anchor", with_id(sample("anchor", "intervention.requested"), "i1"))
+    await rig.settle()
+    await rig.restart()
+    await rig.accept("anchor", with_id(sample("anchor", "intervention.resolved"), "i2"))
+    await rig.settle()
+
+    (request,) = slack.messages_in("#browser-ops")
+    assert request.text is not None and "needs a human" in request.text
+    (update,) = slack.updates
+    assert update.ts == request.ts
+    now = slack.current(request.channel, request.ts)
+    assert "resolved" in now["text"].lower()
+    assert "dana@example.com" in json.dumps(now["blocks"])
+
+
+async def test_webhook_destinations_degrade_to_flat_posts(rig: Rig, slack: FakeSlack) -> None:
+    await rig.accept("anchor", with_id(sample("anchor", "identity.authenticated"), "w1"))
+    await rig.accept("anchor", with_id(sample("anchor", "identity.authentication_failed"), "w2"))
+    await rig.settle()
+    hooked = [m for m in slack.messages if m.via == "webhook:identity-hook"]
+    assert len(hooked) == 2
+    assert all(m.thread_ts is None for m in hooked)
+    assert not slack.updates
+    assert [r.last_reason for r in await rig.store.rows(Status.SENT)] == ["ok", "ok"]
+
+
+# ---------------------------------------------------------------- updates in place
+
+
+def deck_run(status: str, event_id: str, created: str) -> dict[str, Any]:
+    body = sample("deck", f"task_run.{status}", id="trun_order1", status=status)
+    return {**body, "id": event_id, "created_at": created}
+
+
+async def test_deck_task_run_is_one_message_whose_status_moves(rig: Rig, slack: FakeSlack) -> None:
+    await rig.accept("deck", deck_run("queued", "d1", "2025-01-15T09:30:00Z"))
+    await rig.settle()
+    await rig.restart()
+    await rig.accept("deck", deck_run("running", "d2", "2025-01-15T09:30:05Z"))
+    await rig.accept("deck", deck_run("completed", "d3", "2025-01-15T09:31:15Z"))
+    await rig.settle()
+
+    (message,) = slack.messages_in("#browser-ops")
+    assert [u.ts for u in slack.updates] == [message.ts, message.ts]
+    assert "queued" in (message.text or "").lower()
+    assert "completed" in slack.current(message.channel, message.ts)["text"].lower()
+
+
+async def test_out_of_order_deck_events_never_overwrite_a_newer_state(
+    rig: Rig, slack: FakeSlack
+) -> None:
+    await rig.accept("deck", deck_run("queued", "o1", "2025-01-15T09:30:00Z"))
+    await rig.accept("deck", deck_run("completed", "o3", "2025-01-15T09:31:15Z"))
+    await rig.settle()
+    # arrives last, happened second
+    await rig.accept("deck", deck_run("running", "o2", "2025-01-15T09:30:05Z"))
+    await rig.settle()
+
+    (message,) = slack.messages_in("#browser-ops")
+    assert len(slack.updates) == 1
+    assert "completed" in slack.current(message.channel, message.ts)["text"].lower()
+    reasons = {r.event_id: r.last_reason for r in await rig.store.rows(Status.SENT)}
+    assert reasons == {"o1": "ok", "o3": "ok", "o2": "superseded"}
+
+
+async def test_a_failed_run_updates_the_parent_and_is_broadcast(rig: Rig, slack: FakeSlack) -> None:
+    await rig.accept("deck", deck_run("running", "f1", "2025-01-15T09:30:00Z"))
+    failed = sample("deck", "task_run.failed", id="trun_order1")
+    await rig.accept("deck", {**failed, "id": "f2", "created_at": "2025-01-15T09:31:00Z"})
+    await rig.settle()
+
+    parent, reply = slack.messages_in("#browser-ops")
+    assert reply.thread_ts == parent.ts and reply.reply_broadcast
+    assert "failed" in slack.current(parent.channel, parent.ts)["text"].lower()
+
+
+async def test_a_deleted_parent_is_posted_anew(rig: Rig, slack: FakeSlack) -> None:
+    await rig.accept("deck", deck_run("queued", "x1", "2025-01-15T09:30:00Z"))
+    await rig.settle()
+    slack.script("#browser-ops", ["message_not_found"])  # someone deleted it
+    await rig.accept("deck", deck_run("running", "x2", "2025-01-15T09:30:05Z"))
+    await rig.settle()
+    _first, second = slack.messages_in("#browser-ops")
+    assert second.thread_ts is None and "started" in (second.text or "").lower()
+    assert not await rig.store.rows(Status.DEAD)
+
+
+async def test_tabstack_run_streams_through_one_parent_message(rig: Rig, slack: FakeSlack) -> None:
+    stream = (SHARED / "tabstack" / "run-success.sse").read_bytes()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for line in stream.splitlines(keepends=True):
+            yield line
+
+    summary = await consume_stream(
+        chunks(),
+        run_id="run_live",
+        provider=rig.runtime.providers["tabstack"],  # type: ignore[arg-type]
+        pipeline=rig.pipeline,
+        limits=StreamLimits(progress_every=0.0),
+    )
+    assert summary.story_events > 3  # started, progress..., completed
+    await rig.settle()
+
+    (parent,) = slack.messages_in("#browser-ops")
+    assert "started" in (parent.text or "").lower()
+    texts = [u.text or "" for u in slack.updates]
+    assert all(u.ts == parent.ts for u in slack.updates)
+    assert any("in progress" in t for t in texts)
+    final = slack.current(parent.channel, parent.ts)
+    assert "completed" in final["text"].lower()
+    assert "$19.99" in json.dumps(final["blocks"])
+
+
+# ---------------------------------------------------------------- digests
+
+
+async def test_a_burst_of_25_failures_becomes_one_digest(rig: Rig, slack: FakeSlack) -> None:
+    for i in range(25):
+        body = sample("anchor", "session.failed", batch_id="bat_7", session_id=f"ses_{i}")
+        await rig.accept("anchor", with_id(body, f"g{i}"))
+    stats = {s.destination: s for s in await rig.store.stats()}
+    assert stats["batches"].digesting == 25  # parked, durable, not yet posted
+    await rig.settle()
+
+    (digest,) = slack.messages_in("#browser-batches")
+    assert digest.text is not None and "25 events: session.failed" in digest.text
+    shown = json.dumps(digest.blocks)
+    assert "25 x `session.failed`" in shown
+    assert "and 20 more events" in shown
+    assert shown.count("\\u2022 ") + shown.count("• ") == 5
+
+
+async def test_digest_survives_a_restart_and_a_lone_event_posts_as_itself(
+    rig: Rig, slack: FakeSlack
+) -> None:
+    for i in range(3):
+        body = sample("anchor", "session.failed", batch_id="bat_8", session_id=f"ses_{i}")
+        await rig.accept("anchor", with_id(body, f"r{i}"))
+    await rig.restart()  # before the group's wait is over
+    lone = sample("anchor", "session.failed", batch_id="bat_9")
+    await rig.accept("anchor", with_id(lone, "r9"))
+    await rig.settle()
+
+    texts = sorted(m.text or "" for m in slack.messages_in("#browser-batches"))
+    assert len(texts) == 2
+    assert any("3 events: session.failed" in t for t in texts)
+    assert any("Session failed" in t for t in texts), texts
+
+
+async def test_events_after_a_digest_wait_for_the_group_interval(
+    rig: Rig, slack: FakeSlack
+) -> None:
+    now = [time.time()]
+    rig.clock = lambda: now[0]
+    await rig.restart()
+    rig.worker.clock = rig.clock
+    for i in range(2):
+        body = sample("anchor", "session.failed", batch_id="bat_5", session_id=f"s{i}")
+        await rig.accept("anchor", with_id(body, f"n{i}"))
+    now[0] += 2  # past group.wait (1 s)
+    await rig.settle()
+    assert len(slack.messages_in("#browser-batches")) == 1
+    for i in range(2, 5):
+        body = sample("anchor", "session.failed", batch_id="bat_5", session_id=f"s{i}")
+        await rig.accept("anchor", with_id(body, f"n{i}"))
+    now[0] += 5  # past wait, not past interval (30 s): still waiting
+    await asyncio.sleep(0.5)
+    assert len(slack.messages_in("#browser-batches")) == 1
+    now[0] += 30
+    await rig.settle()
+    _first, second = slack.messages_in("#browser-batches")
+    assert "3 events" in (second.text or "")
+
+
+# ---------------------------------------------------------------- repeats
+
+
+async def test_repeated_failure_updates_one_message_with_a_counter(
+    rig: Rig, slack: FakeSlack
+) -> None:
+    for i in range(5):
+        body = sample("anchor", "task.failed", flaky=True)
+        await rig.accept("anchor", with_id(body, f"p{i}"))
+    other = sample("anchor", "task.failed", flaky=True, task_id="tsk_other")
+    await rig.accept("anchor", with_id(other, "p9"))
+    await rig.settle()
+
+    first, second = slack.messages_in("#browser-repeats")
+    assert len(slack.updates) == 4
+    now = slack.current(first.channel, first.ts)
+    assert "Seen 5 times" in json.dumps(now["blocks"])
+    assert "(seen 5 times)" in now["text"]
+    assert "Seen" not in json.dumps(second.blocks)
+
+
+# ---------------------------------------------------------------- quiet hours
+
+
+async def test_muted_events_are_recorded_not_delivered(rig: Rig, slack: FakeSlack) -> None:
+    await rig.accept("anchor", with_id(sample("anchor", "task.cancelled"), "m1"))
+    await rig.settle()
+    assert slack.messages_in("#browser-quiet") == []
+    (row,) = await rig.store.rows(Status.MUTED)
+    assert row.event_id == "m1" and row.payload["blocks"]
+    stats = {s.destination: s for s in await rig.store.stats()}
+    assert stats["quiet"].muted == 1
+
+
+async def test_mentions_are_dropped_during_their_interval(rig: Rig, slack: FakeSlack) -> None:
+    await rig.accept("anchor", with_id(sample("anchor", "task.healed"), "h1"))
+    await rig.settle()
+    (message,) = slack.messages_in("#browser-quiet")
+    assert "<!here>" not in (message.text or "")
+    assert "<!here>" not in json.dumps(message.blocks)
