@@ -245,7 +245,9 @@ def _limits(runtime: Runtime, name: str) -> StreamLimits:
     source = runtime.config.sources.get(name)
     if isinstance(source, TabstackSource):
         return StreamLimits(
-            max_bytes=source.max_stream_bytes, max_seconds=source.max_stream_seconds
+            max_bytes=source.max_stream_bytes,
+            max_seconds=source.max_stream_seconds,
+            progress_every=source.progress_interval,
         )
     return StreamLimits()
 

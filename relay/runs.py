@@ -31,6 +31,7 @@ log = logging.getLogger("relay.runs")
 class StreamLimits:
     max_bytes: int = 64 * 1024 * 1024
     max_seconds: float = 3600.0
+    progress_every: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +56,7 @@ async def consume_stream(
 ) -> StreamSummary:
     """Decode, fold and accept a whole stream; the run's end is emitted even if it breaks off."""
     decoder = SSEDecoder()
-    story = RunStory(run_id)
+    story = RunStory(run_id, progress_every=limits.progress_every, clock=clock)
     started = clock()
     size = raw = posted = 0
     try:

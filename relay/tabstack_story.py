@@ -1,9 +1,10 @@
 """The story of one Tabstack run: a pure fold of its raw SSE events into two story events.
 
 Raw events (`agent:step`, `browser:navigated`, ...) are noise one by one; `RunStory` counts and
-remembers them and tells only `run.started` (at the first `start` or `task:started`) and exactly
-one terminal event, `run.completed` or `run.failed`, whose data sums the run up (contract in the
-shared story brief; keys listed in `_summary`).
+remembers them and tells only `run.started` (at the first `start` or `task:started`), optionally
+`run.progress` (steps so far, current page; at most once per `progress_every` seconds, which a
+threaded route turns into live updates of the run's one message) and exactly one terminal
+event, `run.completed` or `run.failed`, whose data sums the run up (keys listed in `_summary`).
 
 When the terminal event is emitted: the current API sends `error` and *then* `complete` (which
 carries the stats) and `done`. So a failure (`error`, `task:aborted`, `task:completed` with
@@ -20,8 +21,9 @@ as a string (with an optional top-level `code`) or as `{code, message}`.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -30,6 +32,7 @@ from relay.event import Event, parse_time
 Outcome = Literal["completed", "error", "aborted", "failed", "incomplete"]
 
 MAX_PAGES = 5
+_PROGRESS = frozenset({"agent:step", "browser:navigated", "agent:status"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +48,20 @@ class RunStory:
     from; with neither, an empty stream tells nothing.
     """
 
-    def __init__(self, run_id: str, *, source: str = "", provider: str = "tabstack") -> None:
+    def __init__(
+        self,
+        run_id: str,
+        *,
+        source: str = "",
+        provider: str = "tabstack",
+        progress_every: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.run_id = run_id
+        self.progress_every = progress_every
+        self.clock = clock
+        self._progress_sent = 0
+        self._progress_at: float | None = None
         self.source = source
         self.provider = provider
         self.started = False
@@ -105,7 +120,21 @@ class RunStory:
             told += self._complete(event)
         elif name == "done":
             told += self._end(event)
+        if name in _PROGRESS and self.started and not self.ended:
+            told += self._progress(event)
         return told
+
+    def _progress(self, event: Event) -> list[Event]:
+        """`run.progress` at most once per `progress_every` seconds (None: never)."""
+        if self.progress_every is None:
+            return []
+        now = self.clock()
+        if self._progress_at is not None and now - self._progress_at < self.progress_every:
+            return []
+        self._progress_at = now
+        self._progress_sent += 1
+        told = self._tell("run.progress", event, self._snapshot())
+        return [replace(told, id=f"{self.run_id}:progress:{self._progress_sent}")]
 
     def finish(self) -> list[Event]:
         """End of stream: the terminal event unless one was told (`incomplete` if nothing ended)."""
@@ -166,6 +195,18 @@ class RunStory:
     def _identity(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "task": self._task, "url": self._url}
 
+    def _snapshot(self) -> dict[str, Any]:
+        return {
+            **self._identity(),
+            "steps": self._steps,
+            "events": self._events,
+            "pages": [dict(p) for p in self._pages],
+            "last_url": self._last_url,
+            "last_title": self._last_title,
+            "status_message": self._status,
+            "plan": self._plan,
+        }
+
     def _summary(self, ending: _Ending) -> dict[str, Any]:
         return {
             **self._identity(),
@@ -222,6 +263,8 @@ def _headline(kind: str, data: Mapping[str, Any]) -> str:
         return f"Tabstack run started: {task}"
     if kind == "run.completed":
         return f"Tabstack run completed: {task}"
+    if kind == "run.progress":
+        return f"Tabstack run in progress ({data['steps']} steps): {task}"
     error = data.get("error") or {}
     reason = error.get("message") or error.get("code") or data["outcome"]
     return f"Tabstack run failed ({data['outcome']}): {task}: {reason}"

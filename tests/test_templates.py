@@ -49,13 +49,24 @@ DECK_TYPES = [
     "storage.created", "storage.deleted",
     "event_destination.activated", "event_destination.deactivated",
 ]  # fmt: skip
-TABSTACK_TYPES = ["run.started", "run.completed", "run.failed"]
+TABSTACK_TYPES = ["run.started", "run.progress", "run.completed", "run.failed"]
 
 TABSTACK_INLINE: dict[str, tuple[str, dict[str, Any]]] = {
     "run.started": (
         "run_success:2",
         {"run_id": "run_success", "task": "Find the product price",
          "url": "https://example.com/product"},
+    ),
+    "run.progress": (
+        "run_success:progress:1",
+        {
+            "run_id": "run_success", "task": "Find the product price",
+            "url": "https://example.com/product", "steps": 3, "events": 9,
+            "pages": [{"title": "Example Store", "url": "https://example.com/"},
+                      {"title": "Acme Widget - Example Store", "url": "https://example.com/product"}],
+            "last_url": "https://example.com/product", "last_title": "Acme Widget - Example Store",
+            "status_message": "Locating the price element", "plan": None,
+        },
     ),
     "run.completed": (
         "run_success:10",
