@@ -325,6 +325,9 @@ def test_drop_connection_sends_no_response(fake: FakeSlack) -> None:
     with pytest.raises(httpx.RemoteProtocolError):
         post(fake, "chat.postMessage", {"channel": "general", "text": "x"})
     assert fake.messages == []
+    deadline = time.monotonic() + 5  # the server thread records the drop after closing
+    while not fake.requests and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert fake.requests[0].status is None
 
 
