@@ -3,7 +3,8 @@
 relay serve  --config FILE            run the HTTP service
 relay check  --config FILE            validate config, render every template on the samples
 relay render --config FILE EVENT      print, as JSON, what would be posted where
-relay outbox --config FILE            pending / in flight / dead / oldest age per destination
+relay outbox --config FILE            pending / in flight / dead / sent / muted / waiting for a
+                                      digest / oldest age per destination
 relay dead list|replay|drop ...       inspect and act on dead letters
 """
 
@@ -118,10 +119,16 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     async def show(store: SqliteStore) -> int:
         now = time.time()
         stats = await store.stats()
-        print(f"{'destination':<24}{'pending':>9}{'inflight':>10}{'dead':>7}{'sent':>8}  oldest")
+        print(
+            f"{'destination':<24}{'pending':>9}{'inflight':>10}{'dead':>7}{'sent':>8}"
+            f"{'muted':>7}{'digest':>8}  oldest"
+        )
         for s in stats:
             age = f"{now - s.oldest_pending_at:.0f}s" if s.oldest_pending_at else "-"
-            print(f"{s.destination:<24}{s.pending:>9}{s.inflight:>10}{s.dead:>7}{s.sent:>8}  {age}")
+            print(
+                f"{s.destination:<24}{s.pending:>9}{s.inflight:>10}{s.dead:>7}{s.sent:>8}"
+                f"{s.muted:>7}{s.digesting:>8}  {age}"
+            )
         if not stats:
             print("(outbox is empty)")
         return 0

@@ -1,4 +1,5 @@
-"""The durable store: seen event ids (dedup) and the outbox of rendered messages, in SQLite.
+"""The durable store, in SQLite: seen event ids (dedup), the outbox of rendered messages, and
+conversation state (which key is which Slack message; digest groups and their waiting items).
 
 Everything relay accepts is written here, in one transaction, before the sender gets its 2xx:
 the event id (for dedup) and one outbox row per destination holding the already rendered

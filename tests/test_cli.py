@@ -74,7 +74,11 @@ def test_outbox_and_dead_letter_commands(
 
     asyncio.run(seed())
     assert main(["outbox"]) == 0
-    assert "alerts" in capsys.readouterr().out
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == [
+        "destination", "pending", "inflight", "dead", "sent", "muted", "digest", "oldest"
+    ]  # fmt: skip
+    assert table[1].split() == ["alerts", "0", "0", "2", "0", "0", "0", "-"]
     assert main(["dead", "list"]) == 0
     letters = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(d["reason"], d["error"]) for d in letters] == [("channel", "channel_not_found")] * 2

@@ -86,12 +86,21 @@ def test_every_event_type_reaches_its_channel(relay: RelayProcess, slack: FakeSl
                 assert answer.status_code == 202
                 continue
             assert answer.status_code == 202, (path.name, answer.text)
+            if event["type"] == "intervention.resolved":  # updates the request in place
+                continue
             channel = ALERTS if event["type"] in ATTENTION[provider] else EVENTS
             expected[event["id"]] = (channel, event.get("text") or "")
     wait_for(slack, len(expected))
-    time.sleep(0.3)
+    deadline = time.monotonic() + 10
+    while not slack.updates and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.5)  # longer than one pacing interval: anything extra would have arrived
     messages = slack.messages
     assert len(messages) == len(expected)  # nothing extra (the dropped type posted nothing)
+    (resolved,) = slack.updates
+    request = next(m for m in messages if m.ts == resolved.ts)
+    assert request.channel == ALERTS and "needs a human" in (request.text or "")
+    assert "resolved" in (resolved.text or "").lower()
     # one channel's messages leave in the order they were accepted: pair them up per channel
     for channel in (ALERTS, EVENTS):
         posted = [m for m in messages if m.channel == channel]

@@ -291,3 +291,33 @@ def test_any_stream_tells_at_most_one_start_and_exactly_one_ending_last(
     assert end.data["outcome"] in {"completed", "error", "aborted", "failed", "incomplete"}
     assert isinstance(end.data["success"], bool)
     json.dumps([e.to_json() for e in told])
+
+
+def test_progress_is_told_at_a_bounded_rate_with_steps_and_current_page() -> None:
+    now = [0.0]
+    story = RunStory("run_1", progress_every=5.0, clock=lambda: now[0])
+    raw = sse(
+        ("task:started", {"task": "Find the price", "url": "https://example.com"}),
+        ("agent:step", {"currentIteration": 0}),
+        ("browser:navigated", {"title": "Shop", "url": "https://example.com/shop"}),
+        ("agent:step", {"currentIteration": 1}),
+        ("agent:status", {"message": "Reading the price"}),
+        ("complete", {"success": True, "finalAnswer": "$5"}),
+    )
+    told: list[Event] = []
+    for event, at in zip(raw, [0, 1, 2, 3, 6.5, 7], strict=True):
+        now[0] = at
+        told += story.feed(event)
+    kinds = [e.type for e in told]
+    assert kinds == ["run.started", "run.progress", "run.progress", "run.completed"]
+    first, second = told[1], told[2]
+    assert first.id == "run_1:progress:1" and second.id == "run_1:progress:2"
+    assert first.data["steps"] == 1 and first.data["last_url"] is None
+    assert second.data["steps"] == 2
+    assert second.data["last_url"] == "https://example.com/shop"
+    assert second.data["status_message"] == "Reading the price"
+
+
+def test_no_progress_unless_asked() -> None:
+    raw = sse(("start", {"task": "t"}), ("agent:step", {}), ("done", {}))
+    assert [e.type for e in fold(raw)] == ["run.started", "run.failed"]
