@@ -239,12 +239,22 @@ _KEY = re.compile(r"^(auto|[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_-]+)*|.*\{\{.*\}\
 
 
 def _check_keys(values: list[str]) -> list[str]:
+    from jinja2 import TemplateSyntaxError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
     for value in values:
         if not _KEY.match(value):
             raise ValueError(
                 f"'{value}' is not a key (expected `auto`, a dotted path such as "
                 "data.session_id, or a Jinja expression such as '{{ data.task_id }}')"
             )
+        if "{{" in value:
+            try:
+                ImmutableSandboxedEnvironment().parse(value)
+            except TemplateSyntaxError as exc:
+                raise ValueError(
+                    f"'{value}' is not a valid Jinja expression: {exc.message}"
+                ) from None
     return values
 
 

@@ -144,6 +144,7 @@ time_intervals:
             location: Mars/Olympus}]
 routes:
   - {to: [c], mute_during: [nigths], thread: {key: "not a key!"}}
+  - {to: [c], repeat: {key: ["{{ data.x | }}"]}}
 """
     with pytest.raises(ConfigError) as caught:
         parse_config(text, tmp_path / "relay.yaml", {})
@@ -152,6 +153,7 @@ routes:
     assert "time_intervals.nights[0].times[0].start_time: '25:00' is not a time of day" in problems
     assert "time_intervals.nights[0].location: 'Mars/Olympus' is not a known time zone" in problems
     assert "routes[0].thread.key: 'not a key!' is not a key" in problems
+    assert "routes[1].repeat.key: '{{ data.x | }}' is not a valid Jinja expression" in problems
 
 
 def test_unknown_interval_is_named(tmp_path: Path) -> None:
