@@ -37,7 +37,8 @@ from relay.pipeline import Pipeline
 from relay.providers.tabstack import TabstackProvider
 from relay.runs import RunStartFailed, StreamLimits, consume_stream, new_run_id, start_run
 from relay.runtime import Runtime
-from relay.store import Acceptance, SqliteStore
+from relay.store import Acceptance
+from relay.stores import Store
 from relay.worker import Worker
 
 log = logging.getLogger("relay.http")
@@ -50,7 +51,7 @@ class Services:
     """Everything the HTTP edge needs, built by the server (or a test) and injected."""
 
     runtime: Runtime
-    store: SqliteStore
+    store: Store
     worker: Worker
     admin_token: str | None = None
     clock: Callable[[], float] = time.time
@@ -201,7 +202,9 @@ def build_app(services: Services) -> Starlette:
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         stop = asyncio.Event()
         await services.store.open()
-        released = await services.store.release_all_inflight()
+        released = 0
+        if not getattr(services.store, "shared", False):
+            released = await services.store.release_all_inflight()
         if released:
             log.warning(
                 "re-queued deliveries interrupted by the last shutdown", extra={"count": released}

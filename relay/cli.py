@@ -3,6 +3,7 @@
 relay serve  --config FILE            run the HTTP service
 relay check  --config FILE            validate config, render every template on the samples
 relay render --config FILE EVENT      print, as JSON, what would be posted where
+relay migrate                         create or upgrade the schema of RELAY_DATABASE_URL
 relay outbox --config FILE            pending / in flight / dead / sent / muted / waiting for a
                                       digest / oldest age per destination
 relay dead list|replay|drop ...       inspect and act on dead letters
@@ -26,7 +27,8 @@ from relay.event import Event
 from relay.pipeline import plan
 from relay.runtime import Runtime, build_runtime, describe_destination
 from relay.samples import events_from_file, sample_events
-from relay.store import SqliteStore, Status, sqlite_path
+from relay.store import Status
+from relay.stores import Store, open_store
 
 
 def _config_arg(parser: argparse.ArgumentParser) -> None:
@@ -101,8 +103,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-def _store(args: argparse.Namespace) -> SqliteStore:
-    return SqliteStore(sqlite_path(os.environ.get("RELAY_DATABASE_URL"), Path.cwd()))
+def _store(args: argparse.Namespace) -> Store:
+    return open_store(os.environ.get("RELAY_DATABASE_URL"), Path.cwd())
 
 
 async def _with_store(args: argparse.Namespace, action: Any) -> int:
@@ -115,8 +117,18 @@ async def _with_store(args: argparse.Namespace, action: Any) -> int:
         await store.close()
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Bring the database schema up to date (relay serve also does this at start-up)."""
+
+    async def show(store: Store) -> int:
+        print(f"ok: {store!r} is at schema version {await store.migrate()}")
+        return 0
+
+    return asyncio.run(_with_store(args, show))
+
+
 def cmd_outbox(args: argparse.Namespace) -> int:
-    async def show(store: SqliteStore) -> int:
+    async def show(store: Store) -> int:
         now = time.time()
         stats = await store.stats()
         print(
@@ -142,7 +154,7 @@ def cmd_dead(args: argparse.Namespace) -> int:
         print("error: name dead letter IDs or pass --all", file=sys.stderr)
         return 2
 
-    async def act(store: SqliteStore) -> int:
+    async def act(store: Store) -> int:
         if args.action == "list":
             for row in await store.rows(Status.DEAD):
                 print(
@@ -193,6 +205,9 @@ def parser() -> argparse.ArgumentParser:
     render.add_argument("--source", help="configured source name (guessed from the file if absent)")
     render.set_defaults(fn=cmd_render)
 
+    migrate = sub.add_parser("migrate", help="create or upgrade the database schema")
+    migrate.set_defaults(fn=cmd_migrate)
+
     outbox = sub.add_parser("outbox", help="outbox depth and age per destination")
     outbox.set_defaults(fn=cmd_outbox)
 
@@ -216,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except IngestError as exc:
         print(f"error: {exc.detail}", file=sys.stderr)
         return 1
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

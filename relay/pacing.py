@@ -8,31 +8,40 @@ only its key for `Retry-After`. `backoff()` is the capped exponential retry sche
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
-@dataclass
-class _Bucket:
+@dataclass(frozen=True)
+class Bucket:
+    """One key's budget: tokens left at `updated`, and a 429 pause."""
+
     tokens: float
     updated: float
     paused_until: float = 0.0
 
 
+def refill(bucket: Bucket, now: float, rate: float, burst: float) -> Bucket:
+    """The bucket at `now`: tokens accrue at `rate` up to `burst`."""
+    elapsed = max(0.0, now - bucket.updated)
+    tokens = min(burst, bucket.tokens + elapsed * rate)
+    return Bucket(tokens, max(now, bucket.updated), bucket.paused_until)
+
+
 @dataclass
 class Pacer:
-    """Token buckets per key: `rate` messages per second, at most `burst` at once."""
+    """Token buckets per key: `rate` messages per second, at most `burst` at once.
+
+    In memory, for one process; replicas on PostgreSQL share the same arithmetic through the
+    store's `pace` table instead.
+    """
 
     rate: float = 1.0
     burst: float = 3.0
-    _buckets: dict[str, _Bucket] = field(default_factory=dict)
+    _buckets: dict[str, Bucket] = field(default_factory=dict)
 
-    def _bucket(self, key: str, now: float) -> _Bucket:
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = _Bucket(tokens=self.burst, updated=now)
-        elapsed = max(0.0, now - bucket.updated)
-        bucket.tokens = min(self.burst, bucket.tokens + elapsed * self.rate)
-        bucket.updated = now
+    def _bucket(self, key: str, now: float) -> Bucket:
+        bucket = self._buckets.get(key) or Bucket(tokens=self.burst, updated=now)
+        bucket = self._buckets[key] = refill(bucket, now, self.rate, self.burst)
         return bucket
 
     def wait(self, key: str, now: float) -> float:
@@ -44,13 +53,13 @@ class Pacer:
 
     def take(self, key: str, now: float) -> None:
         bucket = self._bucket(key, now)
-        bucket.tokens -= 1.0
+        self._buckets[key] = replace(bucket, tokens=bucket.tokens - 1.0)
 
     def pause(self, key: str, now: float, seconds: float) -> None:
         """Slack said 429: nothing leaves on this key for `seconds`, and the burst is spent."""
         bucket = self._bucket(key, now)
-        bucket.paused_until = max(bucket.paused_until, now + seconds)
-        bucket.tokens = 0.0
+        paused = max(bucket.paused_until, now + seconds)
+        self._buckets[key] = Bucket(0.0, bucket.updated, paused)
 
 
 def backoff(

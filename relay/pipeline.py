@@ -22,7 +22,8 @@ from relay.event import Event
 from relay.routing import Decision
 from relay.runtime import Runtime
 from relay.schedule import active
-from relay.store import Acceptance, GroupSpec, NewMessage, SqliteStore
+from relay.store import Acceptance, GroupSpec, NewMessage
+from relay.stores import Store
 
 log = logging.getLogger("relay.pipeline")
 
@@ -96,7 +97,7 @@ class Pipeline:
     def __init__(
         self,
         runtime: Runtime,
-        store: SqliteStore,
+        store: Store,
         *,
         clock: Callable[[], float] = time.time,
         on_enqueued: Callable[[], None] | None = None,

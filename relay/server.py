@@ -22,7 +22,7 @@ from relay.config import LoadedConfig, SlackChannelDestination, WebhookDestinati
 from relay.deliver import ConsoleSender, Sender, SlackChannelSender, SlackWebhookSender
 from relay.pacing import Pacer
 from relay.runtime import Runtime, build_runtime
-from relay.store import SqliteStore, sqlite_path
+from relay.stores import open_store
 from relay.worker import Worker
 
 
@@ -56,7 +56,7 @@ def build_services(
     loaded: LoadedConfig, env: Mapping[str, str], cwd: Path, console: TextIO = sys.stdout
 ) -> Services:
     runtime = build_runtime(loaded)
-    store = SqliteStore(sqlite_path(env.get("RELAY_DATABASE_URL"), cwd))
+    store = open_store(env.get("RELAY_DATABASE_URL"), cwd)
     config = runtime.config
     worker = Worker(
         store,

@@ -290,6 +290,13 @@ class SqliteStore:
         migrate(db)
         self._db = db
 
+    def __repr__(self) -> str:
+        return f"SqliteStore('{self.path}')"
+
+    async def migrate(self) -> int:
+        """Migrations run at `open`; the schema version now in force."""
+        return await self._run(migrate)
+
     async def close(self) -> None:
         def shut(db: sqlite3.Connection) -> None:
             db.close()

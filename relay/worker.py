@@ -21,7 +21,8 @@ from relay.deliver import DeliveryResult, Outcome, OutgoingMessage, Reason, Send
 from relay.digest import build as build_digest
 from relay.pacing import Pacer, backoff
 from relay.repeat import with_counter
-from relay.store import MessageRef, OutboxRow, SqliteStore
+from relay.store import MessageRef, OutboxRow
+from relay.stores import Store
 
 log = logging.getLogger("relay.worker")
 
@@ -49,7 +50,7 @@ class Move:
 class Worker:
     def __init__(
         self,
-        store: SqliteStore,
+        store: Store,
         senders: Mapping[str, Sender],
         *,
         pacer: Pacer | None = None,
@@ -73,6 +74,9 @@ class Worker:
         self.backoff_cap = backoff_cap
         self._wake = asyncio.Event()
         self._busy: dict[str, asyncio.Task[None]] = {}
+        # replicas on one database share pacing through the store, not this process's buckets
+        self.shared = bool(getattr(store, "shared", False))
+        self._next_release = 0.0
 
     def wake(self) -> None:
         """New rows were enqueued: look now rather than at the next poll."""
@@ -95,22 +99,39 @@ class Worker:
         digest_at = await self.store.next_digest_at()
         if digest_at is not None:
             next_look = min(next_look, max(0.0, digest_at - now))
+        if now >= self._next_release:
+            # claims of a worker that died (another replica, or this one before a crash)
+            self._next_release = now + max(1.0, self.lease_seconds / 4)
+            released = await self.store.release_expired_leases(now)
+            if released:
+                log.warning("re-queued deliveries whose lease expired", extra={"count": released})
         for row in await self.store.due_heads(now):
             if row.pace_key in self._busy:
                 continue
-            wait = self.pacer.wait(row.pace_key, now)
+            wait = await self._pace(row.pace_key, now)
             if wait > 0:
                 next_look = min(next_look, wait)
                 continue
             if not await self.store.claim(row.id, now + self.lease_seconds):
                 continue
-            self.pacer.take(row.pace_key, now)
+            if not self.shared:
+                self.pacer.take(row.pace_key, now)
             claimed = replace(row, attempts=row.attempts + 1)
             self._busy[row.pace_key] = asyncio.create_task(self._deliver(claimed))
         due = await self.store.next_due_at()
         if due is not None and due > now:
             next_look = min(next_look, due - now)
         return next_look
+
+    async def _pace(self, key: str, now: float) -> float:
+        """Seconds until `key` may send; with a shared store, a token is taken when it may."""
+        if self.shared:
+            return float(
+                await self.store.take_pace(  # type: ignore[attr-defined]
+                    key, now, self.pacer.rate, self.pacer.burst
+                )
+            )
+        return self.pacer.wait(key, now)
 
     async def _deliver(self, row: OutboxRow) -> None:
         try:
@@ -240,6 +261,10 @@ class Worker:
         if result.outcome is Outcome.RETRY:
             if result.retry_after is not None and result.reason.value == "rate_limited":
                 self.pacer.pause(row.pace_key, now, result.retry_after)
+                if self.shared:
+                    await self.store.pause_pace(  # type: ignore[attr-defined]
+                        row.pace_key, now, result.retry_after
+                    )
             if now - row.created_at < self.max_age:
                 delay = backoff(
                     row.attempts,

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from harness import RelayProcess
+from pgschema import fresh_schema
 
 
 @pytest.fixture
@@ -20,3 +21,10 @@ def relay_process() -> Iterator[type[RelayProcess]]:
     yield Tracked
     for proc in started:
         proc.kill()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """The URL of an empty schema on the real PostgreSQL server."""
+    with fresh_schema() as url:
+        yield url

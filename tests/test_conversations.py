@@ -1,5 +1,6 @@
 """Conversations against the fake Slack over HTTP: threads, in-place updates, digests, repeat
-suppression and quiet hours, with the real pipeline, store and worker (and restarts between)."""
+suppression and quiet hours, with the real pipeline, store and worker (and restarts between),
+on SQLite and on the real PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from relay.pipeline import Pipeline
 from relay.runs import StreamLimits, consume_stream
 from relay.runtime import build_runtime
 from relay.server import build_senders
-from relay.store import SqliteStore, Status
+from relay.store import Status
+from relay.stores import open_store
 from relay.worker import Worker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,15 +93,16 @@ def slack() -> Iterator[FakeSlack]:
 class Rig:
     """The pipeline and the worker of one relay, stoppable and restartable on one database."""
 
-    def __init__(self, slack: FakeSlack, db: Path) -> None:
+    def __init__(self, slack: FakeSlack, db: str, folder: Path) -> None:
         text = CONFIG % {"api": slack.api_url, "hook": slack.webhook_url("identity-hook")}
-        self.runtime = build_runtime(parse_config(text, db.parent / "relay.yaml", {}))
+        self.runtime = build_runtime(parse_config(text, folder / "relay.yaml", {}))
         self.db = db
+        self.folder = folder
         self.console = io.StringIO()
         self.clock: Callable[[], float] = time.time
 
     async def start(self) -> None:
-        self.store = SqliteStore(self.db)
+        self.store = open_store(self.db, self.folder)
         await self.store.open()
         senders = build_senders(self.runtime, self.console)
         self.worker = Worker(self.store, senders, poll_seconds=0.05, backoff_base=0.1)
@@ -138,10 +141,13 @@ class Rig:
         raise AssertionError(f"not settled: {await self.store.stats()}")
 
 
-@pytest.fixture
-async def rig(slack: FakeSlack, tmp_path: Path) -> AsyncIterator[Rig]:
+@pytest.fixture(params=["sqlite", "postgres"])
+async def rig(
+    request: pytest.FixtureRequest, slack: FakeSlack, tmp_path: Path
+) -> AsyncIterator[Rig]:
     slack.reset()
-    r = Rig(slack, tmp_path / "relay.db")
+    url = request.getfixturevalue("pg_url") if request.param == "postgres" else "relay.db"
+    r = Rig(slack, url, tmp_path)
     await r.start()
     yield r
     await r.shutdown()

@@ -1,8 +1,11 @@
-"""The SQLite store: atomic accept + dedup, head-of-line claims per key, retries, dead letters."""
+"""The store conformance suite: atomic accept + dedup, head-of-line claims per key, retries,
+dead letters, conversation keys and digests, run against SQLite and the real PostgreSQL server;
+then what is specific to each backend (migrations, URLs, leases and pacing across replicas)."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,8 @@ from relay.store import (
     migrate,
     sqlite_path,
 )
+from relay.store_pg import PostgresStore
+from relay.stores import Store, open_store
 
 
 def ev(event_id: str, source: str = "anchor") -> Event:
@@ -27,15 +32,20 @@ def msg(dest: str, key: str, text: str = "hi") -> NewMessage:
     return NewMessage(dest, key, "anchor/task.failed", {"text": text, "blocks": []})
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> SqliteStore:
-    s = SqliteStore(tmp_path / "relay.db")
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    if request.param == "sqlite":
+        s: Store = SqliteStore(tmp_path / "relay.db")
+    else:
+        url = request.getfixturevalue("pg_url")
+        s = open_store(url, tmp_path)
+        assert isinstance(s, PostgresStore)
     await s.open()
-    yield s  # type: ignore[misc]
+    yield s
     await s.close()
 
 
-async def test_duplicate_event_enqueues_nothing(store: SqliteStore) -> None:
+async def test_duplicate_event_enqueues_nothing(store: Store) -> None:
     assert (
         await store.accept(ev("e1"), [msg("alerts", "slack:alerts")], 100.0) is Acceptance.ACCEPTED
     )
@@ -59,7 +69,7 @@ async def test_dedup_survives_reopening(tmp_path: Path) -> None:
     await second.close()
 
 
-async def test_only_the_head_of_each_key_is_due(store: SqliteStore) -> None:
+async def test_only_the_head_of_each_key_is_due(store: Store) -> None:
     await store.accept(
         ev("e1"), [msg("alerts", "slack:alerts", "1"), msg("events", "slack:events", "1")], 100.0
     )
@@ -79,7 +89,7 @@ async def test_only_the_head_of_each_key_is_due(store: SqliteStore) -> None:
     ] == ["2"]
 
 
-async def test_retry_keeps_order_and_waits(store: SqliteStore) -> None:
+async def test_retry_keeps_order_and_waits(store: Store) -> None:
     await store.accept(ev("e1"), [msg("alerts", "k", "1")], 100.0)
     await store.accept(ev("e2"), [msg("alerts", "k", "2")], 100.0)
     head = (await store.due_heads(100.0))[0]
@@ -93,7 +103,7 @@ async def test_retry_keeps_order_and_waits(store: SqliteStore) -> None:
     ]
 
 
-async def test_dead_letters_list_replay_drop(store: SqliteStore) -> None:
+async def test_dead_letters_list_replay_drop(store: Store) -> None:
     await store.accept(ev("e1"), [msg("alerts", "k")], 100.0)
     await store.accept(ev("e2"), [msg("alerts", "k2")], 100.0)
     for row in await store.due_heads(100.0):
@@ -107,7 +117,7 @@ async def test_dead_letters_list_replay_drop(store: SqliteStore) -> None:
     assert await store.rows(Status.DEAD) == []
 
 
-async def test_orphaned_inflight_rows_come_back(store: SqliteStore) -> None:
+async def test_orphaned_inflight_rows_come_back(store: Store) -> None:
     await store.accept(ev("e1"), [msg("alerts", "k")], 100.0)
     row = (await store.due_heads(100.0))[0]
     await store.claim(row.id, 160.0)
@@ -116,7 +126,7 @@ async def test_orphaned_inflight_rows_come_back(store: SqliteStore) -> None:
     assert [r.id for r in await store.due_heads(161.0)] == [row.id]
 
 
-async def test_prune_forgets_old_ids_but_not_undelivered_ones(store: SqliteStore) -> None:
+async def test_prune_forgets_old_ids_but_not_undelivered_ones(store: Store) -> None:
     await store.accept(ev("old-sent"), [msg("a", "k1")], 0.0)
     await store.accept(ev("old-pending"), [msg("a", "k2")], 0.0)
     head = next(r for r in await store.due_heads(0.0) if r.event_id == "old-sent")
@@ -128,7 +138,7 @@ async def test_prune_forgets_old_ids_but_not_undelivered_ones(store: SqliteStore
     assert await store.seen("anchor", "old-pending")
 
 
-async def test_stats_per_destination(store: SqliteStore) -> None:
+async def test_stats_per_destination(store: Store) -> None:
     await store.accept(ev("e1"), [msg("alerts", "k1"), msg("events", "k2")], 100.0)
     await store.accept(ev("e2"), [msg("alerts", "k1")], 105.0)
     stats = {s.destination: s for s in await store.stats()}

@@ -1,0 +1,608 @@
+"""The PostgreSQL store: the same interface and semantics as `SqliteStore`, shared by replicas.
+
+Several relay processes may use one database at once. What makes that safe:
+- dedup is the `events` primary key: two replicas accepting the same id race on one INSERT and
+  exactly one wins (the other answers "duplicate");
+- a row is claimed with `FOR UPDATE SKIP LOCKED` and a lease (`lease_until`); a replica that
+  dies leaves its claims to expire, and any replica releases expired leases and re-sends them
+  (the documented at-least-once window); start-up never touches other replicas' claims;
+- the pacing token bucket of each channel lives in the `pace` table and is taken under a row
+  lock, so all replicas together keep a channel within its rate, and a 429 pauses it for all;
+- message keys (threads, updates, repeats) and digest groups are rows like any other; a digest
+  group is flushed under a row lock, so only one replica posts it.
+Migrations are versioned in `relay_schema` and applied under an advisory lock, so replicas that
+start together migrate once. The connection string's password never appears in errors or logs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from relay.event import Event
+from relay.pacing import Bucket, refill
+from relay.store import (
+    Acceptance,
+    DestinationStats,
+    DigestBatch,
+    DigestItem,
+    GroupSpec,
+    MessageRef,
+    NewMessage,
+    OutboxRow,
+    Status,
+    _row,
+)
+
+_LOCK_ID = 0x72656C6179  # "relay": the advisory lock that serializes migrations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: seen events and the outbox
+    """
+    CREATE TABLE events (
+        source      TEXT NOT NULL,
+        id          TEXT NOT NULL,
+        type        TEXT NOT NULL,
+        received_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (source, id)
+    );
+    CREATE INDEX events_received ON events (received_at);
+    CREATE TABLE outbox (
+        id              BIGSERIAL PRIMARY KEY,
+        event_source    TEXT NOT NULL,
+        event_id        TEXT NOT NULL,
+        event_type      TEXT NOT NULL,
+        destination     TEXT NOT NULL,
+        pace_key        TEXT NOT NULL,
+        template        TEXT NOT NULL,
+        payload         TEXT NOT NULL,
+        status          TEXT NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        created_at      DOUBLE PRECISION NOT NULL,
+        next_attempt_at DOUBLE PRECISION NOT NULL,
+        lease_until     DOUBLE PRECISION,
+        last_reason     TEXT,
+        last_error      TEXT,
+        channel_id      TEXT,
+        ts              TEXT,
+        finished_at     DOUBLE PRECISION
+    );
+    CREATE INDEX outbox_head ON outbox (pace_key, status, id);
+    CREATE INDEX outbox_status ON outbox (status, next_attempt_at);
+    """,
+    # 2: conversations, digests, muted rows, shared pacing
+    """
+    ALTER TABLE outbox ADD COLUMN step TEXT;
+    CREATE TABLE messages (
+        pace_key    TEXT NOT NULL,
+        key         TEXT NOT NULL,
+        channel_id  TEXT,
+        ts          TEXT NOT NULL,
+        order_at    DOUBLE PRECISION,
+        count       INTEGER NOT NULL DEFAULT 1,
+        first_at    DOUBLE PRECISION NOT NULL,
+        last_at     DOUBLE PRECISION NOT NULL,
+        expires_at  DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (pace_key, key)
+    );
+    CREATE INDEX messages_expiry ON messages (expires_at);
+    CREATE TABLE digest_groups (
+        id            BIGSERIAL PRIMARY KEY,
+        route         TEXT NOT NULL,
+        group_key     TEXT NOT NULL,
+        destination   TEXT NOT NULL,
+        pace_key      TEXT NOT NULL,
+        wait          DOUBLE PRECISION NOT NULL,
+        interval      DOUBLE PRECISION NOT NULL,
+        max_items     INTEGER NOT NULL,
+        show          INTEGER NOT NULL,
+        flush_at      DOUBLE PRECISION,
+        last_flush_at DOUBLE PRECISION,
+        UNIQUE (route, group_key, destination)
+    );
+    CREATE INDEX digest_due ON digest_groups (flush_at);
+    CREATE TABLE digest_items (
+        id           BIGSERIAL PRIMARY KEY,
+        group_id     BIGINT NOT NULL REFERENCES digest_groups (id),
+        event_source TEXT NOT NULL,
+        event_id     TEXT NOT NULL,
+        event_type   TEXT NOT NULL,
+        template     TEXT NOT NULL,
+        payload      TEXT NOT NULL,
+        created_at   DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX digest_items_group ON digest_items (group_id, id);
+    CREATE TABLE pace (
+        key          TEXT PRIMARY KEY,
+        tokens       DOUBLE PRECISION NOT NULL,
+        updated      DOUBLE PRECISION NOT NULL,
+        paused_until DOUBLE PRECISION NOT NULL DEFAULT 0
+    );
+    """,
+)
+
+_ROW_COLUMNS = (
+    "id, event_source, event_id, event_type, destination, pace_key, template, payload, status, "
+    "attempts, created_at, next_attempt_at, last_reason, last_error, step"
+)
+_HEAD = (
+    "o.id = (SELECT MIN(i.id) FROM outbox i WHERE i.pace_key = o.pace_key"
+    " AND i.status IN ('pending','inflight'))"
+)
+
+
+def redact(url: str) -> str:
+    """The connection string with its password replaced, for messages."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def is_postgres_url(url: str | None) -> bool:
+    return bool(url) and str(url).startswith(("postgresql://", "postgres://"))
+
+
+class PostgresStore:
+    """Relay's store on PostgreSQL; every method is one short transaction from a pool."""
+
+    shared = True  # other replicas may hold claims: start-up releases only expired leases
+
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8) -> None:
+        self.url = url
+        self._pool = AsyncConnectionPool(
+            url, min_size=min_size, max_size=max_size, open=False, kwargs={"autocommit": False}
+        )
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({redact(self.url)!r})"
+
+    async def open(self) -> None:
+        try:
+            await self._pool.open(wait=True, timeout=15)
+        except Exception as exc:  # the pool's message would carry the connection string
+            raise RuntimeError(
+                f"cannot connect to PostgreSQL at {redact(self.url)}: {type(exc).__name__}"
+            ) from None
+        await self.migrate()
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def ping(self) -> bool:
+        try:
+            async with self._pool.connection(timeout=2) as conn:
+                await conn.execute("SELECT 1")
+            return True
+        except Exception:
+            return False
+
+    async def migrate(self) -> int:
+        """Apply pending migrations under an advisory lock; the schema version now in force."""
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+            await conn.execute("CREATE TABLE IF NOT EXISTS relay_schema (version INTEGER NOT NULL)")
+            cur = await conn.execute("SELECT version FROM relay_schema")
+            found = await cur.fetchone()
+            version = found[0] if found else 0
+            if found is None:
+                await conn.execute("INSERT INTO relay_schema (version) VALUES (0)")
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in script.split(";"):
+                    if statement.strip():
+                        await conn.execute(statement)
+                await conn.execute("UPDATE relay_schema SET version=%s", (number,))
+        return len(MIGRATIONS)
+
+    async def _exec(self, sql: str, args: Sequence[Any] = ()) -> int:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(sql, args)
+            return cur.rowcount
+
+    async def _all(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(sql, args)
+            return await cur.fetchall()
+
+    # ------------------------------------------------------------ intake
+
+    async def accept(self, event: Event, messages: Sequence[NewMessage], now: float) -> Acceptance:
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "INSERT INTO events (source, id, type, received_at) VALUES (%s,%s,%s,%s)"
+                " ON CONFLICT DO NOTHING",
+                (event.source, event.id, event.type, now),
+            )
+            if cur.rowcount == 0:
+                return Acceptance.DUPLICATE
+            rows = [
+                (
+                    event.source,
+                    event.id,
+                    event.type,
+                    m.destination,
+                    m.pace_key,
+                    m.template,
+                    json.dumps(m.payload, ensure_ascii=False),
+                    (Status.MUTED if m.muted else Status.PENDING).value,
+                    now,
+                    now,
+                    json.dumps(m.step) if m.step else None,
+                    now if m.muted else None,
+                )
+                for m in messages
+                if m.group is None or m.muted
+            ]
+            if rows:
+                async with conn.cursor() as c:
+                    await c.executemany(
+                        "INSERT INTO outbox (event_source, event_id, event_type, destination,"
+                        " pace_key, template, payload, status, created_at, next_attempt_at, step,"
+                        " finished_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+                        rows,
+                    )
+            for m in messages:
+                if m.group is not None and not m.muted:
+                    await _add_to_group(conn, event, m, m.group, now)
+            return Acceptance.ACCEPTED
+
+    async def seen(self, source: str, event_id: str) -> bool:
+        rows = await self._all("SELECT 1 FROM events WHERE source=%s AND id=%s", (source, event_id))
+        return bool(rows)
+
+    # ------------------------------------------------------------ delivery
+
+    async def due_heads(self, now: float) -> list[OutboxRow]:
+        rows = await self._all(
+            f"SELECT {_ROW_COLUMNS} FROM outbox o WHERE o.status='pending'"
+            f" AND o.next_attempt_at <= %s AND {_HEAD} ORDER BY o.id",
+            (now,),
+        )
+        return [_row(r) for r in rows]
+
+    async def claim(self, row_id: int, lease_until: float) -> bool:
+        changed = await self._exec(
+            "UPDATE outbox SET status='inflight', lease_until=%s, attempts=attempts+1"
+            " WHERE id = (SELECT id FROM outbox WHERE id=%s AND status='pending'"
+            " FOR UPDATE SKIP LOCKED)",
+            (lease_until, row_id),
+        )
+        return changed == 1
+
+    async def next_due_at(self) -> float | None:
+        rows = await self._all(
+            f"SELECT MIN(o.next_attempt_at) FROM outbox o WHERE o.status='pending' AND {_HEAD}"
+        )
+        return None if rows[0][0] is None else float(rows[0][0])
+
+    async def mark_sent(
+        self,
+        row_id: int,
+        channel_id: str | None,
+        ts: str | None,
+        now: float,
+        *,
+        reason: str = "ok",
+    ) -> None:
+        await self._exec(
+            "UPDATE outbox SET status='sent', channel_id=%s, ts=%s, finished_at=%s,"
+            " lease_until=NULL, last_reason=%s WHERE id=%s",
+            (channel_id, ts, now, reason, row_id),
+        )
+
+    async def mark_retry(
+        self, row_id: int, next_attempt_at: float, reason: str, error: str | None
+    ) -> None:
+        await self._exec(
+            "UPDATE outbox SET status='pending', next_attempt_at=%s, lease_until=NULL,"
+            " last_reason=%s, last_error=%s WHERE id=%s",
+            (next_attempt_at, reason, error, row_id),
+        )
+
+    async def mark_dead(self, row_id: int, reason: str, error: str | None, now: float) -> None:
+        await self._exec(
+            "UPDATE outbox SET status='dead', finished_at=%s, lease_until=NULL, last_reason=%s,"
+            " last_error=%s WHERE id=%s",
+            (now, reason, error, row_id),
+        )
+
+    async def release_expired_leases(self, now: float) -> int:
+        return await self._exec(
+            "UPDATE outbox SET status='pending', lease_until=NULL"
+            " WHERE status='inflight' AND (lease_until IS NULL OR lease_until <= %s)",
+            (now,),
+        )
+
+    async def release_all_inflight(self) -> int:
+        """Only for a single process; with replicas, claims are released when leases expire."""
+        return await self.release_expired_leases(float("inf"))
+
+    # ------------------------------------------------------------ shared pacing
+
+    async def take_pace(self, key: str, now: float, rate: float, burst: float) -> float:
+        """Take one token of `key` if it has one (0.0), else the seconds until it will."""
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO pace (key, tokens, updated) VALUES (%s,%s,%s) ON CONFLICT DO NOTHING",
+                (key, burst, now),
+            )
+            cur = await conn.execute(
+                "SELECT tokens, updated, paused_until FROM pace WHERE key=%s FOR UPDATE", (key,)
+            )
+            tokens, updated, paused_until = await cur.fetchone()  # type: ignore[misc]
+            bucket = refill(Bucket(tokens, updated, paused_until), now, rate, burst)
+            wait = max(0.0, bucket.paused_until - now)
+            if bucket.tokens < 1.0:
+                wait = max(wait, (1.0 - bucket.tokens) / rate)
+            if wait == 0.0:
+                bucket = replace(bucket, tokens=bucket.tokens - 1.0)
+            await conn.execute(
+                "UPDATE pace SET tokens=%s, updated=%s WHERE key=%s",
+                (bucket.tokens, bucket.updated, key),
+            )
+            return wait
+
+    async def pause_pace(self, key: str, now: float, seconds: float) -> None:
+        await self._exec(
+            "INSERT INTO pace (key, tokens, updated, paused_until) VALUES (%s, 0, %s, %s)"
+            " ON CONFLICT (key) DO UPDATE SET tokens=0, updated=%s,"
+            " paused_until=GREATEST(pace.paused_until, %s)",
+            (key, now, now + seconds, now, now + seconds),
+        )
+
+    # ------------------------------------------------------------ conversations
+
+    async def get_message(self, pace_key: str, key: str, now: float) -> MessageRef | None:
+        rows = await self._all(
+            "SELECT channel_id, ts, order_at, count, first_at, last_at FROM messages"
+            " WHERE pace_key=%s AND key=%s AND expires_at > %s",
+            (pace_key, key, now),
+        )
+        return MessageRef(*rows[0]) if rows else None
+
+    async def put_message(
+        self, pace_key: str, key: str, ref: MessageRef, expires_at: float
+    ) -> None:
+        await self._exec(
+            "INSERT INTO messages (pace_key, key, channel_id, ts, order_at, count, first_at,"
+            " last_at, expires_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+            " ON CONFLICT (pace_key, key) DO UPDATE SET channel_id=excluded.channel_id,"
+            " ts=excluded.ts, order_at=excluded.order_at, count=excluded.count,"
+            " first_at=excluded.first_at, last_at=excluded.last_at,"
+            " expires_at=excluded.expires_at",
+            (
+                pace_key,
+                key,
+                ref.channel_id,
+                ref.ts,
+                ref.order_at,
+                ref.count,
+                ref.first_at,
+                ref.last_at,
+                expires_at,
+            ),
+        )
+
+    async def touch_message(
+        self,
+        pace_key: str,
+        key: str,
+        *,
+        order_at: float | None,
+        count: int | None,
+        now: float,
+        expires_at: float | None = None,
+    ) -> None:
+        await self._exec(
+            "UPDATE messages SET order_at=GREATEST(order_at, %s::double precision),"
+            " count=COALESCE(%s, count), last_at=%s,"
+            " expires_at=GREATEST(expires_at, COALESCE(%s::double precision, 0))"
+            " WHERE pace_key=%s AND key=%s",
+            (order_at, count, now, expires_at, pace_key, key),
+        )
+
+    async def forget_message(self, pace_key: str, key: str) -> None:
+        await self._exec("DELETE FROM messages WHERE pace_key=%s AND key=%s", (pace_key, key))
+
+    # ------------------------------------------------------------ digests
+
+    async def due_digests(self, now: float) -> list[DigestBatch]:
+        groups = await self._all(
+            "SELECT id, route, group_key, destination, pace_key, show FROM digest_groups"
+            " WHERE flush_at IS NOT NULL AND flush_at <= %s ORDER BY flush_at, id",
+            (now,),
+        )
+        batches = []
+        for gid, route, key, destination, pace_key, show in groups:
+            items = tuple(
+                DigestItem(i[0], i[1], i[2], i[3], i[4], json.loads(i[5]), i[6])
+                for i in await self._all(
+                    "SELECT id, event_source, event_id, event_type, template, payload,"
+                    " created_at FROM digest_items WHERE group_id=%s ORDER BY id",
+                    (gid,),
+                )
+            )
+            batches.append(DigestBatch(gid, route, key, destination, pace_key, show, items))
+        return batches
+
+    async def next_digest_at(self) -> float | None:
+        rows = await self._all("SELECT MIN(flush_at) FROM digest_groups WHERE flush_at IS NOT NULL")
+        return None if rows[0][0] is None else float(rows[0][0])
+
+    async def flush_digest(
+        self, batch: DigestBatch, message: NewMessage | None, now: float
+    ) -> None:
+        # another replica may have posted this batch first; its transaction is the one that counts
+        with contextlib.suppress(_AlreadyFlushed):
+            await self._flush_digest(batch, message, now)
+
+    async def _flush_digest(
+        self, batch: DigestBatch, message: NewMessage | None, now: float
+    ) -> None:
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "SELECT flush_at FROM digest_groups WHERE id=%s FOR UPDATE", (batch.group_id,)
+            )
+            found = await cur.fetchone()
+            ids = [item.id for item in batch.items]
+            if ids:
+                gone = await conn.execute("DELETE FROM digest_items WHERE id = ANY(%s)", (ids,))
+                if found is None or gone.rowcount != len(ids):
+                    # another replica flushed this batch first: undo, post nothing
+                    raise _AlreadyFlushed
+            if message is not None and batch.items:
+                first = batch.items[0]
+                await conn.execute(
+                    "INSERT INTO outbox (event_source, event_id, event_type, destination,"
+                    " pace_key, template, payload, status, created_at, next_attempt_at)"
+                    " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+                    (
+                        first.event_source,
+                        first.event_id,
+                        first.event_type if len(batch.items) == 1 else "digest",
+                        batch.destination,
+                        batch.pace_key,
+                        message.template,
+                        json.dumps(message.payload, ensure_ascii=False),
+                        Status.PENDING.value,
+                        now,
+                        now,
+                    ),
+                )
+            more = await conn.execute(
+                "SELECT COUNT(*) FROM digest_items WHERE group_id=%s", (batch.group_id,)
+            )
+            (waiting,) = await more.fetchone()  # type: ignore[misc]
+            await conn.execute(
+                "UPDATE digest_groups SET last_flush_at=%s,"
+                " flush_at=CASE WHEN %s > 0 THEN %s + interval ELSE NULL END WHERE id=%s",
+                (now, waiting, now, batch.group_id),
+            )
+
+    # ------------------------------------------------------------ housekeeping
+
+    async def prune(self, now: float, dedup_ttl: float, keep_sent: float) -> tuple[int, int]:
+        async with self._pool.connection() as conn, conn.transaction():
+            events = await conn.execute(
+                "DELETE FROM events WHERE received_at < %s"
+                " AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.event_source = events.source"
+                " AND o.event_id = events.id AND o.status IN ('pending','inflight'))",
+                (now - dedup_ttl,),
+            )
+            rows = await conn.execute(
+                "DELETE FROM outbox WHERE status IN ('sent','muted') AND finished_at < %s",
+                (now - keep_sent,),
+            )
+            await conn.execute("DELETE FROM messages WHERE expires_at <= %s", (now,))
+            await conn.execute(
+                "DELETE FROM digest_groups g WHERE flush_at IS NULL"
+                " AND last_flush_at < %s - interval AND NOT EXISTS"
+                " (SELECT 1 FROM digest_items i WHERE i.group_id = g.id)",
+                (now,),
+            )
+            return events.rowcount, rows.rowcount
+
+    async def stats(self) -> list[DestinationStats]:
+        rows = await self._all(
+            "SELECT destination,"
+            " COUNT(*) FILTER (WHERE status='pending'), COUNT(*) FILTER (WHERE status='inflight'),"
+            " COUNT(*) FILTER (WHERE status='dead'), COUNT(*) FILTER (WHERE status='sent'),"
+            " MIN(created_at) FILTER (WHERE status IN ('pending','inflight')),"
+            " COUNT(*) FILTER (WHERE status='muted') FROM outbox GROUP BY destination"
+        )
+        waiting = dict(
+            await self._all(
+                "SELECT g.destination, COUNT(*) FROM digest_items i JOIN digest_groups g"
+                " ON g.id = i.group_id GROUP BY g.destination"
+            )
+        )
+        stats = {r[0]: DestinationStats(r[0], r[1], r[2], r[3], r[4], r[5], r[6], 0) for r in rows}
+        for destination, count in waiting.items():
+            base = stats.get(destination) or DestinationStats(destination, 0, 0, 0, 0, None)
+            stats[destination] = replace(base, digesting=count)
+        return [stats[k] for k in sorted(stats)]
+
+    async def rows(self, status: Status, limit: int = 1000) -> list[OutboxRow]:
+        found = await self._all(
+            f"SELECT {_ROW_COLUMNS} FROM outbox WHERE status=%s ORDER BY id LIMIT %s",
+            (status.value, limit),
+        )
+        return [_row(r) for r in found]
+
+    async def replay_dead(self, ids: Sequence[int] | None, now: float) -> int:
+        where, args = _ids_clause(ids)
+        return await self._exec(
+            "UPDATE outbox SET status='pending', next_attempt_at=%s, created_at=%s, attempts=0,"
+            f" finished_at=NULL WHERE status='dead'{where}",
+            (now, now, *args),
+        )
+
+    async def drop_dead(self, ids: Sequence[int] | None) -> int:
+        where, args = _ids_clause(ids)
+        return await self._exec(f"DELETE FROM outbox WHERE status='dead'{where}", tuple(args))
+
+
+class _AlreadyFlushed(Exception):
+    pass
+
+
+def _ids_clause(ids: Sequence[int] | None) -> tuple[str, list[Any]]:
+    if ids is None:
+        return "", []
+    return " AND id = ANY(%s)", [list(ids)]
+
+
+async def _add_to_group(
+    conn: psycopg.AsyncConnection[Any], event: Event, m: NewMessage, group: GroupSpec, now: float
+) -> None:
+    """As in the SQLite store; the group row is locked so concurrent replicas agree."""
+    await conn.execute(
+        "INSERT INTO digest_groups (route, group_key, destination, pace_key, wait, interval,"
+        " max_items, show, flush_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+        (
+            group.route,
+            group.key,
+            m.destination,
+            m.pace_key,
+            group.wait,
+            group.interval,
+            group.max_items,
+            group.show,
+            now + group.wait,
+        ),
+    )
+    cur = await conn.execute(
+        "SELECT id, flush_at, last_flush_at FROM digest_groups"
+        " WHERE route=%s AND group_key=%s AND destination=%s FOR UPDATE",
+        (group.route, group.key, m.destination),
+    )
+    gid, flush_at, last_flush = await cur.fetchone()  # type: ignore[misc]
+    if flush_at is None:
+        recent = last_flush is not None and now < last_flush + group.interval
+        flush_at = last_flush + group.interval if recent else now + group.wait
+    await conn.execute(
+        "UPDATE digest_groups SET flush_at=%s, wait=%s, interval=%s, max_items=%s, show=%s,"
+        " pace_key=%s WHERE id=%s",
+        (flush_at, group.wait, group.interval, group.max_items, group.show, m.pace_key, gid),
+    )
+    await conn.execute(
+        "INSERT INTO digest_items (group_id, event_source, event_id, event_type, template,"
+        " payload, created_at) VALUES (%s,%s,%s,%s,%s,%s,%s)",
+        (
+            gid,
+            event.source,
+            event.id,
+            event.type,
+            m.template,
+            json.dumps(m.payload, ensure_ascii=False),
+            now,
+        ),
+    )
+    cur = await conn.execute("SELECT COUNT(*) FROM digest_items WHERE group_id=%s", (gid,))
+    (waiting,) = await cur.fetchone()  # type: ignore[misc]
+    if waiting >= group.max_items:
+        await conn.execute("UPDATE digest_groups SET flush_at=%s WHERE id=%s", (now, gid))

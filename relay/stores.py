@@ -1,0 +1,89 @@
+"""The store interface every backend implements, and the choice of backend from the URL.
+
+`RELAY_DATABASE_URL` unset or `sqlite:...` (or a path): `SqliteStore`, one process.
+`postgresql://...` / `postgres://...`: `PostgresStore`, safe for several replicas at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from relay.event import Event
+from relay.store import (
+    Acceptance,
+    DestinationStats,
+    DigestBatch,
+    MessageRef,
+    NewMessage,
+    OutboxRow,
+    SqliteStore,
+    Status,
+    sqlite_path,
+)
+
+
+class Store(Protocol):
+    """What the pipeline, the worker and the operator commands need from a database."""
+
+    async def open(self) -> None: ...
+    async def migrate(self) -> int: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> bool: ...
+    async def accept(
+        self, event: Event, messages: Sequence[NewMessage], now: float
+    ) -> Acceptance: ...
+    async def seen(self, source: str, event_id: str) -> bool: ...
+    async def due_heads(self, now: float) -> list[OutboxRow]: ...
+    async def claim(self, row_id: int, lease_until: float) -> bool: ...
+    async def next_due_at(self) -> float | None: ...
+    async def mark_sent(
+        self,
+        row_id: int,
+        channel_id: str | None,
+        ts: str | None,
+        now: float,
+        *,
+        reason: str = "ok",
+    ) -> None: ...
+    async def mark_retry(
+        self, row_id: int, next_attempt_at: float, reason: str, error: str | None
+    ) -> None: ...
+    async def mark_dead(self, row_id: int, reason: str, error: str | None, now: float) -> None: ...
+    async def release_expired_leases(self, now: float) -> int: ...
+    async def release_all_inflight(self) -> int: ...
+    async def get_message(self, pace_key: str, key: str, now: float) -> MessageRef | None: ...
+    async def put_message(
+        self, pace_key: str, key: str, ref: MessageRef, expires_at: float
+    ) -> None: ...
+    async def touch_message(
+        self,
+        pace_key: str,
+        key: str,
+        *,
+        order_at: float | None,
+        count: int | None,
+        now: float,
+        expires_at: float | None = None,
+    ) -> None: ...
+    async def forget_message(self, pace_key: str, key: str) -> None: ...
+    async def due_digests(self, now: float) -> list[DigestBatch]: ...
+    async def next_digest_at(self) -> float | None: ...
+    async def flush_digest(
+        self, batch: DigestBatch, message: NewMessage | None, now: float
+    ) -> None: ...
+    async def prune(self, now: float, dedup_ttl: float, keep_sent: float) -> tuple[int, int]: ...
+    async def stats(self) -> list[DestinationStats]: ...
+    async def rows(self, status: Status, limit: int = 1000) -> list[OutboxRow]: ...
+    async def replay_dead(self, ids: Sequence[int] | None, now: float) -> int: ...
+    async def drop_dead(self, ids: Sequence[int] | None) -> int: ...
+
+
+def open_store(url: str | None, cwd: Path) -> Store:
+    """The backend `RELAY_DATABASE_URL` names (not yet opened)."""
+    from relay.store_pg import PostgresStore, is_postgres_url
+
+    if url and is_postgres_url(url):
+        return PostgresStore(url)
+    return SqliteStore(sqlite_path(url, cwd))
