@@ -412,8 +412,9 @@ class ServerConfig(_Strict):
 class StoreConfig(_Strict):
     dedup_ttl: Seconds = 86400.0
     max_age: Seconds = 86400.0
+    lease: Seconds = 60.0  # a claimed delivery is retaken by any replica after this
 
-    _durations = field_validator("dedup_ttl", "max_age", mode="before")(_seconds)
+    _durations = field_validator("dedup_ttl", "max_age", "lease", mode="before")(_seconds)
 
 
 class PacingConfig(_Strict):

@@ -63,6 +63,7 @@ def build_services(
         build_senders(runtime, console),
         pacer=Pacer(rate=config.pacing.rate, burst=config.pacing.burst),
         max_age=config.store.max_age,
+        lease_seconds=config.store.lease,
     )
     return Services(
         runtime=runtime,

@@ -161,3 +161,70 @@ def test_database_url_forms(tmp_path: Path) -> None:
     assert sqlite_path("sqlite:x.db", tmp_path) == tmp_path / "x.db"
     with pytest.raises(ValueError, match="not supported"):
         sqlite_path("mysql://u:p@h/db", tmp_path)
+
+
+# ---------------------------------------------------------------- PostgreSQL across replicas
+
+
+@pytest.fixture
+async def replicas(pg_url: str, tmp_path: Path) -> AsyncIterator[list[Store]]:
+    stores = [open_store(pg_url, tmp_path) for _ in range(3)]
+    for s in stores:  # the three migrate at once: the advisory lock makes it safe
+        await s.open()
+    yield stores
+    for s in stores:
+        await s.close()
+
+
+async def test_replicas_race_on_one_event_id_and_exactly_one_wins(replicas: list[Store]) -> None:
+    import asyncio
+
+    answers = await asyncio.gather(
+        *(s.accept(ev("same"), [msg("alerts", "slack:alerts")], 1.0) for s in replicas * 3)
+    )
+    assert answers.count(Acceptance.ACCEPTED) == 1
+    assert len(await replicas[0].rows(Status.PENDING)) == 1
+
+
+async def test_replicas_share_each_channels_pacing(replicas: list[Store]) -> None:
+    pg = [s for s in replicas if isinstance(s, PostgresStore)]
+    waits = [await pg[i % 3].take_pace("slack:alerts", 100.0, 1.0, 3.0) for i in range(5)]
+    assert waits[:3] == [0.0, 0.0, 0.0]  # the burst, whichever replica asks
+    assert waits[3] == pytest.approx(1.0) and waits[4] == pytest.approx(1.0)
+    assert await pg[1].take_pace("slack:alerts", 101.0, 1.0, 3.0) == 0.0
+    assert await pg[2].take_pace("slack:other", 101.0, 1.0, 3.0) == 0.0  # keys are separate
+    await pg[0].pause_pace("slack:alerts", 101.0, 30.0)  # a 429 seen by one replica
+    assert await pg[2].take_pace("slack:alerts", 110.0, 1.0, 3.0) == pytest.approx(21.0)
+
+
+async def test_a_dead_replicas_claims_are_taken_over_when_the_lease_expires(
+    replicas: list[Store],
+) -> None:
+    first, second, _ = replicas
+    await first.accept(ev("e1"), [msg("alerts", "slack:alerts")], 1.0)
+    (head,) = await first.due_heads(1.0)
+    assert await first.claim(head.id, lease_until=31.0)
+    assert not await second.claim(head.id, lease_until=61.0)  # claimed: skipped
+    assert await second.due_heads(2.0) == []  # the key's head is in flight somewhere
+    assert await second.release_expired_leases(30.0) == 0
+    assert await second.release_expired_leases(31.0) == 1  # first replica died
+    (again,) = await second.due_heads(31.0)
+    assert again.id == head.id and await second.claim(again.id, lease_until=91.0)
+
+
+async def test_only_one_replica_flushes_a_digest(replicas: list[Store]) -> None:
+    import asyncio
+
+    from relay.digest import build
+    from relay.store import GroupSpec
+
+    spec = GroupSpec("r", "k", wait=1.0, interval=60.0, max_items=100, show=5)
+    for i in range(4):
+        grouped = NewMessage("alerts", "slack:alerts", "t", {"text": f"m{i}"}, group=spec)
+        await replicas[i % 3].accept(ev(f"g{i}"), [grouped], 1.0)
+    batches = [await s.due_digests(5.0) for s in replicas]
+    assert [len(b[0].items) for b in batches] == [4, 4, 4]
+    await asyncio.gather(*(s.flush_digest(b[0], build(b[0]), 5.0) for s, b in zip(
+        replicas, batches, strict=True)))  # fmt: skip
+    (digest,) = await replicas[0].rows(Status.PENDING)
+    assert digest.payload["text"] == ":package: 4 events: task.failed"
