@@ -163,6 +163,10 @@ class PostgresStore:
 
     async def open(self) -> None:
         try:
+            # one direct connection first: a wrong host or password fails at once, not after
+            # the pool's retries
+            probe = await psycopg.AsyncConnection.connect(self.url, connect_timeout=10)
+            await probe.close()
             await self._pool.open(wait=True, timeout=15)
         except Exception as exc:  # the pool's message would carry the connection string
             raise RuntimeError(

@@ -95,3 +95,26 @@ def test_outbox_and_dead_letter_commands(
         return result
 
     assert asyncio.run(statuses()) == (1, 0)
+
+
+def test_migrate_creates_the_schema_on_either_backend(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RELAY_DATABASE_URL", f"sqlite:///{tmp_path}/relay.db")
+    assert main(["migrate"]) == 0
+    assert "is at schema version 2" in capsys.readouterr().out
+    monkeypatch.setenv("RELAY_DATABASE_URL", pg_url)
+    assert main(["migrate"]) == 0
+    assert main(["migrate"]) == 0  # idempotent
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("ok: PostgresStore(") and out[0].endswith("is at schema version 2")
+
+
+def test_an_unreachable_database_is_named_without_its_password(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RELAY_DATABASE_URL", "postgresql://relay:hunter2@127.0.0.1:1/relay")
+    assert main(["migrate"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot connect to PostgreSQL at postgresql://relay:***@127.0.0.1:1/relay" in err
+    assert "hunter2" not in err

@@ -1,0 +1,120 @@
+"""Replica benchmark: ingest throughput of 1, 2 and 3 relay processes sharing one PostgreSQL.
+
+    .venv/bin/python bench/replicas.py [--seconds 10] [--concurrency 32]
+
+For each replica count, a fresh schema on the machine's PostgreSQL (`RELAY_TEST_POSTGRES`,
+default postgresql://postgres@127.0.0.1:5432/test), the replicas started together, and
+`--concurrency` keep-alive connections spread over them posting signed Anchor events for
+`--seconds`. Prints a Markdown table for the README. Not a test: figures depend on the machine
+(on a 2-core machine the replicas and the load generator share the same cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from fakeslack import FakeSlack  # noqa: E402
+from harness import RelayProcess  # noqa: E402
+from pgschema import fresh_schema  # noqa: E402
+from signing import ANCHOR_SECRET, SLACK_TOKEN, anchor_headers  # noqa: E402
+
+BASE = json.loads((ROOT / "relay" / "samples" / "anchor" / "task.completed.json").read_text())
+
+CONFIG = """
+sources:
+  anchor: {provider: anchor, secrets: ["${ANCHOR_WEBHOOK_SECRET}"]}
+slack: {token: "${SLACK_BOT_TOKEN}", api_url: "${SLACK_API_URL}"}
+destinations:
+  events: {type: slack, channel: "#browser-events"}
+default: {to: [events]}
+pacing: {rate: 100000, burst: 100000}
+"""
+
+
+def event_body(i: int, run: str) -> bytes:
+    event = {**BASE, "id": f"evt_{run}_{i}", "data": {**BASE["data"], "task_id": f"tsk_{i}"}}
+    return json.dumps(event).encode()
+
+
+async def load(urls: list[str], seconds: float, concurrency: int, run: str) -> list[float]:
+    latencies: list[float] = []
+    counter = 0
+    deadline = time.perf_counter() + seconds
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as http:
+
+        async def worker(n: int) -> None:
+            nonlocal counter
+            url = urls[n % len(urls)] + "/hooks/anchor"
+            while time.perf_counter() < deadline:
+                counter += 1
+                body = event_body(counter, run)
+                began = time.perf_counter()
+                post = http.post(url, data=body, headers=anchor_headers(body, int(time.time())))
+                async with post as answer:
+                    await answer.read()
+                    if answer.status != 202:
+                        raise RuntimeError(f"{answer.status}: {await answer.text()}")
+                latencies.append(time.perf_counter() - began)
+
+        await asyncio.gather(*(worker(n) for n in range(concurrency)))
+    return latencies
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    args = parser.parse_args()
+    rows = []
+    with FakeSlack() as slack:
+        for count in (1, 2, 3):
+            with fresh_schema() as url, tempfile.TemporaryDirectory() as tmp:
+                work = Path(tmp)
+                (work / "config.yaml").write_text(CONFIG)
+                env = {
+                    "SLACK_BOT_TOKEN": SLACK_TOKEN,
+                    "SLACK_API_URL": slack.api_url,
+                    "ANCHOR_WEBHOOK_SECRET": ANCHOR_SECRET,
+                    "RELAY_DATABASE_URL": url,
+                    "RELAY_LOG_LEVEL": "warning",
+                }
+                replicas = [RelayProcess(work / "config.yaml", env, work) for _ in range(count)]
+                try:
+                    for r in replicas:
+                        r.start()
+                    lat = asyncio.run(
+                        load([r.url for r in replicas], args.seconds, args.concurrency, str(count))
+                    )
+                finally:
+                    for r in replicas:
+                        r.terminate()
+                rps = len(lat) / args.seconds
+                rows.append((count, rps, pct(lat, 0.5), pct(lat, 0.99)))
+    print(
+        f"\nmachine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
+        f"{args.concurrency} connections, {args.seconds:.0f} s per run, one PostgreSQL\n"
+    )
+    print("| replicas | requests/s | ack p50 / p99 (ms) |\n|---|---|---|")
+    for count, rps, p50, p99 in rows:
+        print(f"| {count} | {rps:.0f} | {p50:.1f} / {p99:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
