@@ -13,6 +13,7 @@ import contextlib
 import hmac
 import logging
 import re
+import signal
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,15 +25,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from relay.config import TabstackSource
+from relay.config import LoadedConfig, TabstackSource, load_config
+from relay.deliver import Sender
 from relay.errors import (
+    ConfigError,
     IngestError,
     MalformedRequest,
     PayloadTooLarge,
-    Unauthorized,
     UnknownSource,
     UnsupportedMediaType,
 )
+from relay.metrics import CONTENT_TYPE, UNKNOWN_SOURCE, Metrics
 from relay.pipeline import Pipeline
 from relay.providers.tabstack import TabstackProvider
 from relay.runs import RunStartFailed, StreamLimits, consume_stream, new_run_id, start_run
@@ -57,23 +60,71 @@ class Services:
     clock: Callable[[], float] = time.time
     shutdown_grace: float = 20.0
     http: httpx.AsyncClient | None = None
+    # builds the runtime and the senders of a newly loaded config (set by the server)
+    rebuild: Callable[[LoadedConfig], tuple[Runtime, dict[str, Sender]]] | None = None
+    metrics: Metrics = field(default_factory=Metrics)
     pipeline: Pipeline = field(init=False)
     runs: set[asyncio.Task[Any]] = field(default_factory=set)
     accepting: bool = True
+    generation: int = 1
 
     def __post_init__(self) -> None:
+        self.worker.metrics = self.metrics
         self.pipeline = Pipeline(
-            self.runtime, self.store, clock=self.clock, on_enqueued=self.worker.wake
+            self.runtime,
+            self.store,
+            clock=self.clock,
+            on_enqueued=self.worker.wake,
+            metrics=self.metrics,
         )
+        self.metrics.generation.set(self.generation)
+        self._reloading = asyncio.Lock()
+
+    async def reload(self) -> None:
+        """Load the config file and templates again and swap them in atomically.
+
+        Raises ConfigError (the old config keeps serving) when the new one is invalid."""
+        async with self._reloading:
+            try:
+                path = self.runtime.loaded.path
+                loaded = await asyncio.to_thread(load_config, path)
+                if self.rebuild is None:
+                    raise ConfigError(["reload is not available in this process"])
+                runtime, senders = await asyncio.to_thread(self.rebuild, loaded)
+            except ConfigError as exc:
+                self.metrics.reloads.labels("rejected").inc()
+                log.error(
+                    "new config rejected; the previous one keeps serving",
+                    extra={"problems": exc.errors, "config": self.runtime.loaded.digest},
+                )
+                raise
+            self.runtime = runtime
+            self.pipeline.runtime = runtime
+            self.worker.senders = dict(senders)
+            self.worker.pacer.rate = runtime.config.pacing.rate
+            self.worker.pacer.burst = runtime.config.pacing.burst
+            self.generation += 1
+            self.metrics.generation.set(self.generation)
+            self.metrics.reloads.labels("ok").inc()
+            log.info(
+                "config reloaded",
+                extra={"generation": self.generation, "config": runtime.loaded.digest},
+            )
 
 
 def error_response(status: int, error: str, detail: str) -> JSONResponse:
     return JSONResponse({"error": error, "detail": detail}, status_code=status)
 
 
-async def _ingest_error(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, IngestError)
-    return error_response(exc.status, exc.code, exc.detail)
+def _admin(services: Services, request: Request) -> Response | None:
+    """None when the request carries the admin token; else the answer to give."""
+    token = services.admin_token
+    if not token:
+        return error_response(404, "admin_disabled", "set RELAY_ADMIN_TOKEN to enable this")
+    given = request.headers.get("authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        return error_response(401, "unauthorized", "missing or wrong bearer token")
+    return None
 
 
 def _media_type(headers: Mapping[str, str]) -> str:
@@ -93,8 +144,20 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def build_app(services: Services) -> Starlette:
+    def source_label(request: Request) -> str:
+        name = request.path_params.get("source", "")
+        return name if name in services.runtime.providers else UNKNOWN_SOURCE
+
+    async def ingest_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, IngestError)
+        if request.url.path.startswith("/hooks/"):
+            services.metrics.rejected.labels(source_label(request), exc.code).inc()
+        return error_response(exc.status, exc.code, exc.detail)
+
     async def hook(request: Request) -> Response:
+        services.metrics.received.labels(source_label(request)).inc()
         if not services.accepting:
+            services.metrics.rejected.labels(source_label(request), "shutting_down").inc()
             return error_response(503, "shutting_down", "relay is restarting; retry shortly")
         runtime = services.runtime
         name = request.path_params["source"]
@@ -144,12 +207,9 @@ def build_app(services: Services) -> Starlette:
         )
 
     async def start_tabstack_run(request: Request) -> Response:
-        token = services.admin_token
-        if not token:
-            return error_response(404, "admin_disabled", "set RELAY_ADMIN_TOKEN to enable /runs")
-        given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            raise Unauthorized("missing or wrong bearer token")
+        refused = _admin(services, request)
+        if refused is not None:
+            return refused
         name = request.path_params["source"]
         source = services.runtime.config.sources.get(name)
         provider = services.runtime.providers.get(name)
@@ -195,8 +255,27 @@ def build_app(services: Services) -> Starlette:
         body = {
             "status": "ready" if ready else "not_ready",
             "config": services.runtime.loaded.digest,
+            "generation": services.generation,
         }
         return JSONResponse(body, status_code=200 if ready else 503)
+
+    async def metrics(_request: Request) -> Response:
+        try:
+            services.metrics.observe_queue(await services.store.stats(), services.clock())
+        except Exception:  # the counters are still worth serving when the store is down
+            log.exception("could not read outbox statistics for /metrics")
+        return Response(services.metrics.exposition(), media_type=CONTENT_TYPE)
+
+    async def admin_reload(request: Request) -> Response:
+        refused = _admin(services, request)
+        if refused is not None:
+            return refused
+        try:
+            await services.reload()
+        except ConfigError as exc:
+            return error_response(422, "invalid_config", "\n".join(exc.errors))
+        body = {"generation": services.generation, "config": services.runtime.loaded.digest}
+        return JSONResponse(body)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -212,6 +291,7 @@ def build_app(services: Services) -> Starlette:
         owns_http = services.http is None
         if owns_http:
             services.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None))
+        _on_sighup(services)
         worker = asyncio.create_task(services.worker.run(stop), name="relay-worker")
         pruner = asyncio.create_task(_prune_forever(services, stop), name="relay-pruner")
         try:
@@ -237,8 +317,10 @@ def build_app(services: Services) -> Starlette:
             Route("/runs/{source}", start_tabstack_run, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+            Route("/admin/reload", admin_reload, methods=["POST"]),
         ],
-        exception_handlers={IngestError: _ingest_error},
+        exception_handlers={IngestError: ingest_error},
         lifespan=lifespan,
     )
     return app
@@ -265,6 +347,22 @@ def _json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError("body must be a JSON object")
     return value
+
+
+def _on_sighup(services: Services) -> None:
+    """SIGHUP reloads the config, like POST /admin/reload (only where signals can be caught)."""
+
+    async def reload() -> None:
+        with contextlib.suppress(ConfigError):  # logged; the old config keeps serving
+            await services.reload()
+
+    def handler() -> None:
+        task = asyncio.ensure_future(reload())
+        services.runs.add(task)
+        task.add_done_callback(services.runs.discard)
+
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, handler)
 
 
 async def _prune_forever(services: Services, stop: asyncio.Event) -> None:

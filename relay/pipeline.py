@@ -19,6 +19,7 @@ from typing import Any
 from relay.conversation import steps
 from relay.digest import group_key
 from relay.event import Event
+from relay.metrics import Metrics
 from relay.routing import Decision
 from relay.runtime import Runtime
 from relay.schedule import active
@@ -94,6 +95,8 @@ def plan(runtime: Runtime, event: Event, now: float | None = None) -> Planned:
 
 
 class Pipeline:
+    """Accepts events: plan, persist, count; the worker delivers later."""
+
     def __init__(
         self,
         runtime: Runtime,
@@ -101,11 +104,13 @@ class Pipeline:
         *,
         clock: Callable[[], float] = time.time,
         on_enqueued: Callable[[], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.runtime = runtime
         self.store = store
         self.clock = clock
         self.on_enqueued = on_enqueued
+        self.metrics = metrics or Metrics()
 
     async def accept(self, event: Event) -> Acceptance:
         planned = plan(self.runtime, event, self.clock())
@@ -115,6 +120,7 @@ class Pipeline:
                 "template failed, sent the safe default message", extra={**fields, "detail": error}
             )
         result = await self.store.accept(event, planned.messages, self.clock())
+        self._count(event, planned, result)
         if result is Acceptance.DUPLICATE:
             log.info("duplicate event ignored", extra=fields)
             return result
@@ -134,3 +140,19 @@ class Pipeline:
             if self.on_enqueued:
                 self.on_enqueued()
         return result
+
+    def _count(self, event: Event, planned: Planned, result: Acceptance) -> None:
+        m = self.metrics
+        if result is Acceptance.DUPLICATE:
+            m.duplicates.labels(event.source).inc()
+            return
+        m.accepted.labels(event.source, m.event_type(event.type)).inc()
+        if planned.decision.dropped_by:
+            m.dropped.labels(planned.decision.dropped_by).inc()
+        elif not planned.decision.targets:
+            m.unrouted.labels(event.source).inc()
+        for target in planned.decision.targets:
+            m.routed.labels(target.route, target.destination).inc()
+            m.rendered.labels(target.destination).inc()
+        for error in planned.template_errors:
+            m.fallbacks.labels(error.split(":", 1)[0]).inc()

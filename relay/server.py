@@ -65,11 +65,17 @@ def build_services(
         max_age=config.store.max_age,
         lease_seconds=config.store.lease,
     )
+
+    def rebuild(new: LoadedConfig) -> tuple[Runtime, dict[str, Sender]]:
+        fresh = build_runtime(new)
+        return fresh, build_senders(fresh, console)
+
     return Services(
         runtime=runtime,
         store=store,
         worker=worker,
         admin_token=env.get("RELAY_ADMIN_TOKEN") or None,
+        rebuild=rebuild,
     )
 
 
@@ -86,11 +92,18 @@ def serve(loaded: LoadedConfig, host: str, port: int) -> None:
         port=port,
         log_config=None,
         access_log=False,
+        # behind Fly's or Render's proxy: the client address comes from X-Forwarded-For
         proxy_headers=True,
         forwarded_allow_ips="*",
+        # idle keep-alive connections are closed after 30 s: enough for a provider's bursts,
+        # and a slow or idle client cannot hold a connection slot for long
         timeout_keep_alive=30,
+        # Fly's kill_timeout is 30 s: finish in-flight Slack sends, then exit before SIGKILL
         timeout_graceful_shutdown=25,
+        # beyond 1000 open requests answer 503 at once instead of queueing without bound
         limit_concurrency=1000,
+        # request line + headers larger than 64 KiB are refused (431-style close) before
+        # relay reads them; signatures and tokens are far smaller
         h11_max_incomplete_event_size=64 * 1024,
         server_header=False,
     )

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from relay.conversation import Step
 from relay.deliver import DeliveryResult, Outcome, OutgoingMessage, Reason, Sender
 from relay.digest import build as build_digest
+from relay.metrics import Metrics
 from relay.pacing import Pacer, backoff
 from relay.repeat import with_counter
 from relay.store import MessageRef, OutboxRow
@@ -61,6 +62,7 @@ class Worker:
         poll_seconds: float = 1.0,
         backoff_base: float = 1.0,
         backoff_cap: float = 300.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.senders = dict(senders)
@@ -72,6 +74,7 @@ class Worker:
         self.poll_seconds = poll_seconds
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
+        self.metrics = metrics or Metrics()
         self._wake = asyncio.Event()
         self._busy: dict[str, asyncio.Task[None]] = {}
         # replicas on one database share pacing through the store, not this process's buckets
@@ -254,7 +257,11 @@ class Worker:
             "reason": result.reason.value,
             "attempt": row.attempts,
         }
+        self.metrics.deliveries.labels(
+            row.destination, result.outcome.value, result.reason.value
+        ).inc()
         if result.outcome is Outcome.SENT:
+            self.metrics.latency.labels(row.destination).observe(max(0.0, now - row.created_at))
             await self.store.mark_sent(row.id, result.channel_id, result.ts, now)
             log.info("delivered", extra=fields)
             return
@@ -281,6 +288,7 @@ class Worker:
                 return
             fields["reason"] = "max_age"
         await self.store.mark_dead(row.id, str(fields["reason"]), result.detail, now)
+        self.metrics.dead.labels(row.destination, str(fields["reason"])).inc()
         log.error(
             "delivery failed for good: dead letter", extra={**fields, "detail": result.detail}
         )

@@ -1,0 +1,116 @@
+"""Prometheus metrics: every counter, gauge and histogram relay exposes on `/metrics`.
+
+One `Metrics` per app (its own registry, so tests can run several). Label values come from
+closed sets or from the operator's config (source, route and destination names, delivery
+reasons); an unknown source in a URL is counted as `_unknown`, and an event type, which only
+authenticated senders choose, is cut to 64 characters. No label ever holds a secret, a URL or
+free text from a request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from relay.store import DestinationStats
+
+UNKNOWN_SOURCE = "_unknown"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _type(kind: str) -> str:
+    return kind[:64]
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.received = Counter(
+            "relay_requests_received", "Requests to /hooks per source", ["source"], registry=r
+        )
+        self.rejected = Counter(
+            "relay_requests_rejected",
+            "Requests refused, per source and reason (the error code of the answer)",
+            ["source", "reason"],
+            registry=r,
+        )
+        self.accepted = Counter(
+            "relay_events_accepted", "Events persisted, per source and type", ["source", "type"],
+            registry=r,
+        )  # fmt: skip
+        self.duplicates = Counter(
+            "relay_events_duplicate", "Events ignored as already seen", ["source"], registry=r
+        )
+        self.dropped = Counter(
+            "relay_events_dropped", "Events dropped by a route", ["route"], registry=r
+        )
+        self.unrouted = Counter(
+            "relay_events_unrouted", "Events no route sent anywhere", ["source"], registry=r
+        )
+        self.routed = Counter(
+            "relay_messages_routed", "Messages enqueued per route and destination",
+            ["route", "destination"], registry=r,
+        )  # fmt: skip
+        self.rendered = Counter(
+            "relay_messages_rendered", "Messages rendered per destination", ["destination"],
+            registry=r,
+        )  # fmt: skip
+        self.fallbacks = Counter(
+            "relay_template_fallbacks",
+            "Messages sent as the safe default because a template failed",
+            ["destination"],
+            registry=r,
+        )
+        self.deliveries = Counter(
+            "relay_deliveries",
+            "Delivery attempts per destination, outcome (sent, retry, permanent) and reason",
+            ["destination", "outcome", "reason"],
+            registry=r,
+        )
+        self.dead = Counter(
+            "relay_dead_letters", "Messages that became dead letters", ["destination", "reason"],
+            registry=r,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "relay_delivery_latency_seconds",
+            "From acceptance to Slack taking the message",
+            ["destination"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600),
+            registry=r,
+        )
+        self.queue = Gauge(
+            "relay_outbox_messages", "Outbox messages per destination and status",
+            ["destination", "status"], registry=r,
+        )  # fmt: skip
+        self.oldest = Gauge(
+            "relay_outbox_oldest_pending_age_seconds",
+            "Age of the oldest undelivered message per destination (0 when none)",
+            ["destination"],
+            registry=r,
+        )
+        self.generation = Gauge(
+            "relay_config_generation", "How many times the config was loaded", registry=r
+        )
+        self.reloads = Counter(
+            "relay_config_reloads", "Reload attempts by result", ["result"], registry=r
+        )
+
+    def event_type(self, kind: str) -> str:
+        return _type(kind)
+
+    def observe_queue(self, stats: Iterable[DestinationStats], now: float) -> None:
+        for s in stats:
+            for status, value in (
+                ("pending", s.pending),
+                ("inflight", s.inflight),
+                ("dead", s.dead),
+                ("muted", s.muted),
+                ("digest", s.digesting),
+            ):
+                self.queue.labels(s.destination, status).set(value)
+            age = now - s.oldest_pending_at if s.oldest_pending_at else 0.0
+            self.oldest.labels(s.destination).set(max(0.0, age))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
