@@ -3,6 +3,7 @@
 relay serve  --config FILE            run the HTTP service
 relay check  --config FILE            validate config, render every template on the samples
 relay render --config FILE EVENT      print, as JSON, what would be posted where
+relay routes --config FILE EVENT      which rules match an event and why, and where it goes
 relay migrate                         create or upgrade the schema of RELAY_DATABASE_URL
 relay outbox --config FILE            pending / in flight / dead / sent / muted / waiting for a
                                       digest / oldest age per destination
@@ -85,11 +86,14 @@ def _plan_json(runtime: Runtime, event: Event) -> dict[str, Any]:
             {
                 "destination": m.destination,
                 "to": describe_destination(dests[m.destination], runtime.dry_run),
-                "route": t.route,
+                "route": route,
                 "template": m.template,
+                **({"conversation": m.step} if m.step else {}),
+                **({"muted": True} if m.muted else {}),
+                **({"digest_group": m.group.key} if m.group else {}),
                 "payload": m.payload,
             }
-            for m, t in zip(planned.messages, planned.decision.targets, strict=True)
+            for m, route in zip(planned.messages, planned.routes, strict=True)
         ],
         "template_errors": list(planned.template_errors),
     }
@@ -100,6 +104,48 @@ def cmd_render(args: argparse.Namespace) -> int:
     events = events_from_file(runtime, Path(args.event), args.source)
     out = [_plan_json(runtime, e) for e in events]
     print(json.dumps(out[0] if len(out) == 1 else out, indent=2, ensure_ascii=False))
+    return 0
+
+
+def explain(runtime: Runtime, event: Event) -> list[str]:
+    """Which rules matched an event and why, in order, then where it goes (`relay routes`)."""
+    decision = runtime.router.decide(event)
+    lines = [f"{event.source} {event.type} ({event.id})"]
+    width = max((len(t.route) for t in decision.trace), default=0)
+    for t in decision.trace:
+        verdict = f"match, {t.reason}" if t.matched else f"no match: {t.reason}"
+        if t.route == "default":
+            verdict = "applies" if t.matched else "applies, but sends nowhere"
+        lines.append(f"  {t.route:<{width}}  {verdict}")
+    if decision.dropped_by:
+        lines.append(f"=> dropped by {decision.dropped_by}")
+    elif not decision.targets:
+        lines.append("=> goes nowhere")
+    for target in decision.targets:
+        route = runtime.router.route(target.route)
+        extras = [
+            f"route {target.route}",
+            f"template {runtime.renderer.resolve(event, target.template)}",
+        ]
+        if target.mention:
+            extras.append(f"mention {target.mention}")
+        if route is not None:
+            if route.thread is not None:
+                extras.append(f"thread {route.thread.key}")
+            if route.repeat is not None:
+                extras.append(f"repeat by {', '.join(route.repeat.key)}")
+            if route.group is not None:
+                extras.append(f"digest by {', '.join(route.group.by)}")
+            if route.mute_during:
+                extras.append(f"muted during {', '.join(route.mute_during)}")
+        lines.append(f"=> {target.destination}: {'; '.join(extras)}")
+    return lines
+
+
+def cmd_routes(args: argparse.Namespace) -> int:
+    runtime = build_runtime(_load(args))
+    for event in events_from_file(runtime, Path(args.event), args.source):
+        print("\n".join(explain(runtime, event)))
     return 0
 
 
@@ -207,6 +253,12 @@ def parser() -> argparse.ArgumentParser:
 
     migrate = sub.add_parser("migrate", help="create or upgrade the database schema")
     migrate.set_defaults(fn=cmd_migrate)
+
+    routes = sub.add_parser("routes", help="explain which routes an event matches and why")
+    _config_arg(routes)
+    routes.add_argument("event", help="event JSON file (or a Tabstack .sse stream)")
+    routes.add_argument("--source", help="configured source name (guessed from the file if absent)")
+    routes.set_defaults(fn=cmd_routes)
 
     outbox = sub.add_parser("outbox", help="outbox depth and age per destination")
     outbox.set_defaults(fn=cmd_outbox)

@@ -36,6 +36,7 @@ class Planned:
     decision: Decision
     messages: tuple[NewMessage, ...]
     template_errors: tuple[str, ...]
+    routes: tuple[str, ...] = ()  # the route of each message, in order
 
 
 def plan(runtime: Runtime, event: Event, now: float | None = None) -> Planned:
@@ -45,6 +46,7 @@ def plan(runtime: Runtime, event: Event, now: float | None = None) -> Planned:
     config = runtime.config
     decision = runtime.router.decide(event)
     messages: list[NewMessage] = []
+    routes: list[str] = []
     errors: list[str] = []
     for target in decision.targets:
         route = runtime.router.route(target.route)
@@ -80,6 +82,7 @@ def plan(runtime: Runtime, event: Event, now: float | None = None) -> Planned:
             route=target.route,
         )
         for step in joined:
+            routes.append(target.route)
             messages.append(
                 NewMessage(
                     destination=target.destination,
@@ -91,7 +94,7 @@ def plan(runtime: Runtime, event: Event, now: float | None = None) -> Planned:
                     group=group,
                 )
             )
-    return Planned(decision, tuple(messages), tuple(errors))
+    return Planned(decision, tuple(messages), tuple(errors), tuple(routes))
 
 
 class Pipeline:

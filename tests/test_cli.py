@@ -118,3 +118,64 @@ def test_an_unreachable_database_is_named_without_its_password(
     err = capsys.readouterr().err
     assert "cannot connect to PostgreSQL at postgresql://relay:***@127.0.0.1:1/relay" in err
     assert "hunter2" not in err
+
+
+ROUTES_CONFIG = """
+sources: {anchor: {provider: anchor}, deck: {provider: deck}}
+destinations: {alerts: {type: console}, events: {type: console}}
+routes:
+  - name: noise
+    match: {source: deck, type: agent.updated}
+    drop: true
+  - name: slow-failures
+    match: {type: task.failed, when: [{path: duration_ms, gt: 60000}]}
+    to: [alerts]
+    mention: ["@here"]
+    continue: true
+  - name: failures
+    match: {type: "*.failed"}
+    to: [alerts, events]
+    thread: auto
+default: {to: [events]}
+"""
+
+
+def test_routes_explains_each_rule_and_the_result(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "relay.yaml"
+    config.write_text(ROUTES_CONFIG)
+    event = tmp_path / "event.json"
+    event.write_text(
+        json.dumps({"id": "evt_1", "type": "task.failed", "data": {"duration_ms": 1200}})
+    )
+    assert main(["routes", "--config", str(config), str(event)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "anchor task.failed (evt_1)",
+        "  noise          no match: source 'anchor' not in ['deck']",
+        "  slow-failures  no match: condition failed: duration_ms gt 60000.0",
+        "  failures       match, stop",
+        "=> alerts: route failures; template anchor/task.failed; thread auto",
+        "=> events: route failures; template anchor/task.failed; thread auto",
+    ]
+
+
+def test_render_shows_how_messages_join_their_thread(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "relay.yaml"
+    config.write_text(ROUTES_CONFIG)
+    event = tmp_path / "event.json"
+    event.write_text(
+        json.dumps(
+            {"id": "evt_2", "object": "event", "type": "task_run.failed",
+             "data": {"id": "trun_9", "status": "failed"}, "created_at": "2025-01-15T09:31:15Z"}
+        )
+    )  # fmt: skip
+    assert main(["render", "--config", str(config), str(event)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    steps = [(m["destination"], m.get("conversation", {})) for m in out["messages"]]
+    # each destination: update the run's message, and reply broadcast (a failure)
+    assert [d for d, _ in steps] == ["alerts", "alerts", "events", "events"]
+    assert [s.get("update") for _, s in steps] == ["thread:deck:trun_9", None] * 2
+    assert [s.get("broadcast", False) for _, s in steps] == [False, True] * 2
