@@ -69,7 +69,10 @@ def date_token(when: datetime, fmt: str = "{date_short_pretty} {time}") -> str:
     aware = when if when.tzinfo else when.replace(tzinfo=UTC)
     fallback = aware.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
     clean = _DATE_FORMAT_DROP.sub("", fmt) or "{date_short_pretty} {time}"
-    return f"<!date^{int(aware.timestamp())}^{clean}|{fallback}>"
+    epoch = int(aware.timestamp())
+    if epoch < 0:  # Slack's date token takes an unsigned epoch: before 1970 stays plain text
+        return fallback
+    return f"<!date^{epoch}^{clean}|{fallback}>"
 
 
 def truncate(text: str, limit: int) -> str:

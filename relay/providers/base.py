@@ -98,7 +98,31 @@ def json_object(body: bytes) -> dict[str, Any]:
         raise MalformedRequest(f"body is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise MalformedRequest(f"body must be a JSON object, got {type(obj).__name__}")
+    if depth(obj) > MAX_JSON_DEPTH:
+        raise MalformedRequest(f"body is nested deeper than {MAX_JSON_DEPTH} levels")
     return obj
+
+
+MAX_JSON_DEPTH = 64  # no provider nests beyond ~6; deeper is an attack on whatever walks it
+
+
+def depth(value: Any) -> int:
+    """How deeply arrays and objects nest in a parsed JSON value (iterative: stack-safe)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_JSON_DEPTH:
+            return deepest
+        stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def required_str(obj: Mapping[str, Any], key: str) -> str:

@@ -1,0 +1,224 @@
+"""Hostile input, property-based: random JSON, Unicode, deep nesting, huge arrays, wrong types
+and nulls through the providers, routing and every built-in template, and a hypothesis-driven
+client against relay's HTTP API. Never a 5xx, never an unhandled exception, never a message
+Slack would refuse, never a mention, broadcast or forged link made from event data."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fakeslack import check_message
+from harness import RelayProcess
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from signing import ANCHOR_SECRET, DECK_SECRET, anchor_headers, deck_headers
+
+from relay.config import load_config
+from relay.errors import IngestError
+from relay.event import Event
+from relay.mrkdwn import control_sequences
+from relay.providers.base import MAX_JSON_DEPTH
+from relay.runtime import build_runtime
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "relay" / "samples"
+ENV = {
+    "ANCHOR_WEBHOOK_SECRET": ANCHOR_SECRET,
+    "DECK_WEBHOOK_SECRET": DECK_SECRET,
+    "RELAY_ADMIN_TOKEN": "test-admin-token",
+}
+RUNTIME = build_runtime(load_config(ROOT / "config.example.yaml", ENV))
+ANCHOR_TYPES = sorted(p.stem for p in (SAMPLES / "anchor").glob("*.json"))
+DECK_TYPES = sorted(p.stem for p in (SAMPLES / "deck").glob("*.json"))
+HOSTILE = [
+    "<!channel>", "<!here|here>", "<@U0123ABCD>", "<!subteam^S123|@team>", "<#C123>",
+    "<https://evil.example|click me>", "<mailto:x@y.z|mail>", "&lt;!channel&gt;", "```", "*_~`",
+    "\u202e\u0000\ud800", "x" * 10_000, "@here", "<!date^1^{date}|x>",
+]  # fmt: skip
+DATE_TOKEN = re.compile(r"^<!date\^\d+\^[^|>]*\|[^>]*>$")
+
+json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text()
+json_values = st.recursive(
+    json_scalars | st.sampled_from(HOSTILE),
+    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=12), inner,
+                                                                 max_size=6),
+    max_leaves=30,
+)  # fmt: skip
+
+
+def assert_slack_safe(payload: dict[str, Any], allowed_urls: set[str]) -> None:
+    assert check_message(payload["text"], payload["blocks"], 13_000) is None
+    for sequence in (seq for text in mrkdwn_texts(payload) for seq in control_sequences(text)):
+        if DATE_TOKEN.match(sequence):
+            continue
+        assert not sequence.startswith(("<!", "<@", "<#")), sequence
+        url = sequence[1:-1].split("|", 1)[0]
+        assert url in allowed_urls, sequence  # a link only to a URL the event gave as a URL
+
+
+def mrkdwn_texts(payload: dict[str, Any]) -> list[str]:
+    """The texts Slack parses as mrkdwn (the notification text and mrkdwn text objects)."""
+    texts = [payload["text"]]
+    stack: list[Any] = [payload["blocks"]]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if item.get("type") == "mrkdwn" and isinstance(item.get("text"), str):
+                texts.append(item["text"])
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return texts
+
+
+def urls_in(value: Any) -> set[str]:
+    found: set[str] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str) and re.match(r"^https?://", item):
+            found.add(item)
+    return found
+
+
+def with_leaves(value: Any, leaf: Any) -> Any:
+    """Every string in `value` replaced by `leaf` (the sample's shape, hostile content)."""
+    if isinstance(value, dict):
+        return {k: with_leaves(v, leaf) for k, v in value.items()}
+    if isinstance(value, list):
+        return [with_leaves(v, leaf) for v in value]
+    return leaf if isinstance(value, str) else value
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    provider=st.sampled_from(["anchor", "deck"]),
+    index=st.integers(min_value=0),
+    data=json_values,
+    leaf=json_values,
+)
+def test_every_template_survives_any_data(provider: str, index: int, data: Any, leaf: Any) -> None:
+    kinds = ANCHOR_TYPES if provider == "anchor" else DECK_TYPES
+    kind = kinds[index % len(kinds)]
+    sample = json.loads((SAMPLES / provider / f"{kind}.json").read_text())["data"]
+    for shaped in (data, with_leaves(sample, leaf), {**sample, "extra": data}):
+        payload = shaped if isinstance(shaped, dict) else {"value": shaped}
+        event = Event(provider, provider, "evt_h", kind, payload, text="<!channel> hi")
+        decision = RUNTIME.router.decide(event)
+        for target in decision.targets:
+            message = RUNTIME.renderer.render(event, template=target.template)
+            assert message.text and message.blocks
+            assert_slack_safe({"text": message.text, "blocks": message.blocks}, urls_in(payload))
+
+
+@settings(max_examples=150, deadline=None)
+@given(body=json_values, kind=st.sampled_from(["anchor", "deck"]))
+def test_providers_parse_or_refuse_any_signed_json(body: Any, kind: str) -> None:
+    raw = json.dumps(body).encode()
+    provider = RUNTIME.providers[kind]
+    headers = anchor_headers(raw, int(time.time())) if kind == "anchor" else deck_headers(
+        raw, int(time.time()))  # fmt: skip
+    lowered = {k.lower(): v for k, v in headers.items()}
+    provider.verify(lowered, raw, time.time())
+    try:
+        events = provider.parse(lowered, raw)
+    except IngestError as exc:
+        assert exc.status in (400, 413, 415)
+        return
+    for event in events:
+        assert isinstance(event.id, str) and event.id
+        assert isinstance(event.type, str) and event.type
+
+
+def test_deep_nesting_is_refused_not_crashed() -> None:
+    deep: Any = "x"
+    for _ in range(MAX_JSON_DEPTH + 1):
+        deep = [deep]
+    raw = json.dumps({"id": "e", "type": "task.failed", "data": {"v": deep}}).encode()
+    with pytest.raises(IngestError, match="nested deeper than 64"):
+        RUNTIME.providers["anchor"].parse({}, raw)
+    very = ("[" * 100_000 + "]" * 100_000).encode()
+    with pytest.raises(IngestError):
+        RUNTIME.providers["anchor"].parse({}, b'{"v": ' + very + b"}")
+
+
+def test_huge_arrays_render_within_slack_limits() -> None:
+    data = {
+        "artifacts": [{"name": f"f{i}", "url": f"https://x.example/{i}"} for i in range(5000)],
+        "domains": ["a.example"] * 5000,
+        "steps": list(range(5000)),
+        "error": {"type": "x" * 5000, "message": "<!channel>" * 500},
+    }
+    for kind in ("task.completed", "task.failed", "session.completed"):
+        event = Event("anchor", "anchor", "evt_big", kind, data)
+        message = RUNTIME.renderer.render(event)
+        assert_slack_safe({"text": message.text, "blocks": message.blocks}, urls_in(data))
+
+
+# ---------------------------------------------------------------- the HTTP API
+
+
+@pytest.fixture(scope="module")
+def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayProcess]:
+    folder = tmp_path_factory.mktemp("fuzz")
+    env = {**ENV, "RELAY_DATABASE_URL": f"sqlite:///{folder}/relay.db"}
+    process = RelayProcess(ROOT / "config.example.yaml", env, folder).start()
+    yield process
+    process.kill()
+
+
+@pytest.fixture(scope="module")
+def client(relay: RelayProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=relay.url, timeout=10) as http:
+        yield http
+
+
+header_text = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=40).map(
+    str.strip
+)  # what a client can send: no edge whitespace
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH"]),
+    path=st.sampled_from(
+        ["/hooks/anchor", "/hooks/deck", "/hooks/tabstack", "/hooks/nope", "/runs/tabstack",
+         "/admin/reload", "/healthz", "/readyz", "/metrics", "/", "/hooks/", "/hooks/%00"]
+    ),
+    content_type=st.sampled_from(
+        ["application/json", "text/event-stream", "text/plain", "", "application/x+json"]
+    ),
+    headers=st.dictionaries(
+        st.sampled_from(["anchor-signature", "webhook-id", "webhook-timestamp",
+                         "webhook-signature", "authorization", "x-relay-run-id"]),
+        header_text, max_size=4),
+    body=st.one_of(json_values.map(lambda v: json.dumps(v).encode()), st.binary(max_size=300)),
+)  # fmt: skip
+def test_no_request_gets_a_5xx(
+    client: httpx.Client,
+    method: str,
+    path: str,
+    content_type: str,
+    headers: dict[str, str],
+    body: bytes,
+) -> None:
+    sent = {**headers, **({"content-type": content_type} if content_type else {})}
+    answer = client.request(method, path, content=body, headers=sent)
+    assert answer.status_code < 500, (answer.status_code, answer.text)
+    assert answer.status_code != 503 or path.startswith("/hooks/")
+    if answer.status_code >= 400 and path != "/" and answer.status_code not in (404, 405):
+        error = answer.json()
+        assert set(error) == {"error", "detail"}
