@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from relay.config import LoadedConfig, TabstackSource, load_config
+from relay.config import LoadedConfig, TabstackSource, load_config, secret_values
 from relay.deliver import Sender
 from relay.errors import (
     ConfigError,
@@ -35,6 +35,7 @@ from relay.errors import (
     UnknownSource,
     UnsupportedMediaType,
 )
+from relay.logs import protect
 from relay.metrics import CONTENT_TYPE, UNKNOWN_SOURCE, Metrics
 from relay.pipeline import Pipeline
 from relay.providers.tabstack import TabstackProvider
@@ -98,6 +99,7 @@ class Services:
                     extra={"problems": exc.errors, "config": self.runtime.loaded.digest},
                 )
                 raise
+            protect(secret_values(loaded.config))
             self.runtime = runtime
             self.pipeline.runtime = runtime
             self.worker.senders = dict(senders)

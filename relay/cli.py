@@ -16,9 +16,10 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,13 +48,25 @@ def _load(args: argparse.Namespace) -> LoadedConfig:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from relay.logs import setup_logging
+    from relay.config import secret_values
+    from relay.logs import protect, setup_logging
     from relay.server import serve
 
     setup_logging(args.log_level)
+    protect(_environment_secrets(os.environ))
     loaded = _load(args)
+    protect(secret_values(loaded.config))
     serve(loaded, args.host, args.port)
     return 0
+
+
+def _environment_secrets(env: Mapping[str, str]) -> list[str]:
+    """Secrets that reach relay outside the config: the admin token, the database password."""
+    found = [env.get("RELAY_ADMIN_TOKEN", "")]
+    password = re.match(r"^[a-z]+://[^:/@]+:([^@]+)@", env.get("RELAY_DATABASE_URL", ""))
+    if password:
+        found.append(password.group(1))
+    return found
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -596,6 +596,23 @@ def parse_config(text: str, path: Path, env: Mapping[str, str]) -> LoadedConfig:
     return LoadedConfig(config=config, path=path, templates_dir=templates_dir, digest=digest)
 
 
+def secret_values(value: Any) -> list[str]:
+    """Every secret in a config (tokens, signing secrets, webhook URLs), for log scrubbing."""
+    found: list[str] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, SecretStr):
+            found.append(item.get_secret_value())
+        elif isinstance(item, BaseModel):
+            stack.extend(getattr(item, name) for name in type(item).model_fields)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return found
+
+
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> LoadedConfig:
     file = Path(path)
     try:

@@ -1,7 +1,10 @@
 """Structured logs: one JSON object per line on stderr, carrying the `extra` fields of each call.
 
 Log calls pass ids and reasons as `extra={...}`; secrets are never passed to a logger (the
-config keeps them as `SecretStr`, whose text is `**********`).
+config keeps them as `SecretStr`, whose text is `**********`). Two safety nets on top: the
+HTTP client libraries, whose debug output carries URLs (a webhook URL is a secret) and headers,
+never log below WARNING; and every line is scrubbed of the secret values the config declared
+(`protect`), whatever path a secret took to get there (an exception message, say).
 """
 
 from __future__ import annotations
@@ -9,8 +12,27 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
+
+_PROTECTED: set[str] = set()
+REDACTED = "[redacted]"
+# their debug logs print request URLs, bodies and headers: never below WARNING
+_CHATTY = ("uvicorn.access", "slack_sdk", "httpx", "httpcore", "aiohttp", "psycopg", "asyncio")
+
+
+def protect(values: Iterable[str]) -> None:
+    """Secret values to scrub from every log line from now on (short ones are ignored)."""
+    _PROTECTED.update(v for v in values if v and len(v) >= 6)
+
+
+def scrub(text: str) -> str:
+    for secret in sorted(_PROTECTED, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -30,7 +52,7 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        return scrub(json.dumps(entry, default=str, ensure_ascii=False))
 
 
 def setup_logging(level: str = "INFO") -> None:
@@ -39,5 +61,5 @@ def setup_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("uvicorn.access",):
+    for noisy in _CHATTY:
         logging.getLogger(noisy).setLevel(logging.WARNING)
