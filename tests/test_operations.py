@@ -117,6 +117,14 @@ def test_metrics_count_every_stage(
     text = httpx.get(relay.url + "/metrics").text
     assert "no-such-source" not in text  # unknown names never become label values
 
+    # the structured logs tell the event's whole story under its id
+    lines = [json.loads(line) for line in relay.stderr().splitlines() if line.startswith("{")]
+    story = [(e["message"], e.get("destination")) for e in lines if e.get("event_id") == "m1"]
+    assert ("event accepted", None) in story
+    assert ("duplicate event ignored", None) in story
+    assert ("delivered", "events") in story
+    assert all(set(e) >= {"time", "level", "logger", "message"} for e in lines)
+
 
 def test_reload_over_http_and_sighup_and_a_bad_config_keeps_the_old_one(
     relay_process: type[RelayProcess], slack: FakeSlack, tmp_path: Path
