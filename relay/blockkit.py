@@ -49,8 +49,10 @@ class UnfixableMessage(ValueError):
     """The rendered message is not a Block Kit message that any truncation could repair."""
 
 
-def fit(message: Any) -> dict[str, Any]:
-    """A copy of `message` that Slack accepts, or `UnfixableMessage` saying what is wrong."""
+def fit(message: Any, *, sdk_check: bool = True) -> dict[str, Any]:
+    """A copy of `message` that Slack accepts, or `UnfixableMessage` saying what is wrong.
+
+    `sdk_check=False` skips slack-sdk's model check of each block (for trusted templates)."""
     if not isinstance(message, Mapping):
         raise UnfixableMessage(f"message must be a JSON object, got {type(message).__name__}")
     raw_blocks = message.get("blocks", [])
@@ -63,7 +65,7 @@ def fit(message: Any) -> dict[str, Any]:
         blocks.extend(_fix_block(index, copy.deepcopy(block)))
     _unique_block_ids(blocks)
     blocks = _fit_size(blocks)
-    for index, block in enumerate(blocks):
+    for index, block in enumerate(blocks if sdk_check else ()):
         _sdk_check(index, block)
     text = _fallback_text(message.get("text"), blocks)
     return {"text": text, "blocks": blocks}

@@ -415,3 +415,21 @@ def test_check_reports_compile_errors_and_fallbacks(tmp_path: Path) -> None:
 
 def test_builtins_all_compile() -> None:
     assert Renderer().check([]) == []
+
+
+def test_slack_sdk_checks_user_templates_and_built_ins_skip_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import relay.blockkit
+
+    checked: list[str] = []
+    monkeypatch.setattr(relay.blockkit, "_sdk_check", lambda i, b: checked.append(b["type"]))
+    assert Renderer().builtin_only
+    assert Renderer(tmp_path).builtin_only  # a folder with no template in it
+    Renderer().render(event({"name": "n", "url": "https://ok.example"}, type="task.failed",
+                            source="anchor", provider="anchor"))  # fmt: skip
+    assert checked == []
+    renderer = Renderer(user_dir(tmp_path / "t", {"acme/default.j2": LAYOUT_TEMPLATE}))
+    assert not renderer.builtin_only
+    message = renderer.render(event({"name": "n", "url": "https://ok.example"}))
+    assert message.error is None and "header" in checked
