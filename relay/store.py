@@ -106,7 +106,29 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX digest_items_group ON digest_items (group_id, id);
     """,
+    # 3: the undelivered rows alone, so finding each key's head costs O(keys · log n)
+    """
+    CREATE INDEX outbox_open ON outbox (pace_key, id) WHERE status IN ('pending','inflight');
+    """,
 )
+
+# The head (oldest undelivered row) of every pacing key: a skip-scan over the distinct keys of
+# the partial index, then one index probe per key. A backlog of any size costs the same.
+_HEADS = """
+WITH RECURSIVE keys(k) AS (
+    SELECT MIN(pace_key) FROM outbox INDEXED BY outbox_open
+    WHERE status IN ('pending','inflight')
+    UNION ALL
+    SELECT (SELECT MIN(pace_key) FROM outbox INDEXED BY outbox_open
+            WHERE status IN ('pending','inflight') AND pace_key > keys.k)
+    FROM keys WHERE keys.k IS NOT NULL
+)
+SELECT {columns} FROM keys JOIN outbox o ON o.id = (
+    SELECT i.id FROM outbox i INDEXED BY outbox_open
+    WHERE i.pace_key = keys.k AND i.status IN ('pending','inflight') ORDER BY i.id LIMIT 1
+)
+WHERE o.status = 'pending'
+"""
 
 
 class Status(StrEnum):
@@ -222,6 +244,9 @@ _ROW_COLUMNS = (
     "id, event_source, event_id, event_type, destination, pace_key, template, payload, status, "
     "attempts, created_at, next_attempt_at, last_reason, last_error, step"
 )
+
+
+_O_COLUMNS = ", ".join("o." + c.strip() for c in _ROW_COLUMNS.split(","))
 
 
 def _row(values: Sequence[Any]) -> OutboxRow:
@@ -380,10 +405,7 @@ class SqliteStore:
             lambda db: [
                 _row(r)
                 for r in db.execute(
-                    f"SELECT {_ROW_COLUMNS} FROM outbox o WHERE o.status = 'pending'"
-                    " AND o.next_attempt_at <= ? AND o.id = (SELECT MIN(i.id) FROM outbox i"
-                    " WHERE i.pace_key = o.pace_key AND i.status IN ('pending','inflight'))"
-                    " ORDER BY o.id",
+                    _HEADS.format(columns=_O_COLUMNS) + " AND o.next_attempt_at <= ? ORDER BY o.id",
                     (now,),
                 ).fetchall()
             ]
@@ -401,11 +423,7 @@ class SqliteStore:
     async def next_due_at(self) -> float | None:
         """When the earliest pending head row (of any key) becomes due."""
         return await self._run(
-            lambda db: db.execute(
-                "SELECT MIN(o.next_attempt_at) FROM outbox o WHERE o.status='pending'"
-                " AND o.id = (SELECT MIN(i.id) FROM outbox i WHERE i.pace_key = o.pace_key"
-                " AND i.status IN ('pending','inflight'))"
-            ).fetchone()[0]
+            lambda db: db.execute(_HEADS.format(columns="MIN(o.next_attempt_at)")).fetchone()[0]
         )
 
     async def mark_sent(

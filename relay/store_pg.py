@@ -126,16 +126,32 @@ MIGRATIONS: tuple[str, ...] = (
         paused_until DOUBLE PRECISION NOT NULL DEFAULT 0
     );
     """,
+    # 3: the undelivered rows alone, so finding each key's head costs O(keys · log n)
+    """
+    CREATE INDEX outbox_open ON outbox (pace_key, id) WHERE status IN ('pending','inflight');
+    """,
 )
 
 _ROW_COLUMNS = (
     "id, event_source, event_id, event_type, destination, pace_key, template, payload, status, "
     "attempts, created_at, next_attempt_at, last_reason, last_error, step"
 )
-_HEAD = (
-    "o.id = (SELECT MIN(i.id) FROM outbox i WHERE i.pace_key = o.pace_key"
-    " AND i.status IN ('pending','inflight'))"
+# each key's oldest undelivered row: a skip-scan of the partial index (see relay/store.py)
+_HEADS = """
+WITH RECURSIVE keys(k) AS (
+    SELECT MIN(pace_key) FROM outbox WHERE status IN ('pending','inflight')
+    UNION ALL
+    SELECT (SELECT MIN(pace_key) FROM outbox
+            WHERE status IN ('pending','inflight') AND pace_key > keys.k)
+    FROM keys WHERE keys.k IS NOT NULL
 )
+SELECT {columns} FROM keys JOIN outbox o ON o.id = (
+    SELECT i.id FROM outbox i
+    WHERE i.pace_key = keys.k AND i.status IN ('pending','inflight') ORDER BY i.id LIMIT 1
+)
+WHERE o.status = 'pending'
+"""
+_O_COLUMNS = ", ".join("o." + c.strip() for c in _ROW_COLUMNS.split(","))
 
 
 def redact(url: str) -> str:
@@ -262,8 +278,7 @@ class PostgresStore:
 
     async def due_heads(self, now: float) -> list[OutboxRow]:
         rows = await self._all(
-            f"SELECT {_ROW_COLUMNS} FROM outbox o WHERE o.status='pending'"
-            f" AND o.next_attempt_at <= %s AND {_HEAD} ORDER BY o.id",
+            _HEADS.format(columns=_O_COLUMNS) + " AND o.next_attempt_at <= %s ORDER BY o.id",
             (now,),
         )
         return [_row(r) for r in rows]
@@ -278,9 +293,7 @@ class PostgresStore:
         return changed == 1
 
     async def next_due_at(self) -> float | None:
-        rows = await self._all(
-            f"SELECT MIN(o.next_attempt_at) FROM outbox o WHERE o.status='pending' AND {_HEAD}"
-        )
+        rows = await self._all(_HEADS.format(columns="MIN(o.next_attempt_at)"))
         return None if rows[0][0] is None else float(rows[0][0])
 
     async def mark_sent(
@@ -511,19 +524,24 @@ class PostgresStore:
             return events.rowcount, rows.rowcount
 
     async def stats(self) -> list[DestinationStats]:
-        rows = await self._all(
-            "SELECT destination,"
-            " COUNT(*) FILTER (WHERE status='pending'), COUNT(*) FILTER (WHERE status='inflight'),"
-            " COUNT(*) FILTER (WHERE status='dead'), COUNT(*) FILTER (WHERE status='sent'),"
-            " MIN(created_at) FILTER (WHERE status IN ('pending','inflight')),"
-            " COUNT(*) FILTER (WHERE status='muted') FROM outbox GROUP BY destination"
-        )
-        waiting = dict(
-            await self._all(
+        # one snapshot for both queries: a digest moving into the outbox in between must not
+        # look like nothing waiting anywhere
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            cur = await conn.execute(
+                "SELECT destination,"
+                " COUNT(*) FILTER (WHERE status='pending'),"
+                " COUNT(*) FILTER (WHERE status='inflight'),"
+                " COUNT(*) FILTER (WHERE status='dead'), COUNT(*) FILTER (WHERE status='sent'),"
+                " MIN(created_at) FILTER (WHERE status IN ('pending','inflight')),"
+                " COUNT(*) FILTER (WHERE status='muted') FROM outbox GROUP BY destination"
+            )
+            rows = await cur.fetchall()
+            cur = await conn.execute(
                 "SELECT g.destination, COUNT(*) FROM digest_items i JOIN digest_groups g"
                 " ON g.id = i.group_id GROUP BY g.destination"
             )
-        )
+            waiting: dict[str, int] = dict(await cur.fetchall())
         stats = {r[0]: DestinationStats(r[0], r[1], r[2], r[3], r[4], r[5], r[6], 0) for r in rows}
         for destination, count in waiting.items():
             base = stats.get(destination) or DestinationStats(destination, 0, 0, 0, 0, None)
