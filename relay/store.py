@@ -15,6 +15,7 @@ thread, so the event loop never blocks on disk.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import sqlite3
@@ -290,6 +291,9 @@ class SqliteStore:
         self._synchronous = synchronous or os.environ.get("RELAY_SQLITE_SYNCHRONOUS", "NORMAL")
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-store")
         self._db: sqlite3.Connection | None = None
+        self._intake: list[_Intake] = []
+        self._committing = False
+        self._committer: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------ plumbing
 
@@ -340,52 +344,34 @@ class SqliteStore:
     # ------------------------------------------------------------ intake
 
     async def accept(self, event: Event, messages: Sequence[NewMessage], now: float) -> Acceptance:
-        """Record the event id and enqueue its messages atomically; DUPLICATE if seen before."""
+        """Record the event id and enqueue its messages atomically; DUPLICATE if seen before.
 
-        def txn(db: sqlite3.Connection) -> Acceptance:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                cur = db.execute(
-                    "INSERT OR IGNORE INTO events (source, id, type, received_at) VALUES (?,?,?,?)",
-                    (event.source, event.id, event.type, now),
-                )
-                if cur.rowcount == 0:
-                    db.execute("ROLLBACK")
-                    return Acceptance.DUPLICATE
-                db.executemany(
-                    "INSERT INTO outbox (event_source, event_id, event_type, destination, pace_key,"
-                    " template, payload, status, created_at, next_attempt_at, step, finished_at)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [
-                        (
-                            event.source,
-                            event.id,
-                            event.type,
-                            m.destination,
-                            m.pace_key,
-                            m.template,
-                            json.dumps(m.payload, ensure_ascii=False),
-                            (Status.MUTED if m.muted else Status.PENDING).value,
-                            now,
-                            now,
-                            json.dumps(m.step) if m.step else None,
-                            now if m.muted else None,
-                        )
-                        for m in messages
-                        if m.group is None or m.muted
-                    ],
-                )
-                for m in messages:
-                    if m.group is not None and not m.muted:
-                        _add_to_group(db, event, m, m.group, now)
-                db.execute("COMMIT")
-                return Acceptance.ACCEPTED
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
+        Group commit: accepts that arrive while a transaction is being written wait for the next
+        one, which takes all of them; each caller returns only after its transaction committed.
+        """
+        waiter: asyncio.Future[Acceptance] = asyncio.get_running_loop().create_future()
+        self._intake.append((event, messages, now, waiter))
+        if not self._committing:
+            self._committing = True
+            self._committer = asyncio.ensure_future(self._commit_intake())
+        return await waiter
 
-        return await self._run(txn)
+    async def _commit_intake(self) -> None:
+        try:
+            while self._intake:
+                batch, self._intake = self._intake, []
+                try:
+                    results = await self._run(functools.partial(_accept_all, batch=batch))
+                except BaseException as exc:  # nothing of this batch was written
+                    for *_, waiter in batch:
+                        if not waiter.done():
+                            waiter.set_exception(exc)
+                    continue
+                for (*_, waiter), result in zip(batch, results, strict=True):
+                    if not waiter.done():
+                        waiter.set_result(result)
+        finally:
+            self._committing = False
 
     async def seen(self, source: str, event_id: str) -> bool:
         return await self._run(
@@ -675,6 +661,57 @@ class SqliteStore:
 
     async def _exec(self, sql: str, args: tuple[Any, ...]) -> int:
         return await self._run(lambda db: db.execute(sql, args).rowcount)
+
+
+_Intake = tuple[Event, Sequence[NewMessage], float, "asyncio.Future[Acceptance]"]
+
+
+def _accept_all(db: sqlite3.Connection, batch: Sequence[_Intake]) -> list[Acceptance]:
+    """One transaction for a batch of accepts (an id twice in a batch: the second is a dup)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        results = []
+        for event, messages, now, _waiter in batch:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO events (source, id, type, received_at) VALUES (?,?,?,?)",
+                (event.source, event.id, event.type, now),
+            )
+            if cur.rowcount == 0:
+                results.append(Acceptance.DUPLICATE)
+                continue
+            db.executemany(
+                "INSERT INTO outbox (event_source, event_id, event_type, destination, pace_key,"
+                " template, payload, status, created_at, next_attempt_at, step, finished_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        event.source,
+                        event.id,
+                        event.type,
+                        m.destination,
+                        m.pace_key,
+                        m.template,
+                        json.dumps(m.payload, ensure_ascii=False),
+                        (Status.MUTED if m.muted else Status.PENDING).value,
+                        now,
+                        now,
+                        json.dumps(m.step) if m.step else None,
+                        now if m.muted else None,
+                    )
+                    for m in messages
+                    if m.group is None or m.muted
+                ],
+            )
+            for m in messages:
+                if m.group is not None and not m.muted:
+                    _add_to_group(db, event, m, m.group, now)
+            results.append(Acceptance.ACCEPTED)
+        db.execute("COMMIT")
+        return results
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
 
 
 def _enqueue_digest(

@@ -228,3 +228,30 @@ async def test_only_one_replica_flushes_a_digest(replicas: list[Store]) -> None:
         replicas, batches, strict=True)))  # fmt: skip
     (digest,) = await replicas[0].rows(Status.PENDING)
     assert digest.payload["text"] == ":package: 4 events: task.failed"
+
+
+def test_finding_heads_reads_the_undelivered_index_not_the_backlog(tmp_path: Path) -> None:
+    from relay.store import _HEADS
+
+    db = sqlite3.connect(tmp_path / "plan.db", isolation_level=None)
+    migrate(db)
+    plan = " | ".join(
+        str(row[3]) for row in db.execute("EXPLAIN QUERY PLAN " + _HEADS.format(columns="o.id"))
+    )
+    assert "outbox_open" in plan and "SCAN outbox" not in plan, plan
+
+
+async def test_concurrent_accepts_commit_together_and_still_dedup(store: Store) -> None:
+    import asyncio
+
+    ids = ["a", "b", "a", "c", "a", "b"]
+    answers = await asyncio.gather(
+        *(store.accept(ev(i), [msg("alerts", "slack:alerts", i)], 1.0) for i in ids)
+    )
+    assert (
+        answers
+        == [Acceptance.ACCEPTED] * 2
+        + [Acceptance.DUPLICATE, Acceptance.ACCEPTED]
+        + [Acceptance.DUPLICATE] * 2
+    )
+    assert [r.payload["text"] for r in await store.rows(Status.PENDING)] == ["a", "b", "c"]
