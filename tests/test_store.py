@@ -169,8 +169,10 @@ def test_database_url_forms(tmp_path: Path) -> None:
 @pytest.fixture
 async def replicas(pg_url: str, tmp_path: Path) -> AsyncIterator[list[Store]]:
     stores = [open_store(pg_url, tmp_path) for _ in range(3)]
-    for s in stores:  # the three migrate at once: the advisory lock makes it safe
-        await s.open()
+    import asyncio
+
+    # the three migrate at once on an empty schema: the advisory lock makes it safe
+    await asyncio.gather(*(s.open() for s in stores))
     yield stores
     for s in stores:
         await s.close()
