@@ -250,10 +250,7 @@ async def test_concurrent_accepts_commit_together_and_still_dedup(store: Store) 
     answers = await asyncio.gather(
         *(store.accept(ev(i), [msg("alerts", "slack:alerts", i)], 1.0) for i in ids)
     )
-    assert (
-        answers
-        == [Acceptance.ACCEPTED] * 2
-        + [Acceptance.DUPLICATE, Acceptance.ACCEPTED]
-        + [Acceptance.DUPLICATE] * 2
-    )
-    assert [r.payload["text"] for r in await store.rows(Status.PENDING)] == ["a", "b", "c"]
+    for event_id in "abc":  # whichever call commits first wins; replicas may interleave
+        mine = [a for i, a in zip(ids, answers, strict=True) if i == event_id]
+        assert mine.count(Acceptance.ACCEPTED) == 1
+    assert sorted(r.payload["text"] for r in await store.rows(Status.PENDING)) == ["a", "b", "c"]
