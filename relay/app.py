@@ -21,9 +21,11 @@ from typing import Any
 
 import httpx
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from relay.config import LoadedConfig, TabstackSource, load_config, secret_values
 from relay.deliver import Sender
@@ -48,6 +50,9 @@ from relay.worker import Worker
 log = logging.getLogger("relay.http")
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+# request line + headers: signatures and tokens need a few hundred bytes. uvicorn (h11) stops
+# buffering a head that is still incomplete past this size; `HeadLimit` refuses a complete one
+MAX_HEAD_BYTES = 64 * 1024
 
 
 @dataclass
@@ -145,10 +150,42 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
+class HeadLimit:
+    """Refuses a request whose line and headers exceed `limit` bytes: `431`, JSON body.
+
+    h11 only bounds a head that arrives in pieces; one that arrives in a single read of up to
+    256 KiB is parsed whole. This makes the bound exact, before any handler runs."""
+
+    def __init__(self, app: ASGIApp, limit: int, refused: Callable[[str], None]) -> None:
+        self.app = app
+        self.limit = limit
+        self.refused = refused
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+            size += sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+            if size > self.limit:
+                self.refused(str(scope.get("path", "")))
+                detail = f"request line and headers exceed {self.limit} bytes"
+                answer = error_response(431, "headers_too_large", detail)
+                await answer(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def build_app(services: Services) -> Starlette:
-    def source_label(request: Request) -> str:
-        name = request.path_params.get("source", "")
+    def label(name: str) -> str:
         return name if name in services.runtime.providers else UNKNOWN_SOURCE
+
+    def source_label(request: Request) -> str:
+        return label(request.path_params.get("source", ""))
+
+    def head_refused(path: str) -> None:
+        if path.startswith("/hooks/"):
+            name = path.removeprefix("/hooks/")
+            services.metrics.received.labels(label(name)).inc()
+            services.metrics.rejected.labels(label(name), "headers_too_large").inc()
 
     async def ingest_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, IngestError)
@@ -323,6 +360,7 @@ def build_app(services: Services) -> Starlette:
             Route("/admin/reload", admin_reload, methods=["POST"]),
         ],
         exception_handlers={IngestError: ingest_error},
+        middleware=[Middleware(HeadLimit, limit=MAX_HEAD_BYTES, refused=head_refused)],
         lifespan=lifespan,
     )
     return app
