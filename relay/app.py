@@ -91,12 +91,22 @@ class Services:
 
         Raises ConfigError (the old config keeps serving) when the new one is invalid."""
         async with self._reloading:
+            path = self.runtime.loaded.path
             try:
-                path = self.runtime.loaded.path
                 loaded = await asyncio.to_thread(load_config, path)
+                protect(secret_values(loaded.config))
                 if self.rebuild is None:
                     raise ConfigError(["reload is not available in this process"])
-                runtime, senders = await asyncio.to_thread(self.rebuild, loaded)
+                try:
+                    runtime, senders = await asyncio.to_thread(self.rebuild, loaded)
+                except ConfigError:
+                    raise
+                except Exception as exc:  # never half-applied, never a 500: the old one serves
+                    # the class only: an exception's message may quote what it failed on
+                    raise ConfigError(
+                        [f"{path}: the new config cannot be used ({type(exc).__name__}); "
+                         "`relay check` shows why"]
+                    ) from None  # fmt: skip
             except ConfigError as exc:
                 self.metrics.reloads.labels("rejected").inc()
                 log.error(
@@ -104,7 +114,6 @@ class Services:
                     extra={"problems": exc.errors, "config": self.runtime.loaded.digest},
                 )
                 raise
-            protect(secret_values(loaded.config))
             self.runtime = runtime
             self.pipeline.runtime = runtime
             self.worker.senders = dict(senders)

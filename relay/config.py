@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import os
 import re
@@ -30,6 +32,7 @@ from relay.errors import ConfigError
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _MENTION = re.compile(r"^(@here|@channel|@everyone|[UW][A-Z0-9]{2,}|S[A-Z0-9]{2,})$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
+_HEX = re.compile(r"(?:[0-9a-fA-F]{2})+")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
@@ -71,6 +74,14 @@ class AnchorSource(_Strict):
     _secrets = field_validator("secrets", mode="before")(_secret_list)
     _tolerance = field_validator("tolerance", mode="before")(_seconds)
 
+    @model_validator(mode="after")
+    def _hex_secrets(self) -> AnchorSource:
+        if self.key_encoding == "hex":
+            for secret in self.secrets:
+                if not _HEX.fullmatch(secret.get_secret_value()):
+                    raise ValueError("key_encoding 'hex' needs secrets of hex digits")
+        return self
+
 
 class DeckSource(_Strict):
     provider: Literal["deck"]
@@ -84,8 +95,15 @@ class DeckSource(_Strict):
     @classmethod
     def _whsec(cls, value: list[SecretStr]) -> list[SecretStr]:
         for secret in value:
-            if not secret.get_secret_value().startswith("whsec_"):
+            text = secret.get_secret_value()
+            if not text.startswith("whsec_"):
                 raise ValueError("a Deck secret starts with 'whsec_'")
+            try:  # decoded as the standardwebhooks package does
+                key = base64.b64decode(text.removeprefix("whsec_") + "==")
+            except (binascii.Error, ValueError):
+                key = b""
+            if not key:
+                raise ValueError("a Deck secret is 'whsec_' followed by base64")
         return value
 
 

@@ -20,6 +20,7 @@ from relay.config import (
     TabstackSource,
     WebhookDestination,
 )
+from relay.errors import ConfigError
 from relay.providers.anchor import AnchorProvider
 from relay.providers.base import Provider
 from relay.providers.deck import DeckProvider
@@ -94,11 +95,21 @@ class Runtime:
 
 
 def build_runtime(loaded: LoadedConfig) -> Runtime:
+    """Compile a loaded config; `ConfigError` (naming the source) if a provider refuses it."""
     config = loaded.config
     dry_run = config.slack.token is None
+    providers: dict[str, Provider] = {}
+    problems: list[str] = []
+    for name, source in config.sources.items():
+        try:
+            providers[name] = build_provider(name, source)
+        except ValueError as exc:  # their messages never quote a secret
+            problems.append(f"sources.{name}: {exc}")
+    if problems:
+        raise ConfigError(problems)
     return Runtime(
         loaded=loaded,
-        providers={name: build_provider(name, src) for name, src in config.sources.items()},
+        providers=providers,
         router=Router.from_config(config),
         renderer=Renderer(loaded.templates_dir),
         pace_keys={name: pace_key(d, dry_run) for name, d in config.destinations.items()},
