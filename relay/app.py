@@ -111,7 +111,7 @@ class Services:
                 self.metrics.reloads.labels("rejected").inc()
                 log.error(
                     "new config rejected; the previous one keeps serving",
-                    extra={"problems": exc.errors, "config": self.runtime.loaded.digest},
+                    extra={"problems": exc.errors, "config": self.runtime.digest},
                 )
                 raise
             self.runtime = runtime
@@ -124,7 +124,7 @@ class Services:
             self.metrics.reloads.labels("ok").inc()
             log.info(
                 "config reloaded",
-                extra={"generation": self.generation, "config": runtime.loaded.digest},
+                extra={"generation": self.generation, "config": runtime.digest},
             )
 
 
@@ -302,7 +302,7 @@ def build_app(services: Services) -> Starlette:
         ready = services.accepting and await services.store.ping()
         body = {
             "status": "ready" if ready else "not_ready",
-            "config": services.runtime.loaded.digest,
+            "config": services.runtime.digest,
             "generation": services.generation,
         }
         return JSONResponse(body, status_code=200 if ready else 503)
@@ -322,7 +322,7 @@ def build_app(services: Services) -> Starlette:
             await services.reload()
         except ConfigError as exc:
             return error_response(422, "invalid_config", "\n".join(exc.errors))
-        body = {"generation": services.generation, "config": services.runtime.loaded.digest}
+        body = {"generation": services.generation, "config": services.runtime.digest}
         return JSONResponse(body)
 
     @contextlib.asynccontextmanager

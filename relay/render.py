@@ -608,23 +608,29 @@ class Renderer:
 
     def check(self, events: Iterable[Event]) -> list[str]:
         """Problems: templates that do not compile, and sample events that fall back."""
-        problems: list[str] = []
-        for name in self._template_files():
-            try:
-                self._env.get_template(name)
-            except TemplateSyntaxError as exc:
-                problems.append(f"template {name}: line {exc.lineno}: {exc.message}")
-            except Exception as exc:
-                problems.append(f"template {name}: {_describe(exc)}")
+        problems = self.compile_problems()
         for event in events:
             rendered = self.render(event)
             if rendered.error:
                 problems.append(f"{event.source} {event.type} ({event.id}): {rendered.error}")
         return problems
 
-    def _template_files(self) -> list[str]:
+    def compile_problems(self, *, user_only: bool = False) -> list[str]:
+        """Templates that do not compile (only those of the user's folder with `user_only`)."""
+        problems: list[str] = []
+        for name in self._template_files(user_only=user_only):
+            try:
+                self._env.get_template(name)
+            except TemplateSyntaxError as exc:
+                problems.append(f"template {name}: line {exc.lineno}: {exc.message}")
+            except Exception as exc:
+                problems.append(f"template {name}: {_describe(exc)}")
+        return problems
+
+    def _template_files(self, *, user_only: bool = False) -> list[str]:
         names: set[str] = set()
-        for folder in (self.user_dir, BUILTIN_DIR):
+        folders = (self.user_dir,) if user_only else (self.user_dir, BUILTIN_DIR)
+        for folder in folders:
             if folder is not None and folder.is_dir():
                 names.update(p.relative_to(folder).as_posix() for p in folder.rglob("*" + SUFFIX))
         return sorted(names)

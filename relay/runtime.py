@@ -85,6 +85,8 @@ class Runtime:
     renderer: Renderer
     pace_keys: dict[str, str]
     dry_run: bool
+    # the config file's text and the user's templates: what `/readyz` reports as `config`
+    digest: str = ""
 
     @property
     def config(self) -> Any:
@@ -114,7 +116,21 @@ def build_runtime(loaded: LoadedConfig) -> Runtime:
         renderer=Renderer(loaded.templates_dir),
         pace_keys={name: pace_key(d, dry_run) for name, d in config.destinations.items()},
         dry_run=dry_run,
+        digest=digest(loaded),
     )
+
+
+def digest(loaded: LoadedConfig) -> str:
+    """12 hex digits of SHA-256 over the config text and every file of the templates folder, so
+    a reload after a template edit shows a new value; the config's own digest without one."""
+    folder = loaded.templates_dir
+    if folder is None or not folder.is_dir():
+        return loaded.digest
+    hasher = hashlib.sha256(loaded.digest.encode())
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        hasher.update(b"\0" + path.relative_to(folder).as_posix().encode() + b"\0")
+        hasher.update(path.read_bytes())
+    return hasher.hexdigest()[:12]
 
 
 def describe_destination(destination: Any, dry_run: bool) -> str:

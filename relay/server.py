@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 from relay.app import MAX_HEAD_BYTES, Services, build_app
 from relay.config import LoadedConfig, SlackChannelDestination, WebhookDestination
 from relay.deliver import ConsoleSender, Sender, SlackChannelSender, SlackWebhookSender
+from relay.errors import ConfigError
 from relay.pacing import Pacer
 from relay.runtime import Runtime, build_runtime
 from relay.stores import open_store
@@ -68,6 +69,11 @@ def build_services(
 
     def rebuild(new: LoadedConfig) -> tuple[Runtime, dict[str, Sender]]:
         fresh = build_runtime(new)
+        # at start-up a broken template falls back to the safe default message; on reload the
+        # templates that work are kept instead, with the config that goes with them
+        problems = fresh.renderer.compile_problems(user_only=True)
+        if problems:
+            raise ConfigError(problems)
         return fresh, build_senders(fresh, console)
 
     return Services(
