@@ -54,18 +54,31 @@ async def consume_stream(
     limits: StreamLimits = StreamLimits(),
     clock: Callable[[], float] = time.monotonic,
 ) -> StreamSummary:
-    """Decode, fold and accept a whole stream; the run's end is emitted even if it breaks off."""
+    """Decode, fold and accept a whole stream; the run's end is emitted even if it breaks off.
+
+    `limits.max_seconds` bounds the whole stream, also while it sends nothing at all: a stalled
+    sender (or Tabstack) cannot hold a connection and a run open forever."""
     decoder = SSEDecoder()
     story = RunStory(run_id, progress_every=limits.progress_every, clock=clock)
-    started = clock()
+    deadline = clock() + limits.max_seconds
+    too_long = f"stream exceeded {limits.max_seconds:g} seconds"
     size = raw = posted = 0
+    stream = aiter(chunks)
     try:
-        async for chunk in chunks:
+        while True:
+            try:
+                # only the wait for the next chunk is timed out, never a pipeline write
+                async with asyncio.timeout(max(0.0, deadline - clock())):
+                    chunk = await anext(stream)
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                raise PayloadTooLarge(too_long) from None
             size += len(chunk)
             if size > limits.max_bytes:
                 raise PayloadTooLarge(f"stream exceeded {limits.max_bytes} bytes")
-            if clock() - started > limits.max_seconds:
-                raise PayloadTooLarge(f"stream exceeded {limits.max_seconds:.0f} seconds")
+            if clock() > deadline:
+                raise PayloadTooLarge(too_long)
             for name, data, _last_id in decoder.feed(chunk):
                 event = provider.event_from_sse(run_id, raw, name, data)
                 raw += 1
