@@ -2,9 +2,11 @@
 
 One `Metrics` per app (its own registry, so tests can run several). Label values come from
 closed sets or from the operator's config (source, route and destination names, delivery
-reasons); an unknown source in a URL is counted as `_unknown`, and an event type, which only
-authenticated senders choose, is cut to 64 characters. No label ever holds a secret, a URL or
-free text from a request.
+reasons); an unknown source in a URL is counted as `_unknown`. An event type, which only
+authenticated senders choose, is cut to 64 characters, and once `MAX_EVENT_TYPES` distinct
+types have been seen any new one is counted as `_other`: a sender that mints types (a generic
+source, a buggy integration) cannot grow the metrics without bound. No label ever holds a
+secret, a URL or free text from a request.
 """
 
 from __future__ import annotations
@@ -16,15 +18,15 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from relay.store import DestinationStats
 
 UNKNOWN_SOURCE = "_unknown"
+OTHER_TYPE = "_other"
+# Anchor has 13 event types, Deck 32, a Tabstack run 4: room for generic sources on top
+MAX_EVENT_TYPES = 200
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-def _type(kind: str) -> str:
-    return kind[:64]
 
 
 class Metrics:
     def __init__(self) -> None:
+        self._types: set[str] = set()
         r = self.registry = CollectorRegistry()
         self.received = Counter(
             "relay_requests_received", "Requests to /hooks per source", ["source"], registry=r
@@ -97,7 +99,13 @@ class Metrics:
         )
 
     def event_type(self, kind: str) -> str:
-        return _type(kind)
+        """The `type` label of an event type: itself (at most 64 characters) or `_other`."""
+        label = kind[:64]
+        if label not in self._types:
+            if len(self._types) >= MAX_EVENT_TYPES:
+                return OTHER_TYPE
+            self._types.add(label)
+        return label
 
     def observe_queue(self, stats: Iterable[DestinationStats], now: float) -> None:
         for s in stats:
