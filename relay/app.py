@@ -40,6 +40,7 @@ from relay.errors import (
 from relay.logs import protect
 from relay.metrics import CONTENT_TYPE, UNKNOWN_SOURCE, Metrics
 from relay.pipeline import Pipeline
+from relay.providers.base import json_object
 from relay.providers.tabstack import TabstackProvider
 from relay.runs import RunStartFailed, StreamLimits, consume_stream, new_run_id, start_run
 from relay.runtime import Runtime
@@ -267,11 +268,9 @@ def build_app(services: Services) -> Starlette:
             raise MalformedRequest(f"source '{name}' has no api_key (set TABSTACK_API_KEY)")
         if _media_type(request.headers) != "application/json":
             raise UnsupportedMediaType("Content-Type must be application/json")
-        body = await _read_body(request, services.runtime.config.server.max_body_bytes)
-        try:
-            payload = _json_object(body)
-        except ValueError as exc:
-            raise MalformedRequest(str(exc)) from None
+        server = services.runtime.config.server
+        body = await _read_body(request, server.max_body_bytes)
+        payload = json_object(body, server.max_json_depth)
         run_id = new_run_id()
         assert services.http is not None
         try:
@@ -384,18 +383,6 @@ def _limits(runtime: Runtime, name: str) -> StreamLimits:
             progress_every=source.progress_interval,
         )
     return StreamLimits()
-
-
-def _json_object(body: bytes) -> dict[str, Any]:
-    import json
-
-    try:
-        value = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise ValueError("body is not valid JSON") from None
-    if not isinstance(value, dict):
-        raise ValueError("body must be a JSON object")
-    return value
 
 
 def _on_sighup(services: Services) -> None:

@@ -425,6 +425,8 @@ class DefaultRoute(_Strict):
 
 class ServerConfig(_Strict):
     max_body_bytes: Annotated[int, Field(gt=0)] = 1024 * 1024
+    # JSON nested deeper is refused (400); Python's json decoder stops near 1000 by itself
+    max_json_depth: Annotated[int, Field(gt=0, le=512)] = 64
 
 
 class StoreConfig(_Strict):

@@ -22,7 +22,7 @@ from relay.config import (
 )
 from relay.errors import ConfigError
 from relay.providers.anchor import AnchorProvider
-from relay.providers.base import Provider
+from relay.providers.base import MAX_JSON_DEPTH, Provider
 from relay.providers.deck import DeckProvider
 from relay.providers.generic import GenericProvider
 from relay.providers.tabstack import TabstackProvider
@@ -34,18 +34,25 @@ def _secrets(values: list[Any]) -> list[str]:
     return [v.get_secret_value() for v in values]
 
 
-def build_provider(name: str, source: Any) -> Provider:
+def build_provider(name: str, source: Any, max_json_depth: int = MAX_JSON_DEPTH) -> Provider:
     if isinstance(source, AnchorSource):
         return AnchorProvider(
             name,
             _secrets(source.secrets),
             tolerance_s=source.tolerance,
             key_encoding=source.key_encoding,
+            max_json_depth=max_json_depth,
         )
     if isinstance(source, DeckSource):
-        return DeckProvider(name, _secrets(source.secrets), tolerance_s=source.tolerance)
+        return DeckProvider(
+            name,
+            _secrets(source.secrets),
+            tolerance_s=source.tolerance,
+            max_json_depth=max_json_depth,
+        )
     if isinstance(source, TabstackSource):
-        return TabstackProvider(name, source.token.get_secret_value() if source.token else None)
+        token = source.token.get_secret_value() if source.token else None
+        return TabstackProvider(name, token, max_json_depth=max_json_depth)
     if isinstance(source, GenericSource):
         return GenericProvider(
             name,
@@ -60,6 +67,7 @@ def build_provider(name: str, source: Any) -> Provider:
             token=source.token.get_secret_value() if source.token else None,
             timestamp_header=source.timestamp_header,
             tolerance_s=source.tolerance,
+            max_json_depth=max_json_depth,
         )
     raise TypeError(f"no provider for {type(source).__name__}")
 
@@ -104,7 +112,7 @@ def build_runtime(loaded: LoadedConfig) -> Runtime:
     problems: list[str] = []
     for name, source in config.sources.items():
         try:
-            providers[name] = build_provider(name, source)
+            providers[name] = build_provider(name, source, config.server.max_json_depth)
         except ValueError as exc:  # their messages never quote a secret
             problems.append(f"sources.{name}: {exc}")
     if problems:

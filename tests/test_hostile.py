@@ -15,16 +15,17 @@ from typing import Any
 import httpx
 import pytest
 from fakeslack import check_message
-from harness import RelayProcess
+from harness import RelayProcess, free_port
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from signing import ANCHOR_SECRET, DECK_SECRET, anchor_headers, deck_headers
 
-from relay.config import load_config
+from relay.config import load_config, parse_config
 from relay.errors import IngestError
 from relay.event import Event
 from relay.mrkdwn import control_sequences
 from relay.providers.base import MAX_JSON_DEPTH
+from relay.providers.tabstack import TabstackProvider
 from relay.runtime import build_runtime
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -153,6 +154,43 @@ def test_deep_nesting_is_refused_not_crashed() -> None:
         RUNTIME.providers["anchor"].parse({}, b'{"v": ' + very + b"}")
 
 
+DEPTH_CONFIG = """
+sources:
+  anchor: {provider: anchor, secrets: [depth-secret]}
+  deck: {provider: deck, secrets: [whsec_ZGVwdGgtc2VjcmV0]}
+  tabstack: {provider: tabstack, token: depth-token}
+  other: {provider: generic, token: depth-token}
+destinations:
+  c: {type: console}
+default: {to: [c]}
+server: {max_json_depth: 8}
+"""
+
+
+def nested(levels: int) -> Any:
+    value: Any = "x"
+    for _ in range(levels - 2):  # the envelope and `data` are two levels
+        value = [value]
+    return {"id": "e", "type": "task.failed", "data": {"v": value}}
+
+
+def test_the_json_depth_limit_is_configured_per_deployment(tmp_path: Path) -> None:
+    runtime = build_runtime(parse_config(DEPTH_CONFIG, tmp_path / "relay.yaml", {}))
+    for name in ("anchor", "deck", "other"):
+        provider = runtime.providers[name]
+        (event,) = provider.parse({}, json.dumps(nested(8)).encode())
+        assert event.id == "e"
+        with pytest.raises(IngestError, match=r"^body is nested deeper than 8 levels$"):
+            provider.parse({}, json.dumps(nested(9)).encode())
+    tabstack = runtime.providers["tabstack"]
+    assert isinstance(tabstack, TabstackProvider)
+    deep = json.dumps(nested(9))
+    event = tabstack.event_from_sse("run_1", 0, "agent:extracted", deep)
+    assert event.data == {"raw": deep, "run_id": "run_1"}  # kept as text, not walked
+    shallow = tabstack.event_from_sse("run_1", 1, "agent:extracted", json.dumps(nested(8)))
+    assert shallow.data["id"] == "e"
+
+
 def test_huge_arrays_render_within_slack_limits() -> None:
     data = {
         "artifacts": [{"name": f"f{i}", "url": f"https://x.example/{i}"} for i in range(5000)],
@@ -172,7 +210,12 @@ def test_huge_arrays_render_within_slack_limits() -> None:
 @pytest.fixture(scope="module")
 def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayProcess]:
     folder = tmp_path_factory.mktemp("fuzz")
-    env = {**ENV, "RELAY_DATABASE_URL": f"sqlite:///{folder}/relay.db"}
+    env = {
+        **ENV,
+        "RELAY_DATABASE_URL": f"sqlite:///{folder}/relay.db",
+        "TABSTACK_API_KEY": "fuzz-tabstack-key",
+        "TABSTACK_BASE_URL": f"http://127.0.0.1:{free_port()}/v1",  # nobody listens
+    }
     process = RelayProcess(ROOT / "config.example.yaml", env, folder).start()
     yield process
     process.kill()
@@ -222,6 +265,28 @@ def test_no_request_gets_a_5xx(
     if answer.status_code >= 400 and path != "/" and answer.status_code not in (404, 405):
         error = answer.json()
         assert set(error) == {"error", "detail"}
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "body is not valid JSON: nested too deeply"),
+        (json.dumps(nested(65)).encode(), "body is nested deeper than 64 levels"),
+        (b"[1]", "body must be a JSON object, got list"),
+        (b"\xff", "body is not valid JSON: 'utf-8' codec can't decode byte 0xff in position 0: "
+                   "invalid start byte"),
+    ],
+)  # fmt: skip
+def test_admin_run_bodies_are_checked_like_webhooks(
+    client: httpx.Client, body: bytes, detail: str
+) -> None:
+    answer = client.post(
+        "/runs/tabstack",
+        content=body,
+        headers={"Authorization": "Bearer test-admin-token", "Content-Type": "application/json"},
+    )
+    assert answer.status_code == 400
+    assert answer.json() == {"error": "malformed", "detail": detail}
 
 
 def test_oversized_headers_are_refused_and_relay_keeps_serving(relay: RelayProcess) -> None:

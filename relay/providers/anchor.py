@@ -18,6 +18,7 @@ from relay.errors import Unauthorized
 from relay.event import Event, parse_time
 from relay.providers.base import (
     HEX_DIGEST,
+    MAX_JSON_DEPTH,
     Headers,
     check_timestamp,
     data_object,
@@ -56,8 +57,10 @@ class AnchorProvider:
         secrets: Sequence[str],
         tolerance_s: float = 120,
         key_encoding: KeyEncoding = "both",
+        max_json_depth: int = MAX_JSON_DEPTH,
     ) -> None:
         self.source = source
+        self.max_json_depth = max_json_depth
         self.tolerance_s = tolerance_s
         self._keys = signing_keys([s for s in secrets if s], key_encoding)
 
@@ -84,7 +87,7 @@ class AnchorProvider:
         check_timestamp(ts, now, self.tolerance_s, "Anchor-Signature timestamp")
 
     def parse(self, headers: Headers, body: bytes) -> list[Event]:
-        obj = json_object(body)
+        obj = json_object(body, self.max_json_depth)
         return [
             Event(
                 source=self.source,

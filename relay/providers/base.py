@@ -88,8 +88,14 @@ def check_timestamp(raw: str, now: float, tolerance_s: float, what: str) -> int:
     return ts
 
 
-def json_object(body: bytes) -> dict[str, Any]:
-    """The body as a JSON object; `MalformedRequest` for anything else."""
+def json_object(body: bytes, max_depth: int | None = None) -> dict[str, Any]:
+    """The body as a JSON object nested at most `max_depth` levels; `MalformedRequest` else.
+
+    No pre-scan of the text is needed to stay stack-safe: json's C decoder stops at Python's
+    recursion limit on its own (`RecursionError`, a 400 here), so nothing nested deeper than
+    about a thousand levels is ever built, and the walk that enforces the limit is iterative.
+    """
+    limit = MAX_JSON_DEPTH if max_depth is None else max_depth
     try:
         obj = json.loads(body)
     except RecursionError:
@@ -98,16 +104,17 @@ def json_object(body: bytes) -> dict[str, Any]:
         raise MalformedRequest(f"body is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise MalformedRequest(f"body must be a JSON object, got {type(obj).__name__}")
-    if depth(obj) > MAX_JSON_DEPTH:
-        raise MalformedRequest(f"body is nested deeper than {MAX_JSON_DEPTH} levels")
+    if depth(obj, limit) > limit:
+        raise MalformedRequest(f"body is nested deeper than {limit} levels")
     return obj
 
 
 MAX_JSON_DEPTH = 64  # no provider nests beyond ~6; deeper is an attack on whatever walks it
 
 
-def depth(value: Any) -> int:
-    """How deeply arrays and objects nest in a parsed JSON value (iterative: stack-safe)."""
+def depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:
+    """How deeply arrays and objects nest in a parsed JSON value (iterative: stack-safe); the
+    walk stops as soon as it is past `limit`."""
     deepest = 0
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
@@ -119,7 +126,7 @@ def depth(value: Any) -> int:
         else:
             continue
         deepest = max(deepest, level)
-        if deepest > MAX_JSON_DEPTH:
+        if deepest > limit:
             return deepest
         stack.extend((child, level + 1) for child in children)
     return deepest

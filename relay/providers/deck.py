@@ -20,6 +20,7 @@ from standardwebhooks.webhooks import Webhook
 from relay.errors import Unauthorized
 from relay.event import Event, parse_time
 from relay.providers.base import (
+    MAX_JSON_DEPTH,
     Headers,
     check_timestamp,
     data_object,
@@ -32,8 +33,15 @@ from relay.providers.base import (
 class DeckProvider:
     kind: ClassVar[str] = "deck"
 
-    def __init__(self, source: str, secrets: Sequence[str], tolerance_s: float = 300) -> None:
+    def __init__(
+        self,
+        source: str,
+        secrets: Sequence[str],
+        tolerance_s: float = 300,
+        max_json_depth: int = MAX_JSON_DEPTH,
+    ) -> None:
         self.source = source
+        self.max_json_depth = max_json_depth
         self.tolerance_s = tolerance_s
         self._hooks = [Webhook(s) for s in secrets if s]
 
@@ -72,7 +80,7 @@ class DeckProvider:
             raise Unauthorized("webhook-signature does not match the body")
 
     def parse(self, headers: Headers, body: bytes) -> list[Event]:
-        obj = json_object(body)
+        obj = json_object(body, self.max_json_depth)
         return [
             Event(
                 source=self.source,

@@ -21,6 +21,7 @@ from relay.errors import MalformedRequest, Unauthorized
 from relay.event import Event, dig, parse_time
 from relay.providers.base import (
     HEX_DIGEST,
+    MAX_JSON_DEPTH,
     Headers,
     bearer_ok,
     check_timestamp,
@@ -47,8 +48,10 @@ class GenericProvider:
         token: str | None = None,
         timestamp_header: str | None = None,
         tolerance_s: float = 300,
+        max_json_depth: int = MAX_JSON_DEPTH,
     ) -> None:
         self.source = source
+        self.max_json_depth = max_json_depth
         self.id_path = id_path
         self.type_path = type_path
         self.data_path = data_path
@@ -94,7 +97,7 @@ class GenericProvider:
             raise Unauthorized(f"{self.signature_header} does not match the body")
 
     def parse(self, headers: Headers, body: bytes) -> list[Event]:
-        obj = json_object(body)
+        obj = json_object(body, self.max_json_depth)
         return [
             Event(
                 source=self.source,

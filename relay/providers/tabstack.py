@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from relay.errors import MalformedRequest, Unauthorized
 from relay.event import Event, parse_time
-from relay.providers.base import Headers, bearer_ok, lower_keys
+from relay.providers.base import MAX_JSON_DEPTH, Headers, bearer_ok, depth, lower_keys
 from relay.sse import SSEDecoder, SSEEventTooLarge
 from relay.tabstack_story import RunStory
 
@@ -24,9 +24,12 @@ _SEND_SSE = "a Tabstack source takes the run's stream: send it as Content-Type: 
 class TabstackProvider:
     kind: ClassVar[str] = "tabstack"
 
-    def __init__(self, source: str, token: str | None) -> None:
+    def __init__(
+        self, source: str, token: str | None, max_json_depth: int = MAX_JSON_DEPTH
+    ) -> None:
         self.source = source
         self._token = token or None
+        self.max_json_depth = max_json_depth
 
     def verify(self, headers: Headers, body: bytes, now: float) -> None:
         if self._token is None:
@@ -36,7 +39,7 @@ class TabstackProvider:
 
     def event_from_sse(self, run_id: str, seq: int, name: str, data: str) -> Event:
         """One raw SSE event as an Event; its `data` is the JSON payload plus `run_id`."""
-        value = _decode(data)
+        value = _decode(data, self.max_json_depth)
         payload: dict[str, Any]
         if isinstance(value, _Raw):
             payload = {"raw": value.text}
@@ -90,11 +93,13 @@ class _Raw:
         self.text = text
 
 
-def _decode(data: str) -> Any:
+def _decode(data: str, max_depth: int) -> Any:
     if not data.strip():
         # events Tabstack documents as having "no data payload"
         return {}
     try:
-        return json.loads(data)
+        value = json.loads(data)
     except (ValueError, RecursionError):
         return _Raw(data)
+    # nested too deeply for anything downstream to walk: kept as text, like data that is not JSON
+    return _Raw(data) if depth(value, max_depth) > max_depth else value
