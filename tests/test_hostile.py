@@ -123,6 +123,23 @@ def test_every_template_survives_any_data(provider: str, index: int, data: Any, 
             assert_slack_safe({"text": message.text, "blocks": message.blocks}, urls_in(payload))
 
 
+JINJA = "{{ 'ev' ~ 'aluated' }}{% for x in range(10**9) %}x{% endfor %}{{ cycler.__init__ }}"
+
+
+@pytest.mark.parametrize("provider", ["anchor", "deck"])
+def test_event_data_is_never_template_source(provider: str) -> None:
+    shown = 0
+    for kind in ANCHOR_TYPES if provider == "anchor" else DECK_TYPES:
+        sample = json.loads((SAMPLES / provider / f"{kind}.json").read_text())["data"]
+        event = Event(provider, provider, "evt_j", kind, with_leaves(sample, JINJA), text=JINJA)
+        message = RUNTIME.renderer.render(event)
+        assert message.error is None, message.error
+        output = json.dumps([message.text, message.blocks])
+        assert "evaluated" not in output and "xxxx" not in output and "function" not in output
+        shown += "{{ 'ev' ~ 'aluated' }}" in output  # shown as the text it is
+    assert shown > 0
+
+
 @settings(max_examples=150, deadline=None)
 @given(body=json_values, kind=st.sampled_from(["anchor", "deck"]))
 def test_providers_parse_or_refuse_any_signed_json(body: Any, kind: str) -> None:

@@ -399,12 +399,15 @@ def test_generic_every_configured_mechanism_must_pass() -> None:
     GenericProvider("gen", token="tok").verify({"Authorization": "Bearer tok"}, GENERIC_BODY, 0)
 
 
-def test_generic_timestamp_header_bounds_the_age() -> None:
+def test_generic_timestamp_header_bounds_the_age_both_ways() -> None:
     provider = GenericProvider("gen", token="tok", timestamp_header="X-Ts", tolerance_s=60)
     auth = {"Authorization": "Bearer tok"}
     provider.verify(auth | {"X-Ts": "1000"}, b"{}", 1060)
     with pytest.raises(Unauthorized, match="old"):
         provider.verify(auth | {"X-Ts": "1000"}, b"{}", 1061)
+    provider.verify(auth | {"X-Ts": "1060"}, b"{}", 1000)
+    with pytest.raises(Unauthorized, match=r"^X-Ts is 61 s in the future \(tolerance 60 s\)$"):
+        provider.verify(auth | {"X-Ts": "1061"}, b"{}", 1000)
     with pytest.raises(Unauthorized, match="missing X-Ts"):
         provider.verify(auth, b"{}", 1000)
 
