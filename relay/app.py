@@ -46,6 +46,7 @@ from relay.runs import RunStartFailed, StreamLimits, consume_stream, new_run_id,
 from relay.runtime import Runtime
 from relay.store import Acceptance
 from relay.stores import Store
+from relay.watch import watch
 from relay.worker import Worker
 
 log = logging.getLogger("relay.http")
@@ -341,6 +342,15 @@ def build_app(services: Services) -> Starlette:
         _on_sighup(services)
         worker = asyncio.create_task(services.worker.run(stop), name="relay-worker")
         pruner = asyncio.create_task(_prune_forever(services, stop), name="relay-pruner")
+        watcher = asyncio.create_task(
+            watch(
+                lambda: services.runtime.loaded,
+                lambda: services.runtime.config.server.watch,
+                services.reload,
+                stop,
+            ),
+            name="relay-watcher",
+        )
         try:
             yield
         finally:
@@ -348,7 +358,7 @@ def build_app(services: Services) -> Starlette:
             for run in list(services.runs):
                 run.cancel()
             stop.set()
-            await asyncio.gather(worker, pruner, return_exceptions=True)
+            await asyncio.gather(worker, pruner, watcher, return_exceptions=True)
             drained = await services.worker.drain(services.shutdown_grace)
             if not drained:
                 log.warning(

@@ -427,6 +427,10 @@ class ServerConfig(_Strict):
     max_body_bytes: Annotated[int, Field(gt=0)] = 1024 * 1024
     # JSON nested deeper is refused (400); Python's json decoder stops near 1000 by itself
     max_json_depth: Annotated[int, Field(gt=0, le=512)] = 64
+    # poll the config file and templates folder this often and reload on a change; off if null
+    watch: Seconds | None = None
+
+    _watch = field_validator("watch", mode="before")(_seconds)
 
 
 class StoreConfig(_Strict):

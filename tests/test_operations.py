@@ -173,3 +173,27 @@ def test_admin_endpoints_are_off_without_a_token(
     assert answer.status_code == 404
     assert answer.json()["error"] == "admin_disabled"
     assert httpx.post(relay.url + "/runs/tabstack", json={}).status_code == 404
+
+
+def test_a_watched_config_reloads_when_its_file_changes(
+    relay_process: type[RelayProcess], slack: FakeSlack, tmp_path: Path
+) -> None:
+    relay = start(relay_process, slack, tmp_path, None)
+    config = tmp_path / "relay.yaml"
+    config.write_text(CONFIG + "server: {watch: 0.2s}\n")
+    assert relay.proc is not None
+    relay.proc.send_signal(signal.SIGHUP)  # turn watching on
+    wait_for(lambda: httpx.get(relay.url + "/readyz").json()["generation"] == 2)
+
+    config.write_text(
+        CONFIG + "server: {watch: 0.2s}\nroutes:\n  - {match: {type: task.*}, to: [alerts]}\n"
+    )
+    wait_for(lambda: httpx.get(relay.url + "/readyz").json()["generation"] == 3)
+    assert post(relay, event("w1")).status_code == 202
+    wait_for(lambda: [m.channel for m in slack.messages] == [ALERTS])  # the new route, no signal
+
+    config.write_text(CONFIG + "server: {watch: 0.2s}\nroutes: [{to: [nowhere]}]\n")
+    wait_for(lambda: "new config rejected" in relay.stderr())
+    time.sleep(1.0)  # several looks later: tried once, the old config still serves
+    assert relay.stderr().count("new config rejected") == 1
+    assert httpx.get(relay.url + "/readyz").json()["generation"] == 3

@@ -1,0 +1,71 @@
+"""Watching the config file and the templates folder: a change reloads relay like SIGHUP does.
+
+Off unless `server.watch` sets an interval. Polling, not inotify: it works on every volume
+(network mounts, Kubernetes ConfigMaps swapped by symlink) and costs a few `stat` calls per
+interval. A file caught half-written is rejected like any invalid config (the old one keeps
+serving) and reloaded once it changes again; a change is tried once, not at every poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from relay.config import LoadedConfig
+from relay.errors import ConfigError
+
+log = logging.getLogger("relay.watch")
+
+Fingerprint = tuple[tuple[str, int, int], ...]
+IDLE_LOOK = 5.0  # with watching off, how often to look whether a reload turned it on
+
+
+def fingerprint(loaded: LoadedConfig) -> Fingerprint:
+    """(path, mtime ns, size) of the config file and of every file of the templates folder."""
+    files = [loaded.path]
+    folder = loaded.templates_dir
+    if folder is not None and folder.is_dir():
+        files += sorted(p for p in folder.rglob("*") if p.is_file())
+    seen: list[tuple[str, int, int]] = []
+    for path in files:
+        try:
+            stat = Path(path).stat()
+        except OSError:
+            seen.append((str(path), -1, -1))  # gone: a change too
+            continue
+        seen.append((str(path), stat.st_mtime_ns, stat.st_size))
+    return tuple(seen)
+
+
+async def watch(
+    current: Callable[[], LoadedConfig],
+    interval: Callable[[], float | None],
+    reload: Callable[[], Awaitable[None]],
+    stop: asyncio.Event,
+) -> None:
+    """Until `stop`: every `interval()` seconds, `reload()` if the files of `current()` changed."""
+    last = await asyncio.to_thread(fingerprint, current())
+    while not stop.is_set():
+        every = interval()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=every or IDLE_LOOK)
+        if stop.is_set() or every is None:
+            continue
+        try:
+            now = await asyncio.to_thread(fingerprint, current())
+            if now == last:
+                continue
+            log.info("config or templates changed on disk: reloading")
+            folder = current().templates_dir
+            with contextlib.suppress(ConfigError):  # logged; the old config keeps serving
+                await reload()
+            # `now` was tried, whatever the outcome: only a later edit is a change (an edit
+            # made during the reload shows as one, and is reloaded again: harmless)
+            last = now
+            if current().templates_dir != folder:  # the new config reads another folder
+                last = await asyncio.to_thread(fingerprint, current())
+        except Exception:
+            log.exception("watching the config failed; will look again")
