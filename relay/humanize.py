@@ -22,14 +22,14 @@ def as_number(value: Any) -> float | None:
     """A finite number from an int, float or numeric string; None otherwise (bools included)."""
     if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, int | float):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
+    try:
+        if isinstance(value, int | float):
+            number = float(value)  # an int beyond 1e308 overflows
+        elif isinstance(value, str):
             number = float(value.strip())
-        except ValueError:
+        else:
             return None
-    else:
+    except (ValueError, OverflowError):
         return None
     return number if math.isfinite(number) else None
 
@@ -143,19 +143,26 @@ def plural(count: Any, singular: str, plural_form: str | None = None) -> str:
 
 def percent(part: Any, whole: Any) -> str:
     """`percent(18, 25)` -> `72%`; "" when either is missing or whole is 0."""
-    a, b = as_number(part), as_number(whole)
-    if a is None or b is None or b <= 0:
-        return ""
-    return f"{round(100 * a / b)}%"
+    ratio = _ratio(part, whole)
+    return "" if ratio is None else f"{round(100 * ratio)}%"
 
 
 def bar(part: Any, whole: Any, width: int = 10) -> str:
     """A text progress bar `▰▰▰▰▰▰▰▱▱▱` of part/whole; "" when unreadable."""
+    ratio = _ratio(part, whole)
+    if ratio is None:
+        return ""
+    filled = max(0, min(width, round(width * ratio)))
+    return "▰" * filled + "▱" * (width - filled)
+
+
+def _ratio(part: Any, whole: Any) -> float | None:
+    """part / whole, finite and at most 1e6 (so 100x of it rounds); None when unreadable."""
     a, b = as_number(part), as_number(whole)
     if a is None or b is None or b <= 0:
-        return ""
-    filled = max(0, min(width, round(width * a / b)))
-    return "▰" * filled + "▱" * (width - filled)
+        return None
+    ratio = a / b
+    return ratio if math.isfinite(ratio) and abs(ratio) <= 1e6 else None
 
 
 def between(start: Any, end: Any) -> int | None:

@@ -65,7 +65,7 @@ def _number(value: Any) -> float | None:
         return None
     try:
         return float(value)
-    except ValueError:
+    except (ValueError, OverflowError):  # an int beyond 1e308 overflows
         return None
 
 

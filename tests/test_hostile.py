@@ -24,6 +24,7 @@ from relay.config import load_config, parse_config
 from relay.errors import IngestError
 from relay.event import Event
 from relay.mrkdwn import control_sequences
+from relay.pipeline import plan
 from relay.providers.base import MAX_JSON_DEPTH
 from relay.providers.tabstack import TabstackProvider
 from relay.runtime import build_runtime
@@ -54,10 +55,14 @@ json_values = st.recursive(
 )  # fmt: skip
 
 
-def assert_slack_safe(payload: dict[str, Any], allowed_urls: set[str]) -> None:
+def assert_slack_safe(
+    payload: dict[str, Any], allowed_urls: set[str], mentions: frozenset[str] = frozenset()
+) -> None:
+    """Slack takes it, and its only control sequences are dates, links to the event's own URLs
+    and the `mentions` the routing config asked for."""
     assert check_message(payload["text"], payload["blocks"], 13_000) is None
     for sequence in (seq for text in mrkdwn_texts(payload) for seq in control_sequences(text)):
-        if DATE_TOKEN.match(sequence):
+        if DATE_TOKEN.match(sequence) or sequence in mentions:
             continue
         assert not sequence.startswith(("<!", "<@", "<#")), sequence
         url = sequence[1:-1].split("|", 1)[0]
@@ -121,6 +126,76 @@ def test_every_template_survives_any_data(provider: str, index: int, data: Any, 
             message = RUNTIME.renderer.render(event, template=target.template)
             assert message.text and message.blocks
             assert_slack_safe({"text": message.text, "blocks": message.blocks}, urls_in(payload))
+
+
+WRONG = [
+    None, True, False, -1, 0, 10**400, -(10**400), float("inf"), float("-inf"), float("nan"),
+    1e308, -1e308, 2**63, "", "-5", "1e999", "<!channel>", [], {}, [1], {"a": None},
+]  # fmt: skip
+
+
+def every_leaf(value: Any, leaf: Any) -> Any:
+    """The sample's shape with every scalar (numbers and bools too) replaced by `leaf`."""
+    if isinstance(value, dict):
+        return {k: every_leaf(v, leaf) for k, v in value.items()}
+    if isinstance(value, list):
+        return [every_leaf(v, leaf) for v in value]
+    return leaf
+
+
+@pytest.mark.parametrize("provider", ["anchor", "deck"])
+def test_every_template_takes_wrong_types_and_extreme_numbers_in_every_field(
+    provider: str,
+) -> None:
+    for kind in ANCHOR_TYPES if provider == "anchor" else DECK_TYPES:
+        sample = json.loads((SAMPLES / provider / f"{kind}.json").read_text())["data"]
+        for leaf in WRONG:
+            event = Event(provider, provider, "evt_w", kind, every_leaf(sample, leaf))
+            planned = plan(RUNTIME, event)
+            assert planned.template_errors == (), (kind, leaf, planned.template_errors)
+            configured = {t.mention for t in planned.decision.targets if t.mention}
+            mentions = frozenset(m for text in configured for m in text.split())
+            for message in planned.messages:
+                assert_slack_safe(message.payload, urls_in(event.data), mentions)
+
+
+EVERY_RULE = """
+sources: {anchor: {provider: anchor, secrets: [rules-secret]}}
+destinations: {a: {type: console}, b: {type: console}, c: {type: console}}
+routes:
+  - {name: equals, match: {when: [{path: v, equals: 3}]}, to: [a], continue: true}
+  - {name: not_equals, match: {when: [{path: v, not_equals: x}]}, to: [a], continue: true}
+  - {name: one_of, match: {when: [{path: v, one_of: [1, a, null]}]}, to: [a], continue: true}
+  - {name: matches, match: {when: [{path: v, matches: "^[0-9]+$"}]}, to: [a], continue: true}
+  - {name: exists, match: {when: [{path: a.b, exists: true}]}, to: [a], continue: true}
+  - {name: gt, match: {when: [{path: v, gt: 10}, {path: a.b, lte: 5}]}, to: [a], continue: true}
+  - {name: lt, match: {when: [{path: v, lt: 10}, {path: a.b, gte: 5}]}, to: [a], continue: true}
+  - {name: threads, match: {type: "task.*"}, to: [a], continue: true,
+     thread: {key: "{{ data.v }}", update: ["*.completed"], broadcast: ["*.failed"]}}
+  - {name: repeats, to: [b], continue: true, repeat: {key: [data.v, data.a.b], interval: 1h}}
+  - {name: groups, to: [c], continue: true, group: {by: [type, data.v, data.a]}}
+default: {to: [c]}
+"""
+RULES = build_runtime(parse_config(EVERY_RULE, ROOT / "rules.yaml", {}))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    v=json_values | st.sampled_from(WRONG),
+    b=json_values | st.sampled_from(WRONG),
+    kind=st.sampled_from(["task.failed", "task.completed", "x"]) | st.text(min_size=1),
+)
+def test_every_kind_of_rule_takes_any_data(v: Any, b: Any, kind: str) -> None:
+    event = Event("anchor", "anchor", "evt_r", kind, {"v": v, "a": {"b": b}})
+    planned = plan(RULES, event, now=1_700_000_000.0)
+    # every rule was tried and said why; the default too, as every rule continues
+    assert [t.route for t in planned.decision.trace] == [
+        "equals", "not_equals", "one_of", "matches", "exists", "gt", "lt", "threads",
+        "repeats", "groups", "default",
+    ]  # fmt: skip
+    assert {m.destination for m in planned.messages} <= {"a", "b", "c"}
+    for message in planned.messages:
+        assert_slack_safe(message.payload, urls_in(event.data))
 
 
 JINJA = "{{ 'ev' ~ 'aluated' }}{% for x in range(10**9) %}x{% endfor %}{{ cycler.__init__ }}"

@@ -94,3 +94,15 @@ def test_between_and_relative_use_the_given_times() -> None:
     assert humanize.relative(now + timedelta(hours=2), now) == "in 2 hours"
     assert humanize.relative("2025-12-30T12:00:00Z", now) == "2 days ago"
     assert humanize.relative("garbage", now) == ""
+
+
+@pytest.mark.parametrize(
+    "value", [10**400, -(10**400), 1e308, -1e308, float("inf"), float("nan"), "1e999", True, None]
+)
+def test_numbers_out_of_range_are_left_out_not_raised(value: Any) -> None:
+    assert humanize.percent(value, 1e-308) == ""
+    assert humanize.bar(value, 1e-308) == ""
+    assert humanize.percent(1, value) in ("", "0%")
+    if isinstance(value, int) and not isinstance(value, bool):
+        assert humanize.as_number(value) is None
+        assert humanize.duration(value) == humanize.filesize(value) == humanize.number(value) == ""
