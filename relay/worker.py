@@ -146,6 +146,11 @@ class Worker:
                     f"destination '{row.destination}' is not configured",
                     self.clock(),
                 )
+                self.metrics.dead.labels(row.destination, "destination_gone").inc()
+                log.error(
+                    "destination no longer configured: dead letter",
+                    extra={"event_id": row.event_id, "destination": row.destination},
+                )
                 return
             step = Step.from_json(row.step)
             threads = step is not None and getattr(sender, "threads", True)

@@ -190,3 +190,27 @@ async def test_webhook_destination_retries_on_429(store: SqliteStore, slack: Fak
 
     await run_until(worker, sent)
     assert [m.text for m in slack.messages] == ["message 0"]
+
+
+async def test_a_destination_removed_by_a_reload_turns_its_queue_into_counted_dead_letters(
+    store: SqliteStore, slack: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    slack.reset()
+    await enqueue(store, 2, dest="gone")
+    worker = make_worker(store, slack)
+
+    async def dead() -> bool:
+        return len(await store.rows(Status.DEAD)) == 2
+
+    with caplog.at_level("ERROR", logger="relay.worker"):
+        await run_until(worker, dead)
+    assert {r.last_error for r in await store.rows(Status.DEAD)} == {
+        "destination 'gone' is not configured"
+    }
+    value = worker.metrics.registry.get_sample_value(
+        "relay_dead_letters_total", {"destination": "gone", "reason": "destination_gone"}
+    )
+    assert value == 2
+    lines = [(r.getMessage(), getattr(r, "event_id", None)) for r in caplog.records]
+    assert lines == [("destination no longer configured: dead letter", f"e{i}") for i in (0, 1)]
+    assert slack.messages == []
