@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from relay.config import (
@@ -128,15 +129,22 @@ def build_runtime(loaded: LoadedConfig) -> Runtime:
     )
 
 
+def template_files(loaded: LoadedConfig) -> list[Path]:
+    """Every file of the user's templates folder, sorted; none without a folder."""
+    folder = loaded.templates_dir
+    if folder is None or not folder.is_dir():
+        return []
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
 def digest(loaded: LoadedConfig) -> str:
     """12 hex digits of SHA-256 over the config text and every file of the templates folder, so
     a reload after a template edit shows a new value; the config's own digest without one."""
-    folder = loaded.templates_dir
-    if folder is None or not folder.is_dir():
+    if loaded.templates_dir is None:
         return loaded.digest
     hasher = hashlib.sha256(loaded.digest.encode())
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        hasher.update(b"\0" + path.relative_to(folder).as_posix().encode() + b"\0")
+    for path in template_files(loaded):
+        hasher.update(b"\0" + path.relative_to(loaded.templates_dir).as_posix().encode() + b"\0")
         hasher.update(path.read_bytes())
     return hasher.hexdigest()[:12]
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from relay.config import LoadedConfig
 from relay.errors import ConfigError
+from relay.runtime import template_files
 
 log = logging.getLogger("relay.watch")
 
@@ -25,12 +26,8 @@ IDLE_LOOK = 5.0  # with watching off, how often to look whether a reload turned 
 
 def fingerprint(loaded: LoadedConfig) -> Fingerprint:
     """(path, mtime ns, size) of the config file and of every file of the templates folder."""
-    files = [loaded.path]
-    folder = loaded.templates_dir
-    if folder is not None and folder.is_dir():
-        files += sorted(p for p in folder.rglob("*") if p.is_file())
     seen: list[tuple[str, int, int]] = []
-    for path in files:
+    for path in [loaded.path, *template_files(loaded)]:
         try:
             stat = Path(path).stat()
         except OSError:
