@@ -99,23 +99,19 @@ class Services:
                 protect(secret_values(loaded.config))
                 if self.rebuild is None:
                     raise ConfigError(["reload is not available in this process"])
-                try:
-                    runtime, senders = await asyncio.to_thread(self.rebuild, loaded)
-                except ConfigError:
-                    raise
-                except Exception as exc:  # never half-applied, never a 500: the old one serves
+                runtime, senders = await asyncio.to_thread(self.rebuild, loaded)
+            except Exception as exc:  # never half-applied, never a 500: the old one serves
+                rejected = exc if isinstance(exc, ConfigError) else ConfigError(
                     # the class only: an exception's message may quote what it failed on
-                    raise ConfigError(
-                        [f"{path}: the new config cannot be used ({type(exc).__name__}); "
-                         "`relay check` shows why"]
-                    ) from None  # fmt: skip
-            except ConfigError as exc:
+                    [f"{path}: the new config cannot be used ({type(exc).__name__}); "
+                     "`relay check` shows why"]
+                )  # fmt: skip
                 self.metrics.reloads.labels("rejected").inc()
                 log.error(
                     "new config rejected; the previous one keeps serving",
-                    extra={"problems": exc.errors, "config": self.runtime.digest},
+                    extra={"problems": rejected.errors, "config": self.runtime.digest},
                 )
-                raise
+                raise rejected from None
             self.runtime = runtime
             self.pipeline.runtime = runtime
             self.worker.senders = dict(senders)
