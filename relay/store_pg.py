@@ -25,6 +25,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -171,8 +172,16 @@ WHERE id = (SELECT id FROM outbox
 
 
 def redact(url: str) -> str:
-    """The connection string with its password replaced, for messages."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+    """The connection string with its passwords replaced, for messages: the one in the user
+    info (up to the last `@`, in case it holds an unescaped one) and `password=` or
+    `sslpassword=` parameters."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    userinfo, at, hosts = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hosts}"
+    query = re.sub(r"(?i)(^|&)((?:ssl)?password=)[^&]*", r"\1\2***", parts.query)
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def is_postgres_url(url: str | None) -> bool:
@@ -230,7 +239,9 @@ class PostgresStore:
                     if statement.strip():
                         await conn.execute(statement)
                 await conn.execute("UPDATE relay_schema SET version=%s", (number,))
-        return len(MIGRATIONS)
+        # a newer relay may have migrated further (a rolling deploy): migrations only add, so
+        # this one keeps working on that schema and reports the version really in force
+        return max(version, len(MIGRATIONS))
 
     async def _exec(self, sql: str, args: Sequence[Any] = ()) -> int:
         async with self._pool.connection() as conn:

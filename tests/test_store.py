@@ -23,7 +23,8 @@ from relay.store import (
     migrate,
     sqlite_path,
 )
-from relay.store_pg import PostgresStore
+from relay.store_pg import MIGRATIONS as PG_MIGRATIONS
+from relay.store_pg import PostgresStore, redact
 from relay.stores import Store, open_store
 
 
@@ -211,6 +212,37 @@ def test_database_url_forms(tmp_path: Path) -> None:
     assert sqlite_path("sqlite:x.db", tmp_path) == tmp_path / "x.db"
     with pytest.raises(ValueError, match="not supported"):
         sqlite_path("mysql://u:p@h/db", tmp_path)
+
+
+def test_a_postgres_url_is_shown_without_its_passwords() -> None:
+    shown = {
+        "postgresql://relay:hunter2@db:5432/relay": "postgresql://relay:***@db:5432/relay",
+        "postgres://relay:hunt@r2@db/relay?sslmode=require": (
+            "postgres://relay:***@db/relay?sslmode=require"
+        ),
+        "postgresql://db/relay?user=relay&password=hunter2&sslpassword=hunter3": (
+            "postgresql://db/relay?user=relay&password=***&sslpassword=***"
+        ),
+        "postgresql://relay@db/relay": "postgresql://relay@db/relay",
+    }
+    for url, expected in shown.items():
+        assert redact(url) == expected
+        assert repr(PostgresStore(url)) == f"PostgresStore({expected!r})"
+
+
+async def test_a_schema_migrated_further_by_a_newer_relay_is_left_as_it_is(pg_url: str) -> None:
+    import psycopg
+
+    store = PostgresStore(pg_url)
+    await store.open()
+    try:
+        newer = len(PG_MIGRATIONS) + 1
+        async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as conn:
+            await conn.execute("UPDATE relay_schema SET version=%s", (newer,))
+        assert await store.migrate() == newer  # during a rolling deploy: no error, no change
+        assert await store.accept(ev("e1"), [msg("alerts", "k")], 1.0) is Acceptance.ACCEPTED
+    finally:
+        await store.close()
 
 
 # ---------------------------------------------------------------- PostgreSQL across replicas
