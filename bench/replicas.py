@@ -5,8 +5,11 @@
 For each replica count, a fresh schema on the machine's PostgreSQL (`RELAY_TEST_POSTGRES`,
 default postgresql://postgres@127.0.0.1:5432/test), the replicas started together, and
 `--concurrency` keep-alive connections spread over them posting signed Anchor events for
-`--seconds`. Prints a Markdown table for the README. Not a test: figures depend on the machine
-(on a 2-core machine the replicas and the load generator share the same cores).
+`--seconds`; meanwhile their workers deliver to the fake Slack (one channel, unthrottled pacing,
+so delivery is bounded by one message in flight per channel across all replicas). Prints a
+Markdown table for the README: acknowledgements per second with their latency, and messages
+delivered per second during the same window. Not a test: figures depend on the machine (on a
+2-core machine the replicas and the load generator share the same cores).
 """
 
 from __future__ import annotations
@@ -99,21 +102,23 @@ def main() -> None:
                 try:
                     for r in replicas:
                         r.start()
+                    slack.reset()
                     lat = asyncio.run(
                         load([r.url for r in replicas], args.seconds, args.concurrency, str(count))
                     )
+                    delivered = len(slack.messages)
                 finally:
                     for r in replicas:
                         r.terminate()
                 rps = len(lat) / args.seconds
-                rows.append((count, rps, pct(lat, 0.5), pct(lat, 0.99)))
+                rows.append((count, rps, pct(lat, 0.5), pct(lat, 0.99), delivered / args.seconds))
     print(
         f"\nmachine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
         f"{args.concurrency} connections, {args.seconds:.0f} s per run, one PostgreSQL\n"
     )
-    print("| replicas | requests/s | ack p50 / p99 (ms) |\n|---|---|---|")
-    for count, rps, p50, p99 in rows:
-        print(f"| {count} | {rps:.0f} | {p50:.1f} / {p99:.1f} |")
+    print("| replicas | requests/s | ack p50 / p99 (ms) | delivered/s |\n|---|---|---|---|")
+    for count, rps, p50, p99, sent in rows:
+        print(f"| {count} | {rps:.0f} | {p50:.1f} / {p99:.1f} | {sent:.0f} |")
 
 
 if __name__ == "__main__":

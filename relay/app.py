@@ -325,9 +325,7 @@ def build_app(services: Services) -> Starlette:
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         stop = asyncio.Event()
         await services.store.open()
-        released = 0
-        if not getattr(services.store, "shared", False):
-            released = await services.store.release_all_inflight()
+        released = await services.store.release_orphans(services.clock())
         if released:
             log.warning(
                 "re-queued deliveries interrupted by the last shutdown", extra={"count": released}

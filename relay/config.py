@@ -585,6 +585,12 @@ def _cross_references(config: Config) -> list[str]:
                         f"routes[{r}].{field}[{i}]: unknown time interval '{name}' "
                         f"(known: {intervals})"
                     )
+    if config.store.lease <= config.slack.timeout:
+        errors.append(
+            f"store.lease: {config.store.lease:g}s must be longer than slack.timeout "
+            f"({config.slack.timeout:g}s): a delivery still waiting for Slack would be taken "
+            "over by another replica and posted twice"
+        )
     return errors
 
 

@@ -2,7 +2,9 @@
 
 `Pacer` keeps one token bucket per pacing key (a Slack channel or a webhook URL): about one
 message per second with a small burst, shared by every route that targets the key. A 429 pauses
-only its key for `Retry-After`. `backoff()` is the capped exponential retry schedule with jitter.
+only its key for `Retry-After`. `refill()`, `wait()` and `spend()` are the bucket arithmetic
+alone, used by `Pacer` in memory and by the PostgreSQL store on its shared `pace` rows.
+`backoff()` is the capped exponential retry schedule with jitter.
 """
 
 from __future__ import annotations
@@ -27,6 +29,18 @@ def refill(bucket: Bucket, now: float, rate: float, burst: float) -> Bucket:
     return Bucket(tokens, max(now, bucket.updated), bucket.paused_until)
 
 
+def wait(bucket: Bucket, now: float, rate: float) -> float:
+    """Seconds until a refilled `bucket` may send one message (0 when it may send now)."""
+    paused = max(0.0, bucket.paused_until - now)
+    short = 0.0 if bucket.tokens >= 1.0 else (1.0 - bucket.tokens) / rate
+    return max(paused, short)
+
+
+def spend(bucket: Bucket) -> Bucket:
+    """The bucket after one message left."""
+    return replace(bucket, tokens=bucket.tokens - 1.0)
+
+
 @dataclass
 class Pacer:
     """Token buckets per key: `rate` messages per second, at most `burst` at once.
@@ -46,14 +60,10 @@ class Pacer:
 
     def wait(self, key: str, now: float) -> float:
         """Seconds until `key` may send (0 when it may send now)."""
-        bucket = self._bucket(key, now)
-        paused = max(0.0, bucket.paused_until - now)
-        short = 0.0 if bucket.tokens >= 1.0 else (1.0 - bucket.tokens) / self.rate
-        return max(paused, short)
+        return wait(self._bucket(key, now), now, self.rate)
 
     def take(self, key: str, now: float) -> None:
-        bucket = self._bucket(key, now)
-        self._buckets[key] = replace(bucket, tokens=bucket.tokens - 1.0)
+        self._buckets[key] = spend(self._bucket(key, now))
 
     def pause(self, key: str, now: float, seconds: float) -> None:
         """Slack said 429: nothing leaves on this key for `seconds`, and the burst is spent."""

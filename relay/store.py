@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from relay.event import Event
+from relay.pacing import Pacer
 
 T = TypeVar("T")
 
@@ -138,6 +139,20 @@ class Status(StrEnum):
     SENT = "sent"
     DEAD = "dead"
     MUTED = "muted"  # recorded during quiet hours, never delivered
+
+
+class ClaimOutcome(StrEnum):
+    """What became of an attempt to claim a key's head row for delivery."""
+
+    CLAIMED = "claimed"  # this worker sends it now; one token of the key's budget is spent
+    PACED = "paced"  # the key's budget allows nothing yet: see `Claim.wait`
+    TAKEN = "taken"  # another worker holds it, or it is no longer due or no longer the head
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    outcome: ClaimOutcome
+    wait: float = 0.0  # PACED: seconds until the key may send
 
 
 class Acceptance(StrEnum):
@@ -406,6 +421,29 @@ class SqliteStore:
         )
         return changed == 1
 
+    async def claim_head(
+        self, row: OutboxRow, now: float, lease_until: float, pacer: Pacer
+    ) -> Claim:
+        """Claim a due head row if its key's budget allows. One process: the budget is `pacer`."""
+        seconds = pacer.wait(row.pace_key, now)
+        if seconds > 0:
+            return Claim(ClaimOutcome.PACED, seconds)
+        changed = await self._exec(
+            "UPDATE outbox SET status='inflight', lease_until=?, attempts=attempts+1"
+            " WHERE id=? AND status='pending' AND next_attempt_at <= ? AND NOT EXISTS"
+            " (SELECT 1 FROM outbox o INDEXED BY outbox_open WHERE o.pace_key=?"
+            " AND o.status IN ('pending','inflight') AND o.id < ?)",
+            (lease_until, row.id, now, row.pace_key, row.id),
+        )
+        if changed != 1:  # no longer due, or no longer the head of its key
+            return Claim(ClaimOutcome.TAKEN)
+        pacer.take(row.pace_key, now)
+        return Claim(ClaimOutcome.CLAIMED)
+
+    async def pause_key(self, key: str, now: float, seconds: float, pacer: Pacer) -> None:
+        """Slack answered 429 on `key`: nothing leaves on it for `seconds`."""
+        pacer.pause(key, now, seconds)
+
     async def next_due_at(self) -> float | None:
         """When the earliest pending head row (of any key) becomes due."""
         return await self._run(
@@ -455,8 +493,9 @@ class SqliteStore:
 
         return await self._run(txn)
 
-    async def release_all_inflight(self) -> int:
+    async def release_orphans(self, now: float) -> int:
         """At start-up of a single process every inflight row is an orphan of the last run."""
+        del now
         return await self.release_expired_leases(float("inf"))
 
     # ------------------------------------------------------------ conversations

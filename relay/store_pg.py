@@ -6,8 +6,11 @@ Several relay processes may use one database at once. What makes that safe:
 - a row is claimed with `FOR UPDATE SKIP LOCKED` and a lease (`lease_until`); a replica that
   dies leaves its claims to expire, and any replica releases expired leases and re-sends them
   (the documented at-least-once window); start-up never touches other replicas' claims;
-- the pacing token bucket of each channel lives in the `pace` table and is taken under a row
-  lock, so all replicas together keep a channel within its rate, and a 429 pauses it for all;
+- the pacing token bucket of each channel is a row of the `pace` table; a claim locks it
+  (`SKIP LOCKED`: a replica already claiming on that channel is not waited for), checks that
+  the row is still its channel's head and due, and spends the token in the same transaction,
+  so all replicas together keep a channel within its rate and its order, no token is spent
+  without a message, and a 429 pauses the channel for all;
 - message keys (threads, updates, repeats) and digest groups are rows like any other; a digest
   group is flushed under a row lock, so only one replica posts it.
 Migrations are versioned in `relay_schema` and applied under an advisory lock, so replicas that
@@ -22,14 +25,17 @@ import re
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from relay.event import Event
-from relay.pacing import Bucket, refill
+from relay.pacing import Bucket, Pacer, refill, spend, wait
 from relay.store import (
     Acceptance,
+    Claim,
+    ClaimOutcome,
     DestinationStats,
     DigestBatch,
     DigestItem,
@@ -152,11 +158,30 @@ SELECT {columns} FROM keys JOIN outbox o ON o.id = (
 WHERE o.status = 'pending'
 """
 _O_COLUMNS = ", ".join("o." + c.strip() for c in _ROW_COLUMNS.split(","))
+# a claim takes the row only if it is still pending and due (another replica may have just sent
+# it or scheduled a retry) and no older row of its key is undelivered (head-of-line order)
+_CLAIM_HEAD = """
+UPDATE outbox SET status='inflight', lease_until=%(lease)s, attempts=attempts+1
+WHERE id = (SELECT id FROM outbox
+            WHERE id=%(id)s AND status='pending' AND next_attempt_at <= %(now)s
+            FOR UPDATE SKIP LOCKED)
+  AND NOT EXISTS (SELECT 1 FROM outbox o
+                  WHERE o.pace_key=%(key)s AND o.status IN ('pending','inflight')
+                    AND o.id < %(id)s)
+"""
 
 
 def redact(url: str) -> str:
-    """The connection string with its password replaced, for messages."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+    """The connection string with its passwords replaced, for messages: the one in the user
+    info (up to the last `@`, in case it holds an unescaped one) and `password=` or
+    `sslpassword=` parameters."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    userinfo, at, hosts = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hosts}"
+    query = re.sub(r"(?i)(^|&)((?:ssl)?password=)[^&]*", r"\1\2***", parts.query)
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def is_postgres_url(url: str | None) -> bool:
@@ -165,8 +190,6 @@ def is_postgres_url(url: str | None) -> bool:
 
 class PostgresStore:
     """Relay's store on PostgreSQL; every method is one short transaction from a pool."""
-
-    shared = True  # other replicas may hold claims: start-up releases only expired leases
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8) -> None:
         self.url = url
@@ -216,7 +239,9 @@ class PostgresStore:
                     if statement.strip():
                         await conn.execute(statement)
                 await conn.execute("UPDATE relay_schema SET version=%s", (number,))
-        return len(MIGRATIONS)
+        # a newer relay may have migrated further (a rolling deploy): migrations only add, so
+        # this one keeps working on that schema and reports the version really in force
+        return max(version, len(MIGRATIONS))
 
     async def _exec(self, sql: str, args: Sequence[Any] = ()) -> int:
         async with self._pool.connection() as conn:
@@ -334,36 +359,50 @@ class PostgresStore:
             (now,),
         )
 
-    async def release_all_inflight(self) -> int:
-        """Only for a single process; with replicas, claims are released when leases expire."""
-        return await self.release_expired_leases(float("inf"))
+    async def release_orphans(self, now: float) -> int:
+        """Start-up: other replicas' claims are alive; only expired leases are orphans."""
+        return await self.release_expired_leases(now)
 
     # ------------------------------------------------------------ shared pacing
 
-    async def take_pace(self, key: str, now: float, rate: float, burst: float) -> float:
-        """Take one token of `key` if it has one (0.0), else the seconds until it will."""
+    async def claim_head(
+        self, row: OutboxRow, now: float, lease_until: float, pacer: Pacer
+    ) -> Claim:
+        """Claim `row` for this replica if it is still its key's due head and the key's shared
+        budget allows; the token is spent only with the claim, in one transaction."""
         async with self._pool.connection() as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO pace (key, tokens, updated) VALUES (%s,%s,%s) ON CONFLICT DO NOTHING",
-                (key, burst, now),
+                (row.pace_key, pacer.burst, now),
             )
             cur = await conn.execute(
-                "SELECT tokens, updated, paused_until FROM pace WHERE key=%s FOR UPDATE", (key,)
+                "SELECT tokens, updated, paused_until FROM pace WHERE key=%s"
+                " FOR UPDATE SKIP LOCKED",
+                (row.pace_key,),
             )
-            tokens, updated, paused_until = await cur.fetchone()  # type: ignore[misc]
-            bucket = refill(Bucket(tokens, updated, paused_until), now, rate, burst)
-            wait = max(0.0, bucket.paused_until - now)
-            if bucket.tokens < 1.0:
-                wait = max(wait, (1.0 - bucket.tokens) / rate)
-            if wait == 0.0:
-                bucket = replace(bucket, tokens=bucket.tokens - 1.0)
+            found = await cur.fetchone()
+            if found is None:  # another replica is claiming on this key at this moment
+                return Claim(ClaimOutcome.TAKEN)
+            bucket = refill(Bucket(*found), now, pacer.rate, pacer.burst)
+            seconds = wait(bucket, now, pacer.rate)
+            if seconds > 0:
+                return Claim(ClaimOutcome.PACED, seconds)
+            cur = await conn.execute(
+                _CLAIM_HEAD,
+                {"id": row.id, "key": row.pace_key, "now": now, "lease": lease_until},
+            )
+            if cur.rowcount != 1:
+                return Claim(ClaimOutcome.TAKEN)
+            bucket = spend(bucket)
             await conn.execute(
                 "UPDATE pace SET tokens=%s, updated=%s WHERE key=%s",
-                (bucket.tokens, bucket.updated, key),
+                (bucket.tokens, bucket.updated, row.pace_key),
             )
-            return wait
+            return Claim(ClaimOutcome.CLAIMED)
 
-    async def pause_pace(self, key: str, now: float, seconds: float) -> None:
+    async def pause_key(self, key: str, now: float, seconds: float, pacer: Pacer) -> None:
+        """A 429 seen by one replica pauses the key for all of them."""
+        pacer.pause(key, now, seconds)
         await self._exec(
             "INSERT INTO pace (key, tokens, updated, paused_until) VALUES (%s, 0, %s, %s)"
             " ON CONFLICT (key) DO UPDATE SET tokens=0, updated=%s,"

@@ -22,7 +22,7 @@ from relay.digest import build as build_digest
 from relay.metrics import Metrics
 from relay.pacing import Pacer, backoff
 from relay.repeat import with_counter
-from relay.store import MessageRef, OutboxRow
+from relay.store import ClaimOutcome, MessageRef, OutboxRow
 from relay.stores import Store
 
 log = logging.getLogger("relay.worker")
@@ -77,8 +77,6 @@ class Worker:
         self.metrics = metrics or Metrics()
         self._wake = asyncio.Event()
         self._busy: dict[str, asyncio.Task[None]] = {}
-        # replicas on one database share pacing through the store, not this process's buckets
-        self.shared = bool(getattr(store, "shared", False))
         self._next_release = 0.0
 
     def wake(self) -> None:
@@ -111,30 +109,18 @@ class Worker:
         for row in await self.store.due_heads(now):
             if row.pace_key in self._busy:
                 continue
-            wait = await self._pace(row.pace_key, now)
-            if wait > 0:
-                next_look = min(next_look, wait)
+            claim = await self.store.claim_head(row, now, now + self.lease_seconds, self.pacer)
+            if claim.outcome is ClaimOutcome.PACED:
+                next_look = min(next_look, claim.wait)
                 continue
-            if not await self.store.claim(row.id, now + self.lease_seconds):
+            if claim.outcome is ClaimOutcome.TAKEN:
                 continue
-            if not self.shared:
-                self.pacer.take(row.pace_key, now)
             claimed = replace(row, attempts=row.attempts + 1)
             self._busy[row.pace_key] = asyncio.create_task(self._deliver(claimed))
         due = await self.store.next_due_at()
         if due is not None and due > now:
             next_look = min(next_look, due - now)
         return next_look
-
-    async def _pace(self, key: str, now: float) -> float:
-        """Seconds until `key` may send; with a shared store, a token is taken when it may."""
-        if self.shared:
-            return float(
-                await self.store.take_pace(  # type: ignore[attr-defined]
-                    key, now, self.pacer.rate, self.pacer.burst
-                )
-            )
-        return self.pacer.wait(key, now)
 
     async def _deliver(self, row: OutboxRow) -> None:
         try:
@@ -272,11 +258,7 @@ class Worker:
             return
         if result.outcome is Outcome.RETRY:
             if result.retry_after is not None and result.reason.value == "rate_limited":
-                self.pacer.pause(row.pace_key, now, result.retry_after)
-                if self.shared:
-                    await self.store.pause_pace(  # type: ignore[attr-defined]
-                        row.pace_key, now, result.retry_after
-                    )
+                await self.store.pause_key(row.pace_key, now, result.retry_after, self.pacer)
             if now - row.created_at < self.max_age:
                 delay = backoff(
                     row.attempts,

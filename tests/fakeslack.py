@@ -30,6 +30,9 @@ Scripted steps (`FakeSlack.script(target, steps)`; target = a hook name, else a 
     "<slack_error_code>" Web API: HTTP 200 {"ok": false, "error": code};
                          webhook: text/plain code with its HTTP status (404 no_service, ...)
 
+Several clients (replica tests): `api_url_for("r1")` is the Web API under the prefix `/r1/`;
+each request records the prefix it came through as `RequestRecord.client`.
+
 Standalone (crash tests): `python tests/fakeslack.py --port N --state-file F` appends every
 accepted message as one JSON line to F. `GET /_fake/health`, `GET /_fake/messages`,
 `GET /_fake/requests` and `POST /_fake/script` ({"target": ..., "steps": [...]}) expose the
@@ -151,6 +154,7 @@ class RequestRecord:
     body: dict[str, Any] | None
     headers: dict[str, str] = field(default_factory=dict)
     scripted: str | None = None
+    client: str | None = None  # the prefix of `api_url_for(client)`, None for `api_url`
 
 
 class _BadBody(Exception):
@@ -447,6 +451,7 @@ class FakeSlack:
         self.app = Starlette(
             routes=[
                 Route("/api/{method}", self._api, methods=["GET", "POST"]),
+                Route("/{client}/api/{method}", self._api, methods=["GET", "POST"]),
                 Route("/services/{team}/{bot}/{name}", self._hook, methods=["POST"]),
                 Route("/_fake/health", self._health, methods=["GET"]),
                 Route("/_fake/messages", self._dump_messages, methods=["GET"]),
@@ -466,6 +471,10 @@ class FakeSlack:
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api/"
+
+    def api_url_for(self, client: str) -> str:
+        """The Web API for one of several clients, told apart in `requests` by `client`."""
+        return f"http://127.0.0.1:{self.port}/{client}/api/"
 
     def webhook_url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.port}/services/{HOOK_TEAM}/{HOOK_BOT}/{name}"
@@ -620,13 +629,22 @@ class FakeSlack:
         body: dict[str, Any] | None,
         headers: Mapping[str, str],
         scripted: str | None = None,
+        client: str | None = None,
     ) -> None:
         safe_body = None if body is None else {k: v for k, v in body.items() if k != "token"}
         safe_headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
         with self._lock:
             self._requests.append(
                 RequestRecord(
-                    method, target, status, error, received, safe_body, safe_headers, scripted
+                    method,
+                    target,
+                    status,
+                    error,
+                    received,
+                    safe_body,
+                    safe_headers,
+                    scripted,
+                    client,
                 )
             )
 
@@ -737,11 +755,12 @@ class FakeSlack:
     async def _api(self, request: Request) -> Response:
         received = time.monotonic()
         method = request.path_params["method"]
+        client = request.path_params.get("client")
         headers = dict(request.headers)
         try:
             params = await _read_api_params(request)
         except _BadBody as bad:
-            self._record(method, None, 200, bad.code, received, None, headers)
+            self._record(method, None, 200, bad.code, received, None, headers, client=client)
             return api_json({"ok": False, "error": bad.code})
         target = params.get("channel") if isinstance(params.get("channel"), str) else None
         step = self._next_step(self._script_key(target)) if target else None
@@ -757,10 +776,13 @@ class FakeSlack:
                 params,
                 headers,
                 step,
+                client,
             )
             return response
         response, error = self._api_answer(method, params, headers, received)
-        self._record(method, target, response.status_code, error, received, params, headers, step)
+        self._record(
+            method, target, response.status_code, error, received, params, headers, step, client
+        )
         if step == "timeout_after_post":
             return await self._hang(request)
         return response

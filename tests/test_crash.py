@@ -55,12 +55,13 @@ def test_sigkill_mid_stream_then_restart_delivers_every_accepted_event(
     if backend == "postgres":
         database = request.getfixturevalue("pg_url")
         # with replicas a restarted process cannot know which claims were its own: they come
-        # back when their lease expires, shortened here from 60 s
+        # back when their lease expires, shortened here from 60 s (Slack's timeout below it)
         config = tmp_path / "relay.yaml"
         config.write_text(
             (ROOT / "config.example.yaml")
             .read_text()
             .replace("templates: ./templates", "store: {lease: 3s}")
+            .replace("  api_url:", "  timeout: 2s\n  api_url:", 1)
         )
     env = {
         "SLACK_BOT_TOKEN": SLACK_TOKEN,

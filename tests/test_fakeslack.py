@@ -375,6 +375,23 @@ def test_records_hide_the_token(fake: FakeSlack) -> None:
     assert VALID_TOKEN not in repr(fake.requests) + repr(fake.messages)
 
 
+def test_clients_are_told_apart_by_their_prefix(fake: FakeSlack) -> None:
+    for client in ("r1", "r2"):
+        answer = httpx.post(
+            fake.api_url_for(client) + "chat.postMessage",
+            json={"channel": "general", "text": client},
+            headers=AUTH,
+        )
+        assert answer.json()["ok"] is True
+    post(fake, "chat.postMessage", {"channel": "general", "text": "plain"})
+    assert [(r.client, r.body and r.body["text"]) for r in fake.requests] == [
+        ("r1", "r1"),
+        ("r2", "r2"),
+        (None, "plain"),
+    ]
+    assert [m.text for m in fake.messages_in("general")] == ["r1", "r2", "plain"]
+
+
 # ------------------------------------------------------------------ incoming webhooks
 
 

@@ -11,16 +11,20 @@ from pathlib import Path
 import pytest
 
 from relay.event import Event
+from relay.pacing import Pacer
 from relay.store import (
     MIGRATIONS,
     Acceptance,
+    ClaimOutcome,
     NewMessage,
+    OutboxRow,
     SqliteStore,
     Status,
     migrate,
     sqlite_path,
 )
-from relay.store_pg import PostgresStore
+from relay.store_pg import MIGRATIONS as PG_MIGRATIONS
+from relay.store_pg import PostgresStore, redact
 from relay.stores import Store, open_store
 
 
@@ -103,6 +107,53 @@ async def test_retry_keeps_order_and_waits(store: Store) -> None:
     ]
 
 
+async def head_of(store: Store, key: str, now: float) -> OutboxRow:
+    (head,) = [h for h in await store.due_heads(now) if h.pace_key == key]
+    return head
+
+
+async def test_a_claim_spends_its_keys_budget_and_a_429_pauses_only_that_key(
+    store: Store,
+) -> None:
+    pacer = Pacer(rate=1.0, burst=2.0)
+    for i in range(5):
+        await store.accept(ev(f"e{i}"), [msg("alerts", "slack:alerts", str(i))], 100.0)
+    await store.accept(ev("other"), [msg("events", "slack:events")], 100.0)
+
+    async def send_next(now: float) -> tuple[ClaimOutcome, float]:
+        head = await head_of(store, "slack:alerts", now)
+        claim = await store.claim_head(head, now, now + 60.0, pacer)
+        if claim.outcome is ClaimOutcome.CLAIMED:
+            await store.mark_sent(head.id, "C1", str(now), now)
+        return claim.outcome, claim.wait
+
+    assert [await send_next(100.0) for _ in range(2)] == [(ClaimOutcome.CLAIMED, 0.0)] * 2
+    outcome, wait = await send_next(100.5)
+    assert outcome is ClaimOutcome.PACED and wait == pytest.approx(0.5)
+    assert await send_next(101.0) == (ClaimOutcome.CLAIMED, 0.0)
+    await store.pause_key("slack:alerts", 101.0, 30.0, pacer)  # Slack said 429, Retry-After 30
+    outcome, wait = await send_next(110.0)
+    assert outcome is ClaimOutcome.PACED and wait == pytest.approx(21.0)
+    other = await head_of(store, "slack:events", 110.0)
+    assert (await store.claim_head(other, 110.0, 170.0, pacer)).outcome is ClaimOutcome.CLAIMED
+
+
+async def test_a_head_that_is_no_longer_due_or_no_longer_the_head_is_not_claimed(
+    store: Store,
+) -> None:
+    pacer = Pacer()
+    await store.accept(ev("e1"), [msg("alerts", "k", "1")], 100.0)
+    await store.accept(ev("e2"), [msg("alerts", "k", "2")], 100.0)
+    first = await head_of(store, "k", 100.0)
+    assert (await store.claim_head(first, 100.0, 160.0, pacer)).outcome is ClaimOutcome.CLAIMED
+    await store.mark_retry(first.id, 130.0, "rate_limited", "ratelimited")
+    # a worker still holding the row it read before the retry was scheduled must not send it
+    assert (await store.claim_head(first, 100.0, 160.0, pacer)).outcome is ClaimOutcome.TAKEN
+    second = next(r for r in await store.rows(Status.PENDING) if r.payload["text"] == "2")
+    assert (await store.claim_head(second, 130.0, 190.0, pacer)).outcome is ClaimOutcome.TAKEN
+    assert (await store.claim_head(first, 130.0, 190.0, pacer)).outcome is ClaimOutcome.CLAIMED
+
+
 async def test_dead_letters_list_replay_drop(store: Store) -> None:
     await store.accept(ev("e1"), [msg("alerts", "k")], 100.0)
     await store.accept(ev("e2"), [msg("alerts", "k2")], 100.0)
@@ -163,6 +214,37 @@ def test_database_url_forms(tmp_path: Path) -> None:
         sqlite_path("mysql://u:p@h/db", tmp_path)
 
 
+def test_a_postgres_url_is_shown_without_its_passwords() -> None:
+    shown = {
+        "postgresql://relay:hunter2@db:5432/relay": "postgresql://relay:***@db:5432/relay",
+        "postgres://relay:hunt@r2@db/relay?sslmode=require": (
+            "postgres://relay:***@db/relay?sslmode=require"
+        ),
+        "postgresql://db/relay?user=relay&password=hunter2&sslpassword=hunter3": (
+            "postgresql://db/relay?user=relay&password=***&sslpassword=***"
+        ),
+        "postgresql://relay@db/relay": "postgresql://relay@db/relay",
+    }
+    for url, expected in shown.items():
+        assert redact(url) == expected
+        assert repr(PostgresStore(url)) == f"PostgresStore({expected!r})"
+
+
+async def test_a_schema_migrated_further_by_a_newer_relay_is_left_as_it_is(pg_url: str) -> None:
+    import psycopg
+
+    store = PostgresStore(pg_url)
+    await store.open()
+    try:
+        newer = len(PG_MIGRATIONS) + 1
+        async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as conn:
+            await conn.execute("UPDATE relay_schema SET version=%s", (newer,))
+        assert await store.migrate() == newer  # during a rolling deploy: no error, no change
+        assert await store.accept(ev("e1"), [msg("alerts", "k")], 1.0) is Acceptance.ACCEPTED
+    finally:
+        await store.close()
+
+
 # ---------------------------------------------------------------- PostgreSQL across replicas
 
 
@@ -189,14 +271,65 @@ async def test_replicas_race_on_one_event_id_and_exactly_one_wins(replicas: list
 
 
 async def test_replicas_share_each_channels_pacing(replicas: list[Store]) -> None:
-    pg = [s for s in replicas if isinstance(s, PostgresStore)]
-    waits = [await pg[i % 3].take_pace("slack:alerts", 100.0, 1.0, 3.0) for i in range(5)]
-    assert waits[:3] == [0.0, 0.0, 0.0]  # the burst, whichever replica asks
-    assert waits[3] == pytest.approx(1.0) and waits[4] == pytest.approx(1.0)
-    assert await pg[1].take_pace("slack:alerts", 101.0, 1.0, 3.0) == 0.0
-    assert await pg[2].take_pace("slack:other", 101.0, 1.0, 3.0) == 0.0  # keys are separate
-    await pg[0].pause_pace("slack:alerts", 101.0, 30.0)  # a 429 seen by one replica
-    assert await pg[2].take_pace("slack:alerts", 110.0, 1.0, 3.0) == pytest.approx(21.0)
+    for i in range(6):
+        await replicas[0].accept(ev(f"e{i}"), [msg("alerts", "slack:alerts")], 100.0)
+    await replicas[0].accept(ev("x"), [msg("events", "slack:other")], 100.0)
+    # each replica has its own in-memory Pacer: on PostgreSQL it gives only the rate and burst
+    pacers = [Pacer(rate=1.0, burst=3.0) for _ in replicas]
+
+    async def send_next(i: int, now: float, key: str = "slack:alerts") -> ClaimOutcome:
+        store = replicas[i % 3]
+        head = await head_of(store, key, now)
+        claim = await store.claim_head(head, now, now + 60.0, pacers[i % 3])
+        if claim.outcome is ClaimOutcome.CLAIMED:
+            await store.mark_sent(head.id, "C1", str(now), now)
+        return claim.outcome
+
+    # the burst, whichever replica asks, then nothing more at the same instant
+    assert [await send_next(i, 100.0) for i in range(5)] == [ClaimOutcome.CLAIMED] * 3 + [
+        ClaimOutcome.PACED
+    ] * 2
+    assert await send_next(1, 101.0) is ClaimOutcome.CLAIMED
+    assert await send_next(2, 101.0, "slack:other") is ClaimOutcome.CLAIMED  # keys are separate
+    await replicas[0].pause_key("slack:alerts", 101.0, 30.0, pacers[0])  # a 429 seen by one
+    head = await head_of(replicas[2], "slack:alerts", 110.0)
+    claim = await replicas[2].claim_head(head, 110.0, 170.0, pacers[2])
+    assert claim.outcome is ClaimOutcome.PACED and claim.wait == pytest.approx(21.0)
+
+
+async def test_replicas_racing_for_one_head_spend_one_token(replicas: list[Store]) -> None:
+    import asyncio
+
+    for i in range(4):
+        await replicas[0].accept(ev(f"e{i}"), [msg("alerts", "slack:alerts", str(i))], 100.0)
+    pacer = Pacer(rate=1.0, burst=3.0)
+    sent = []
+    for _ in range(4):
+        heads = [await head_of(s, "slack:alerts", 100.0) for s in replicas]
+        claims = await asyncio.gather(
+            *(s.claim_head(h, 100.0, 160.0, pacer) for s, h in zip(replicas, heads, strict=True))
+        )
+        outcomes = [c.outcome for c in claims]
+        if ClaimOutcome.CLAIMED not in outcomes:
+            break
+        # one replica sends; the others were skipped without spending the channel's budget
+        assert outcomes.count(ClaimOutcome.CLAIMED) == 1, outcomes
+        assert ClaimOutcome.PACED not in outcomes, outcomes
+        await replicas[0].mark_sent(heads[0].id, "C1", "1.0", 100.0)
+        sent.append(heads[0].payload["text"])
+    assert sent == ["0", "1", "2"]  # the whole burst of 3, in order, then paced
+
+
+async def test_a_starting_replica_leaves_the_others_live_claims_alone(
+    replicas: list[Store],
+) -> None:
+    first, second, _ = replicas
+    await first.accept(ev("e1"), [msg("alerts", "slack:alerts")], 100.0)
+    head = await head_of(first, "slack:alerts", 100.0)
+    assert (await first.claim_head(head, 100.0, 160.0, Pacer())).outcome is ClaimOutcome.CLAIMED
+    assert await second.release_orphans(100.0) == 0  # `second` restarted: first still sending
+    assert [r.id for r in await second.rows(Status.INFLIGHT)] == [head.id]
+    assert await second.release_orphans(160.0) == 1  # the lease ran out: first is gone
 
 
 async def test_a_dead_replicas_claims_are_taken_over_when_the_lease_expires(
