@@ -71,29 +71,34 @@ def event_body(i: int, run: str) -> bytes:
     return json.dumps(event).encode()
 
 
-async def load(url: str, seconds: float, concurrency: int, run: str) -> tuple[int, list[float]]:
-    """`concurrency` keep-alive connections posting signed events as fast as answers come."""
+async def load(
+    url: str | list[str], seconds: float, concurrency: int, run: str
+) -> tuple[int, list[float]]:
+    """`concurrency` keep-alive connections posting signed events as fast as answers come,
+    spread round-robin over `url` when it is a list (replicas)."""
+    urls = [url] if isinstance(url, str) else url
     latencies: list[float] = []
     counter = 0
     deadline = time.perf_counter() + seconds
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
 
-        async def worker() -> None:
+        async def worker(n: int) -> None:
+            target = urls[n % len(urls)] + "/hooks/anchor"
             nonlocal counter
             while time.perf_counter() < deadline:
                 counter += 1
                 body = event_body(counter, run)
                 headers = anchor_headers(body, int(time.time()))
                 began = time.perf_counter()
-                post = session.post(url + "/hooks/anchor", data=body, headers=headers)
+                post = session.post(target, data=body, headers=headers)
                 async with post as answer:
                     await answer.read()
                     if answer.status not in (200, 202):
                         raise RuntimeError(f"{answer.status}: {await answer.text()}")
                 latencies.append(time.perf_counter() - began)
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker(n) for n in range(concurrency)))
     return len(latencies), latencies
 
 

@@ -16,68 +16,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
-
-import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from fakeslack import FakeSlack  # noqa: E402
 from harness import RelayProcess  # noqa: E402
+from ingest import CONFIG, load, pct  # noqa: E402  (the same events, config and load generator)
 from pgschema import fresh_schema  # noqa: E402
-from signing import ANCHOR_SECRET, SLACK_TOKEN, anchor_headers  # noqa: E402
-
-BASE = json.loads((ROOT / "relay" / "samples" / "anchor" / "task.completed.json").read_text())
-
-CONFIG = """
-sources:
-  anchor: {provider: anchor, secrets: ["${ANCHOR_WEBHOOK_SECRET}"]}
-slack: {token: "${SLACK_BOT_TOKEN}", api_url: "${SLACK_API_URL}"}
-destinations:
-  events: {type: slack, channel: "#browser-events"}
-default: {to: [events]}
-pacing: {rate: 100000, burst: 100000}
-"""
-
-
-def event_body(i: int, run: str) -> bytes:
-    event = {**BASE, "id": f"evt_{run}_{i}", "data": {**BASE["data"], "task_id": f"tsk_{i}"}}
-    return json.dumps(event).encode()
-
-
-async def load(urls: list[str], seconds: float, concurrency: int, run: str) -> list[float]:
-    latencies: list[float] = []
-    counter = 0
-    deadline = time.perf_counter() + seconds
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as http:
-
-        async def worker(n: int) -> None:
-            nonlocal counter
-            url = urls[n % len(urls)] + "/hooks/anchor"
-            while time.perf_counter() < deadline:
-                counter += 1
-                body = event_body(counter, run)
-                began = time.perf_counter()
-                post = http.post(url, data=body, headers=anchor_headers(body, int(time.time())))
-                async with post as answer:
-                    await answer.read()
-                    if answer.status != 202:
-                        raise RuntimeError(f"{answer.status}: {await answer.text()}")
-                latencies.append(time.perf_counter() - began)
-
-        await asyncio.gather(*(worker(n) for n in range(concurrency)))
-    return latencies
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+from signing import ANCHOR_SECRET, SLACK_TOKEN  # noqa: E402
 
 
 def main() -> None:
@@ -103,7 +54,7 @@ def main() -> None:
                     for r in replicas:
                         r.start()
                     slack.reset()
-                    lat = asyncio.run(
+                    _n, lat = asyncio.run(
                         load([r.url for r in replicas], args.seconds, args.concurrency, str(count))
                     )
                     delivered = len(slack.messages)
