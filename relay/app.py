@@ -37,6 +37,7 @@ from relay.errors import (
     UnknownSource,
     UnsupportedMediaType,
 )
+from relay.httpproto import MAX_HEAD_BYTES
 from relay.logs import protect
 from relay.metrics import CONTENT_TYPE, UNKNOWN_SOURCE, Metrics
 from relay.pipeline import Pipeline
@@ -52,9 +53,6 @@ from relay.worker import Worker
 log = logging.getLogger("relay.http")
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
-# request line + headers: signatures and tokens need a few hundred bytes. uvicorn (h11) stops
-# buffering a head that is still incomplete past this size; `HeadLimit` refuses a complete one
-MAX_HEAD_BYTES = 64 * 1024
 
 
 @dataclass
@@ -87,6 +85,17 @@ class Services:
         )
         self.metrics.generation.set(self.generation)
         self._reloading = asyncio.Lock()
+
+    def source_label(self, name: str) -> str:
+        """The `source` label of a request to `/hooks/{name}`: the name, or `_unknown`."""
+        return name if name in self.runtime.providers else UNKNOWN_SOURCE
+
+    def head_refused(self, path: str) -> None:
+        """Count a request refused for its oversized head (by the app or the protocol)."""
+        if path.startswith("/hooks/"):
+            label = self.source_label(path.removeprefix("/hooks/"))
+            self.metrics.received.labels(label).inc()
+            self.metrics.rejected.labels(label, "headers_too_large").inc()
 
     async def reload(self) -> None:
         """Load the config file and templates again and swap them in atomically.
@@ -160,8 +169,9 @@ async def _read_body(request: Request, limit: int) -> bytes:
 class HeadLimit:
     """Refuses a request whose line and headers exceed `limit` bytes: `431`, JSON body.
 
-    h11 only bounds a head that arrives in pieces; one that arrives in a single read of up to
-    256 KiB is parsed whole. This makes the bound exact, before any handler runs."""
+    The protocol (`relay.httpproto`) refuses a head that is still incomplete past the bound; one
+    that arrived whole in a single read is parsed first. This makes the bound exact, before any
+    handler runs."""
 
     def __init__(self, app: ASGIApp, limit: int, refused: Callable[[str], None]) -> None:
         self.app = app
@@ -182,17 +192,8 @@ class HeadLimit:
 
 
 def build_app(services: Services) -> Starlette:
-    def label(name: str) -> str:
-        return name if name in services.runtime.providers else UNKNOWN_SOURCE
-
     def source_label(request: Request) -> str:
-        return label(request.path_params.get("source", ""))
-
-    def head_refused(path: str) -> None:
-        if path.startswith("/hooks/"):
-            name = path.removeprefix("/hooks/")
-            services.metrics.received.labels(label(name)).inc()
-            services.metrics.rejected.labels(label(name), "headers_too_large").inc()
+        return services.source_label(request.path_params.get("source", ""))
 
     async def ingest_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, IngestError)
@@ -372,7 +373,7 @@ def build_app(services: Services) -> Starlette:
             Route("/admin/reload", admin_reload, methods=["POST"]),
         ],
         exception_handlers={IngestError: ingest_error},
-        middleware=[Middleware(HeadLimit, limit=MAX_HEAD_BYTES, refused=head_refused)],
+        middleware=[Middleware(HeadLimit, limit=MAX_HEAD_BYTES, refused=services.head_refused)],
         lifespan=lifespan,
     )
     return app

@@ -17,10 +17,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 from starlette.applications import Starlette
 
-from relay.app import MAX_HEAD_BYTES, Services, build_app
+from relay.app import Services, build_app
 from relay.config import LoadedConfig, SlackChannelDestination, WebhookDestination
 from relay.deliver import ConsoleSender, Sender, SlackChannelSender, SlackWebhookSender
 from relay.errors import ConfigError
+from relay.httpproto import bounded_protocol
 from relay.pacing import Pacer
 from relay.runtime import Runtime, build_runtime
 from relay.stores import open_store
@@ -91,7 +92,8 @@ def create_app(loaded: LoadedConfig, env: Mapping[str, str] | None = None) -> St
 
 
 def serve(loaded: LoadedConfig, host: str, port: int) -> None:
-    app = create_app(loaded)
+    services = build_services(loaded, os.environ, Path.cwd())
+    app = build_app(services)
     uvicorn.run(
         app,
         host=host,
@@ -108,11 +110,8 @@ def serve(loaded: LoadedConfig, host: str, port: int) -> None:
         timeout_graceful_shutdown=25,
         # beyond 1000 open requests answer 503 at once instead of queueing without bound
         limit_concurrency=1000,
-        # h11, not httptools (uvicorn's choice when installed): httptools buffers request
-        # headers without any bound; h11 stops reading a head still incomplete after 64 KiB
-        # (400, connection closed) and the app refuses a complete one over it (431). Parsing
-        # is a small share of relay's CPU per request (README, Benchmarks)
-        http="h11",
-        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+        # httptools (C) with a bound on the request head: a head still incomplete past 64 KiB
+        # is refused by the protocol, a complete one over it by the app (431 either way)
+        http=bounded_protocol(services.head_refused),
         server_header=False,
     )
