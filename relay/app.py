@@ -109,6 +109,7 @@ class Services:
                 if self.rebuild is None:
                     raise ConfigError(["reload is not available in this process"])
                 runtime, senders = await asyncio.to_thread(self.rebuild, loaded)
+                accepted_until = await self.store.last_seq()
             except Exception as exc:  # never half-applied, never a 500: the old one serves
                 rejected = exc if isinstance(exc, ConfigError) else ConfigError(
                     # the class only: an exception's message may quote what it failed on
@@ -122,7 +123,7 @@ class Services:
                 )
                 raise rejected from None
             self.runtime = runtime
-            self.pipeline.runtime = runtime
+            self.pipeline.use(runtime, accepted_until)
             self.worker.senders = dict(senders)
             self.worker.pacer.rate = runtime.config.pacing.rate
             self.worker.pacer.burst = runtime.config.pacing.burst
@@ -307,6 +308,7 @@ def build_app(services: Services) -> Starlette:
     async def metrics(_request: Request) -> Response:
         try:
             services.metrics.observe_queue(await services.store.stats(), services.clock())
+            services.metrics.observe_inbox(await services.store.inbox_stats(), services.clock())
         except Exception:  # the counters are still worth serving when the store is down
             log.exception("could not read outbox statistics for /metrics")
         return Response(services.metrics.exposition(), media_type=CONTENT_TYPE)
@@ -335,6 +337,7 @@ def build_app(services: Services) -> Starlette:
         if owns_http:
             services.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None))
         _on_sighup(services)
+        router = asyncio.create_task(services.pipeline.run(stop), name="relay-router")
         worker = asyncio.create_task(services.worker.run(stop), name="relay-worker")
         pruner = asyncio.create_task(_prune_forever(services, stop), name="relay-pruner")
         watcher = asyncio.create_task(
@@ -353,7 +356,7 @@ def build_app(services: Services) -> Starlette:
             for run in list(services.runs):
                 run.cancel()
             stop.set()
-            await asyncio.gather(worker, pruner, watcher, return_exceptions=True)
+            await asyncio.gather(router, worker, pruner, watcher, return_exceptions=True)
             drained = await services.worker.drain(services.shutdown_grace)
             if not drained:
                 log.warning(

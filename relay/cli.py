@@ -6,7 +6,7 @@ relay render --config FILE EVENT      print, as JSON, what would be posted where
 relay routes --config FILE EVENT      which rules match an event and why, and where it goes
 relay migrate                         create or upgrade the schema of RELAY_DATABASE_URL
 relay outbox --config FILE            pending / in flight / dead / sent / muted / waiting for a
-                                      digest / oldest age per destination
+                                      digest / oldest age per destination; events not yet routed
 relay dead list|replay|drop ...       inspect and act on dead letters
 """
 
@@ -202,6 +202,10 @@ def cmd_outbox(args: argparse.Namespace) -> int:
             )
         if not stats:
             print("(outbox is empty)")
+        inbox = await store.inbox_stats()
+        if inbox.waiting:
+            age = f", oldest {now - inbox.oldest_at:.0f}s" if inbox.oldest_at else ""
+            print(f"accepted, waiting to be routed and rendered: {inbox.waiting}{age}")
         return 0
 
     return asyncio.run(_with_store(args, show))

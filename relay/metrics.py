@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from relay.store import DestinationStats
+from relay.store import DestinationStats, InboxStats
 
 UNKNOWN_SOURCE = "_unknown"
 OTHER_TYPE = "_other"
@@ -91,6 +91,14 @@ class Metrics:
             ["destination"],
             registry=r,
         )
+        self.inbox = Gauge(
+            "relay_inbox_events", "Accepted events waiting to be routed and rendered", registry=r
+        )
+        self.inbox_oldest = Gauge(
+            "relay_inbox_oldest_age_seconds",
+            "Age of the oldest accepted event not yet routed (0 when none)",
+            registry=r,
+        )
         self.generation = Gauge(
             "relay_config_generation", "How many times the config was loaded", registry=r
         )
@@ -119,6 +127,10 @@ class Metrics:
                 self.queue.labels(s.destination, status).set(value)
             age = now - s.oldest_pending_at if s.oldest_pending_at else 0.0
             self.oldest.labels(s.destination).set(max(0.0, age))
+
+    def observe_inbox(self, inbox: InboxStats, now: float) -> None:
+        self.inbox.set(inbox.waiting)
+        self.inbox_oldest.set(max(0.0, now - inbox.oldest_at) if inbox.oldest_at else 0.0)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,17 +1,28 @@
 """The pipeline: the one place that knows the order of the stages.
 
-    verify -> parse (providers) -> route (routing) -> render (render) -> persist + dedup (store)
-    -> deliver (worker, later, on its own schedule)
+    acknowledgement path:  verify -> parse (providers) -> persist + dedup (store) -> 202
+    router, in the background:  route (routing) -> render (render) -> outbox (store)
+    worker, on its own schedule:  deliver (deliver, pacing, retries)
 
-`Pipeline.accept` runs route and render at enqueue time, so a retry resends exactly the same
-message and a template edit never changes what is already queued, then writes the event id and
-its messages in one transaction. Only then does the HTTP edge answer 202.
+`Pipeline.accept` writes the verified event and its id to the store, nothing more, so relay
+answers a sender within milliseconds even in a burst. `Pipeline.run` then takes the waiting
+events in the order they were accepted, routes and renders them, and writes the rendered
+messages to the outbox in the same transaction that takes the events out of the inbox: a retry
+resends exactly the same message and a template edit never changes what is already queued.
+Events accepted before a reload are rendered with the config they were accepted under.
+
+Acknowledging comes first: while accepts are waiting for their commit, the router renders at
+most one event per `YIELD_SECONDS`, so a burst is answered at full speed and its messages are
+rendered when it ebbs (a sustained flood still moves the inbox forward).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,10 +34,14 @@ from relay.metrics import Metrics
 from relay.routing import Decision
 from relay.runtime import Runtime
 from relay.schedule import active
-from relay.store import Acceptance, GroupSpec, NewMessage
+from relay.store import Acceptance, GroupSpec, NewMessage, Received
 from relay.stores import Store
 
 log = logging.getLogger("relay.pipeline")
+
+BATCH = 32  # events routed per transaction
+YIELD_SECONDS = 0.02  # while accepts wait: at most one render per this (50 events/s at least)
+ROUTING_LEASE = 10.0  # replicas: how long a silent router keeps the others from routing
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +113,7 @@ def plan(runtime: Runtime, event: Event, now: float | None = None) -> Planned:
 
 
 class Pipeline:
-    """Accepts events: plan, persist, count; the worker delivers later."""
+    """Accepts events (the acknowledgement path) and routes them into the outbox (`run`)."""
 
     def __init__(
         self,
@@ -108,25 +123,137 @@ class Pipeline:
         clock: Callable[[], float] = time.time,
         on_enqueued: Callable[[], None] | None = None,
         metrics: Metrics | None = None,
+        poll_seconds: float = 1.0,
+        yield_seconds: float = YIELD_SECONDS,
     ) -> None:
         self.runtime = runtime
         self.store = store
         self.clock = clock
         self.on_enqueued = on_enqueued
         self.metrics = metrics or Metrics()
+        self.poll_seconds = poll_seconds
+        self.yield_seconds = yield_seconds
+        self.holder = uuid.uuid4().hex  # this process, for the routing lease
+        # configs replaced by a reload, each with the newest `seq` accepted under it
+        self._eras: list[tuple[int, Runtime]] = []
+        self._waiting = 0  # accepts waiting for their commit
+        self._quiet = asyncio.Event()
+        self._quiet.set()
+        self._wake = asyncio.Event()
+        self._stuck: set[int] = set()  # events whose routing failed: kept, skipped until restart
+
+    # ------------------------------------------------------------ acknowledgement path
 
     async def accept(self, event: Event) -> Acceptance:
-        planned = plan(self.runtime, event, self.clock())
-        fields = {"event_id": event.id, "event_type": event.type, "source": event.source}
+        """Persist the event (dedup by id); the router takes it from there."""
+        self._waiting += 1
+        self._quiet.clear()
+        try:
+            result = await self.store.receive(event, self.clock())
+        finally:
+            self._waiting -= 1
+            if not self._waiting:
+                self._quiet.set()
+        m = self.metrics
+        if result is Acceptance.DUPLICATE:
+            m.duplicates.labels(event.source).inc()
+            log.info("duplicate event ignored", extra=_fields(event))
+            return result
+        m.accepted.labels(event.source, m.event_type(event.type)).inc()
+        log.info("event accepted", extra=_fields(event))
+        self._wake.set()
+        return result
+
+    # ------------------------------------------------------------ router
+
+    def use(self, runtime: Runtime, last_seq: int) -> None:
+        """Swap in a reloaded config for events accepted after `last_seq` (`Store.last_seq`
+        when the reload took effect); those accepted before are still rendered with the
+        config they came under."""
+        self._eras.append((last_seq, self.runtime))
+        self.runtime = runtime
+
+    def _runtime_for(self, seq: int) -> Runtime:
+        for last, runtime in self._eras:
+            if seq <= last:
+                return runtime
+        return self.runtime
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Route waiting events until `stop`: at once when one is accepted here, else every
+        `poll_seconds` (events accepted by other replicas, or left by a previous run)."""
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                try:
+                    while not stop.is_set() and await self.route_pending(stop):
+                        pass
+                except Exception:  # the store is unreachable, say: the events wait in the inbox
+                    log.exception("routing failed; will try again")
+                waking = asyncio.ensure_future(self._wake.wait())
+                await asyncio.wait(
+                    [waking, stopping],
+                    timeout=self.poll_seconds,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                waking.cancel()
+        finally:
+            stopping.cancel()
+            with contextlib.suppress(Exception):  # else it simply expires
+                await self.store.release_routing(self.holder)
+
+    async def route_pending(self, stop: asyncio.Event | None = None) -> int:
+        """Route and render the oldest waiting events into the outbox, one batch in one
+        transaction; how many were taken (0: nothing waiting, or another replica routes)."""
+        if not await self.store.lead_routing(self.holder, self.clock(), ROUTING_LEASE):
+            return 0
+        found = await self.store.inbox(BATCH + len(self._stuck))
+        waiting = [r for r in found if r.seq not in self._stuck][:BATCH]
+        if not waiting:
+            self._eras.clear()  # everything accepted before a reload is routed
+            return 0
+        planned: list[tuple[Received, Planned]] = []
+        for received in waiting:
+            await self._intake_first()
+            if stop is not None and stop.is_set():
+                return 0  # the batch stays in the inbox, whole
+            done = self._plan(received)
+            if done is not None:
+                planned.append((received, done))
+        written = await self.store.enqueue([(r, p.messages) for r, p in planned], self.clock())
+        for received, done in planned:
+            if received.seq in written:
+                self._routed(received.event, done)
+        if any(p.messages for r, p in planned if r.seq in written) and self.on_enqueued:
+            self.on_enqueued()
+        return len(waiting)
+
+    async def _intake_first(self) -> None:
+        """Let waiting acknowledgements go first; render anyway after `yield_seconds`."""
+        await asyncio.sleep(0)
+        if self._waiting:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.yield_seconds):
+                    await self._quiet.wait()
+
+    def _plan(self, received: Received) -> Planned | None:
+        try:
+            return plan(self._runtime_for(received.seq), received.event, received.received_at)
+        except Exception:  # a bug, never the event's fault: keep it, and keep the rest moving
+            self._stuck.add(received.seq)
+            log.exception(
+                "routing this event failed; it stays in the inbox until relay restarts",
+                extra=_fields(received.event),
+            )
+            return None
+
+    def _routed(self, event: Event, planned: Planned) -> None:
+        fields = _fields(event)
         for error in planned.template_errors:
             log.error(
                 "template failed, sent the safe default message", extra={**fields, "detail": error}
             )
-        result = await self.store.accept(event, planned.messages, self.clock())
-        self._count(event, planned, result)
-        if result is Acceptance.DUPLICATE:
-            log.info("duplicate event ignored", extra=fields)
-            return result
         if planned.decision.dropped_by:
             log.info(
                 "event dropped by route", extra={**fields, "route": planned.decision.dropped_by}
@@ -137,19 +264,10 @@ class Pipeline:
             log.info("event matched no route", extra=fields)
         else:
             log.info(
-                "event accepted",
+                "event routed",
                 extra={**fields, "destinations": [m.destination for m in planned.messages]},
             )
-            if self.on_enqueued:
-                self.on_enqueued()
-        return result
-
-    def _count(self, event: Event, planned: Planned, result: Acceptance) -> None:
         m = self.metrics
-        if result is Acceptance.DUPLICATE:
-            m.duplicates.labels(event.source).inc()
-            return
-        m.accepted.labels(event.source, m.event_type(event.type)).inc()
         if planned.decision.dropped_by:
             m.dropped.labels(planned.decision.dropped_by).inc()
         elif not planned.decision.targets:
@@ -159,3 +277,7 @@ class Pipeline:
             m.rendered.labels(target.destination).inc()
         for error in planned.template_errors:
             m.fallbacks.labels(error.split(":", 1)[0]).inc()
+
+
+def _fields(event: Event) -> dict[str, Any]:
+    return {"event_id": event.id, "event_type": event.type, "source": event.source}

@@ -12,6 +12,10 @@ JSON document `{"text": ..., "blocks": [...]}`. Safety does not depend on the te
   the renderer's own filters did not produce in this render is shown as text;
 * `blockkit.fit` enforces Slack's limits.
 
+A `Renderer` reads its templates (the user's folder and the built-ins) into memory once, when
+it is built: a template edit takes effect with the next reload, never half-way through, and a
+renderer kept for events accepted before a reload renders them as they were.
+
 `Renderer.render` never raises: when a template is missing, fails, or produces something that is
 not a fixable message, it returns a safe default message built in plain Python and says why in
 `error`.
@@ -23,6 +27,7 @@ Render context (flat): `event`, `data`, `source`, `provider`, `id`, `type`, `ent
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
@@ -32,9 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import (
-    BaseLoader,
-    ChoiceLoader,
-    FileSystemLoader,
+    DictLoader,
     StrictUndefined,
     TemplateNotFound,
     TemplateSyntaxError,
@@ -490,19 +493,27 @@ class _SlackEnvironment(ImmutableSandboxedEnvironment):
     relay_concat = staticmethod(f_concat)
 
 
-def _environment(user_dir: Path | None) -> _SlackEnvironment:
-    loaders: list[BaseLoader] = []
-    if user_dir is not None and user_dir.is_dir():
-        loaders.append(FileSystemLoader(str(user_dir)))
-    loaders.append(FileSystemLoader(str(BUILTIN_DIR)))
+def read_templates(folder: Path | None) -> dict[str, str]:
+    """Every template file of `folder` by its name relative to it (`anchor/task.failed.j2`)."""
+    found: dict[str, str] = {}
+    if folder is None or not folder.is_dir():
+        return found
+    for path in sorted(folder.rglob("*" + SUFFIX)):
+        if path.is_file():
+            name = path.relative_to(folder).as_posix()
+            found[name] = path.read_text(encoding="utf-8", errors="replace")
+    return found
+
+
+def _environment(sources: Mapping[str, str]) -> _SlackEnvironment:
     env = _SlackEnvironment(
-        loader=ChoiceLoader(loaders),
+        loader=DictLoader(dict(sources)),
         undefined=StrictUndefined,
         autoescape=True,
         finalize=_finalize,
         trim_blocks=True,
         lstrip_blocks=True,
-        auto_reload=False,  # a template edit applies on reload (SIGHUP), which builds a new env
+        auto_reload=False,  # a template edit applies on reload, which builds a new renderer
         extensions=["jinja2.ext.loopcontrols"],
     )
     env.filters.update(FILTERS)
@@ -550,18 +561,16 @@ class Renderer:
 
     def __init__(self, user_dir: Path | None = None) -> None:
         self.user_dir = user_dir
-        self._env = _environment(user_dir)
+        self._user = read_templates(user_dir)
+        self._sources = {**_builtins(), **self._user}  # the user's win by name
+        self._env = _environment(self._sources)
         # Only built-in templates in play (no user template, no override of a partial): their
         # output is pinned by golden files and Slack-checked in tests, so slack-sdk's model
         # check, half the cost of a render, is only a second opinion on user templates.
-        self.builtin_only = user_dir is None or not any(user_dir.rglob("*" + SUFFIX))
+        self.builtin_only = not self._user
 
     def _exists(self, name: str) -> bool:
-        try:
-            self._env.loader.get_source(self._env, name + SUFFIX)  # type: ignore[union-attr]
-        except TemplateNotFound:
-            return False
-        return True
+        return name + SUFFIX in self._sources
 
     def resolve(self, event: Event, template: str | None = None) -> str:
         """The name of the template `render` would use, or `<fallback>` if there is none."""
@@ -628,12 +637,12 @@ class Renderer:
         return problems
 
     def _template_files(self, *, user_only: bool = False) -> list[str]:
-        names: set[str] = set()
-        folders = (self.user_dir,) if user_only else (self.user_dir, BUILTIN_DIR)
-        for folder in folders:
-            if folder is not None and folder.is_dir():
-                names.update(p.relative_to(folder).as_posix() for p in folder.rglob("*" + SUFFIX))
-        return sorted(names)
+        return sorted(self._user if user_only else self._sources)
+
+
+@functools.cache
+def _builtins() -> dict[str, str]:
+    return read_templates(BUILTIN_DIR)
 
 
 def _strip_suffix(name: str) -> str:

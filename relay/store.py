@@ -1,10 +1,12 @@
 """The durable store, in SQLite: seen event ids (dedup), the outbox of rendered messages, and
 conversation state (which key is which Slack message; digest groups and their waiting items).
 
-Everything relay accepts is written here, in one transaction, before the sender gets its 2xx:
-the event id (for dedup) and one outbox row per destination holding the already rendered
-message. The delivery worker then claims due rows, one head row per pacing key at a time so
-that messages to one channel leave in the order they were accepted.
+Everything relay accepts is written here before the sender gets its 2xx: the event id (for
+dedup) and the verified event itself, in the inbox. The pipeline's router then takes inbox
+events in the order they were accepted, routes and renders them, and in one transaction
+replaces each with one outbox row per destination holding the rendered message. The delivery
+worker claims due rows, one head row per pacing key at a time so that messages to one channel
+leave in the order they were accepted.
 
 SQLite runs in WAL mode with `synchronous=NORMAL`: a committed transaction survives `kill -9` of
 relay (the OS holds it); only a power loss of the host may lose the last commits
@@ -112,6 +114,18 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX outbox_open ON outbox (pace_key, id) WHERE status IN ('pending','inflight');
     """,
+    # 4: accepted events waiting to be routed and rendered (AUTOINCREMENT: `seq` never repeats,
+    # even once the inbox was empty, so it orders acceptances across restarts)
+    """
+    CREATE TABLE inbox (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        source      TEXT NOT NULL,
+        event_id    TEXT NOT NULL,
+        event       TEXT NOT NULL,
+        received_at REAL NOT NULL
+    );
+    CREATE INDEX inbox_event ON inbox (source, event_id);
+    """,
 )
 
 # The head (oldest undelivered row) of every pacing key: a skip-scan over the distinct keys of
@@ -158,6 +172,21 @@ class Claim:
 class Acceptance(StrEnum):
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """An accepted event in the inbox, waiting to be routed and rendered; `seq` orders them."""
+
+    seq: int
+    event: Event
+    received_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class InboxStats:
+    waiting: int
+    oldest_at: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,14 +387,15 @@ class SqliteStore:
 
     # ------------------------------------------------------------ intake
 
-    async def accept(self, event: Event, messages: Sequence[NewMessage], now: float) -> Acceptance:
-        """Record the event id and enqueue its messages atomically; DUPLICATE if seen before.
+    async def receive(self, event: Event, now: float) -> Acceptance:
+        """Record the event id and put the event in the inbox; DUPLICATE if seen before.
 
-        Group commit: accepts that arrive while a transaction is being written wait for the next
-        one, which takes all of them; each caller returns only after its transaction committed.
+        Group commit: receives that arrive while a transaction is being written wait for the
+        next one, which takes all of them; each caller returns only after its transaction
+        committed.
         """
         waiter: asyncio.Future[Acceptance] = asyncio.get_running_loop().create_future()
-        self._intake.append((event, messages, now, waiter))
+        self._intake.append((event, encode_event(event), now, waiter))
         if not self._committing:
             self._committing = True
             self._committer = asyncio.ensure_future(self._commit_intake())
@@ -376,7 +406,7 @@ class SqliteStore:
             while self._intake:
                 batch, self._intake = self._intake, []
                 try:
-                    results = await self._run(functools.partial(_accept_all, batch=batch))
+                    results = await self._run(functools.partial(_receive_all, batch=batch))
                 except BaseException as exc:  # nothing of this batch was written
                     for *_, waiter in batch:
                         if not waiter.done():
@@ -395,6 +425,52 @@ class SqliteStore:
                     "SELECT 1 FROM events WHERE source=? AND id=?", (source, event_id)
                 ).fetchone()
                 is not None
+            )
+        )
+
+    # ------------------------------------------------------------ routing
+
+    async def lead_routing(self, holder: str, now: float, seconds: float) -> bool:
+        """One process owns a SQLite database: it always routes."""
+        del holder, now, seconds
+        return True
+
+    async def release_routing(self, holder: str) -> None:
+        del holder
+
+    async def inbox(self, limit: int) -> list[Received]:
+        """The oldest events waiting to be routed, oldest first."""
+        return await self._run(
+            lambda db: [
+                Received(seq, decode_event(text), received_at)
+                for seq, text, received_at in db.execute(
+                    "SELECT seq, event, received_at FROM inbox ORDER BY seq LIMIT ?", (limit,)
+                ).fetchall()
+            ]
+        )
+
+    async def last_seq(self) -> int:
+        """The `seq` of the newest event ever received (0 if none)."""
+        return await self._run(
+            lambda db: (
+                db.execute("SELECT seq FROM sqlite_sequence WHERE name='inbox'").fetchone() or (0,)
+            )[0]
+        )
+
+    async def enqueue(
+        self, planned: Sequence[tuple[Received, Sequence[NewMessage]]], now: float
+    ) -> set[int]:
+        """In one transaction, replace each inbox event by its messages (created at the time the
+        event was received); the `seq`s written. An event no longer in the inbox (routed
+        already) is skipped."""
+        rows = [(r, _message_rows(r.event, messages, r.received_at)) for r, messages in planned]
+        del now
+        return await self._run(functools.partial(_enqueue_all, planned=rows))
+
+    async def inbox_stats(self) -> InboxStats:
+        return await self._run(
+            lambda db: InboxStats(
+                *db.execute("SELECT COUNT(*), MIN(received_at) FROM inbox").fetchone()
             )
         )
 
@@ -629,8 +705,11 @@ class SqliteStore:
         """Forget event ids older than `dedup_ttl` and finished rows older than `keep_sent`."""
 
         def txn(db: sqlite3.Connection) -> tuple[int, int]:
+            # an id is remembered while its event is still waiting or undelivered
             events = db.execute(
                 "DELETE FROM events WHERE received_at < ?"
+                " AND NOT EXISTS (SELECT 1 FROM inbox i WHERE i.source = events.source"
+                " AND i.event_id = events.id)"
                 " AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.event_source = events.source"
                 " AND o.event_id = events.id AND o.status IN ('pending','inflight'))",
                 (now - dedup_ttl,),
@@ -702,15 +781,30 @@ class SqliteStore:
         return await self._run(lambda db: db.execute(sql, args).rowcount)
 
 
-_Intake = tuple[Event, Sequence[NewMessage], float, "asyncio.Future[Acceptance]"]
+_Intake = tuple[Event, str, float, "asyncio.Future[Acceptance]"]
+_MessageRows = tuple[list[tuple[Any, ...]], list[tuple[NewMessage, str]]]
+
+_INSERT_OUTBOX = (
+    "INSERT INTO outbox (event_source, event_id, event_type, destination, pace_key, template,"
+    " payload, status, created_at, next_attempt_at, step, finished_at)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+)
 
 
-def _accept_all(db: sqlite3.Connection, batch: Sequence[_Intake]) -> list[Acceptance]:
-    """One transaction for a batch of accepts (an id twice in a batch: the second is a dup)."""
+def encode_event(event: Event) -> str:
+    return json.dumps(event.to_json(), ensure_ascii=False, separators=(",", ":"))
+
+
+def decode_event(text: str) -> Event:
+    return Event.from_json(json.loads(text))
+
+
+def _receive_all(db: sqlite3.Connection, batch: Sequence[_Intake]) -> list[Acceptance]:
+    """One transaction for a batch of receives (an id twice in a batch: the second is a dup)."""
     db.execute("BEGIN IMMEDIATE")
     try:
         results = []
-        for event, messages, now, _waiter in batch:
+        for event, text, now, _waiter in batch:
             cur = db.execute(
                 "INSERT OR IGNORE INTO events (source, id, type, received_at) VALUES (?,?,?,?)",
                 (event.source, event.id, event.type, now),
@@ -718,35 +812,64 @@ def _accept_all(db: sqlite3.Connection, batch: Sequence[_Intake]) -> list[Accept
             if cur.rowcount == 0:
                 results.append(Acceptance.DUPLICATE)
                 continue
-            db.executemany(
-                "INSERT INTO outbox (event_source, event_id, event_type, destination, pace_key,"
-                " template, payload, status, created_at, next_attempt_at, step, finished_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        event.source,
-                        event.id,
-                        event.type,
-                        m.destination,
-                        m.pace_key,
-                        m.template,
-                        json.dumps(m.payload, ensure_ascii=False),
-                        (Status.MUTED if m.muted else Status.PENDING).value,
-                        now,
-                        now,
-                        json.dumps(m.step) if m.step else None,
-                        now if m.muted else None,
-                    )
-                    for m in messages
-                    if m.group is None or m.muted
-                ],
+            db.execute(
+                "INSERT INTO inbox (source, event_id, event, received_at) VALUES (?,?,?,?)",
+                (event.source, event.id, text, now),
             )
-            for m in messages:
-                if m.group is not None and not m.muted:
-                    _add_to_group(db, event, m, m.group, now)
             results.append(Acceptance.ACCEPTED)
         db.execute("COMMIT")
         return results
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
+def _message_rows(event: Event, messages: Sequence[NewMessage], now: float) -> _MessageRows:
+    """An event's messages as outbox rows, and those parked for a digest with their payload
+    (serialized here, outside the transaction)."""
+    outbox = [
+        (
+            event.source,
+            event.id,
+            event.type,
+            m.destination,
+            m.pace_key,
+            m.template,
+            json.dumps(m.payload, ensure_ascii=False),
+            (Status.MUTED if m.muted else Status.PENDING).value,
+            now,
+            now,
+            json.dumps(m.step) if m.step else None,
+            now if m.muted else None,
+        )
+        for m in messages
+        if m.group is None or m.muted
+    ]
+    grouped = [
+        (m, json.dumps(m.payload, ensure_ascii=False))
+        for m in messages
+        if m.group is not None and not m.muted
+    ]
+    return outbox, grouped
+
+
+def _enqueue_all(
+    db: sqlite3.Connection, planned: Sequence[tuple[Received, _MessageRows]]
+) -> set[int]:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        written = set()
+        for received, (outbox, grouped) in planned:
+            if db.execute("DELETE FROM inbox WHERE seq=?", (received.seq,)).rowcount == 0:
+                continue
+            db.executemany(_INSERT_OUTBOX, outbox)
+            for m, payload in grouped:
+                assert m.group is not None
+                _add_to_group(db, received.event, m, payload, m.group, received.received_at)
+            written.add(received.seq)
+        db.execute("COMMIT")
+        return written
     except BaseException:
         if db.in_transaction:
             db.execute("ROLLBACK")
@@ -776,7 +899,7 @@ def _enqueue_digest(
 
 
 def _add_to_group(
-    db: sqlite3.Connection, event: Event, m: NewMessage, group: GroupSpec, now: float
+    db: sqlite3.Connection, event: Event, m: NewMessage, payload: str, group: GroupSpec, now: float
 ) -> None:
     """Park a message in its digest group; schedule the group's flush (Alertmanager timing:
     `wait` after the first item of a quiet group, `interval` after the last flush, at once when
@@ -821,7 +944,7 @@ def _add_to_group(
             event.id,
             event.type,
             m.template,
-            json.dumps(m.payload, ensure_ascii=False),
+            payload,
             now,
         ),
     )

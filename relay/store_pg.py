@@ -3,6 +3,10 @@
 Several relay processes may use one database at once. What makes that safe:
 - dedup is the `events` primary key: two replicas accepting the same id race on one INSERT and
   exactly one wins (the other answers "duplicate");
+- one replica at a time routes the inbox (a lease row, `routing_lease`, renewed with every
+  batch and taken over when it expires), so events are routed once and in the order they were
+  accepted; the transaction that writes an event's messages deletes it from the inbox, so even
+  a replica that lost its lease unknowingly cannot enqueue an event twice;
 - a row is claimed with `FOR UPDATE SKIP LOCKED` and a lease (`lease_until`); a replica that
   dies leaves its claims to expire, and any replica releases expired leases and re-sends them
   (the documented at-least-once window); start-up never touches other replicas' claims;
@@ -22,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -40,11 +44,16 @@ from relay.store import (
     DigestBatch,
     DigestItem,
     GroupSpec,
+    InboxStats,
     MessageRef,
     NewMessage,
     OutboxRow,
+    Received,
     Status,
+    _message_rows,
     _row,
+    decode_event,
+    encode_event,
 )
 
 _LOCK_ID = 0x72656C6179  # "relay": the advisory lock that serializes migrations
@@ -136,6 +145,22 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX outbox_open ON outbox (pace_key, id) WHERE status IN ('pending','inflight');
     """,
+    # 4: accepted events waiting to be routed and rendered, and which replica routes them
+    """
+    CREATE TABLE inbox (
+        seq         BIGSERIAL PRIMARY KEY,
+        source      TEXT NOT NULL,
+        event_id    TEXT NOT NULL,
+        event       TEXT NOT NULL,
+        received_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX inbox_event ON inbox (source, event_id);
+    CREATE TABLE routing_lease (
+        id     INTEGER PRIMARY KEY CHECK (id = 1),
+        holder TEXT NOT NULL,
+        until  DOUBLE PRECISION NOT NULL
+    );
+    """,
 )
 
 _ROW_COLUMNS = (
@@ -158,6 +183,11 @@ SELECT {columns} FROM keys JOIN outbox o ON o.id = (
 WHERE o.status = 'pending'
 """
 _O_COLUMNS = ", ".join("o." + c.strip() for c in _ROW_COLUMNS.split(","))
+_INSERT_OUTBOX = (
+    "INSERT INTO outbox (event_source, event_id, event_type, destination, pace_key, template,"
+    " payload, status, created_at, next_attempt_at, step, finished_at)"
+    " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+)
 # a claim takes the row only if it is still pending and due (another replica may have just sent
 # it or scheduled a retry) and no older row of its key is undelivered (head-of-line order)
 _CLAIM_HEAD = """
@@ -243,61 +273,95 @@ class PostgresStore:
         # this one keeps working on that schema and reports the version really in force
         return max(version, len(MIGRATIONS))
 
-    async def _exec(self, sql: str, args: Sequence[Any] = ()) -> int:
+    async def _exec(self, sql: str, args: Sequence[Any] | Mapping[str, Any] = ()) -> int:
         async with self._pool.connection() as conn:
             cur = await conn.execute(sql, args)
             return cur.rowcount
 
-    async def _all(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    async def _all(
+        self, sql: str, args: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> list[tuple[Any, ...]]:
         async with self._pool.connection() as conn:
             cur = await conn.execute(sql, args)
             return await cur.fetchall()
 
     # ------------------------------------------------------------ intake
 
-    async def accept(self, event: Event, messages: Sequence[NewMessage], now: float) -> Acceptance:
-        async with self._pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(
-                "INSERT INTO events (source, id, type, received_at) VALUES (%s,%s,%s,%s)"
-                " ON CONFLICT DO NOTHING",
-                (event.source, event.id, event.type, now),
-            )
-            if cur.rowcount == 0:
-                return Acceptance.DUPLICATE
-            rows = [
-                (
-                    event.source,
-                    event.id,
-                    event.type,
-                    m.destination,
-                    m.pace_key,
-                    m.template,
-                    json.dumps(m.payload, ensure_ascii=False),
-                    (Status.MUTED if m.muted else Status.PENDING).value,
-                    now,
-                    now,
-                    json.dumps(m.step) if m.step else None,
-                    now if m.muted else None,
-                )
-                for m in messages
-                if m.group is None or m.muted
-            ]
-            if rows:
-                async with conn.cursor() as c:
-                    await c.executemany(
-                        "INSERT INTO outbox (event_source, event_id, event_type, destination,"
-                        " pace_key, template, payload, status, created_at, next_attempt_at, step,"
-                        " finished_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-                        rows,
-                    )
-            for m in messages:
-                if m.group is not None and not m.muted:
-                    await _add_to_group(conn, event, m, m.group, now)
-            return Acceptance.ACCEPTED
+    async def receive(self, event: Event, now: float) -> Acceptance:
+        """Record the event id and put the event in the inbox, in one statement."""
+        changed = await self._exec(
+            "WITH new AS (INSERT INTO events (source, id, type, received_at)"
+            " VALUES (%s,%s,%s,%s) ON CONFLICT DO NOTHING RETURNING source, id)"
+            " INSERT INTO inbox (source, event_id, event, received_at)"
+            " SELECT source, id, %s, %s FROM new",
+            (event.source, event.id, event.type, now, encode_event(event), now),
+        )
+        return Acceptance.ACCEPTED if changed == 1 else Acceptance.DUPLICATE
 
     async def seen(self, source: str, event_id: str) -> bool:
         rows = await self._all("SELECT 1 FROM events WHERE source=%s AND id=%s", (source, event_id))
         return bool(rows)
+
+    # ------------------------------------------------------------ routing
+
+    async def lead_routing(self, holder: str, now: float, seconds: float) -> bool:
+        """Take or renew the routing lease for `holder` until `now + seconds`; False while
+        another replica holds an unexpired one."""
+        rows = await self._all(
+            "INSERT INTO routing_lease (id, holder, until) VALUES (1, %(holder)s, %(until)s)"
+            " ON CONFLICT (id) DO UPDATE SET holder=excluded.holder, until=excluded.until"
+            " WHERE routing_lease.holder = excluded.holder OR routing_lease.until <= %(now)s"
+            " RETURNING holder",
+            {"holder": holder, "until": now + seconds, "now": now},
+        )
+        return bool(rows)
+
+    async def release_routing(self, holder: str) -> None:
+        """On shutdown: let another replica (or this one, restarted) route at once."""
+        await self._exec("UPDATE routing_lease SET until=0 WHERE holder=%s", (holder,))
+
+    async def inbox(self, limit: int) -> list[Received]:
+        rows = await self._all(
+            "SELECT seq, event, received_at FROM inbox ORDER BY seq LIMIT %s", (limit,)
+        )
+        return [Received(seq, decode_event(text), received_at) for seq, text, received_at in rows]
+
+    async def last_seq(self) -> int:
+        rows = await self._all("SELECT last_value, is_called FROM inbox_seq_seq")
+        last, called = rows[0]
+        return int(last) if called else 0
+
+    async def enqueue(
+        self, planned: Sequence[tuple[Received, Sequence[NewMessage]]], now: float
+    ) -> set[int]:
+        del now
+        if not planned:
+            return set()
+        async with self._pool.connection() as conn, conn.transaction():
+            # deleting takes the rows: a second router (a replica that lost its lease without
+            # knowing) waits here, then finds them gone and writes nothing
+            cur = await conn.execute(
+                "DELETE FROM inbox WHERE seq = ANY(%s) RETURNING seq",
+                ([received.seq for received, _ in planned],),
+            )
+            taken = {row[0] for row in await cur.fetchall()}
+            for received, messages in planned:
+                if received.seq not in taken:
+                    continue
+                outbox, grouped = _message_rows(received.event, messages, received.received_at)
+                if outbox:
+                    async with conn.cursor() as c:
+                        await c.executemany(_INSERT_OUTBOX, outbox)
+                for m, payload in grouped:
+                    assert m.group is not None
+                    await _add_to_group(
+                        conn, received.event, m, payload, m.group, received.received_at
+                    )
+            return taken
+
+    async def inbox_stats(self) -> InboxStats:
+        rows = await self._all("SELECT COUNT(*), MIN(received_at) FROM inbox")
+        return InboxStats(*rows[0])
 
     # ------------------------------------------------------------ delivery
 
@@ -545,6 +609,8 @@ class PostgresStore:
         async with self._pool.connection() as conn, conn.transaction():
             events = await conn.execute(
                 "DELETE FROM events WHERE received_at < %s"
+                " AND NOT EXISTS (SELECT 1 FROM inbox i WHERE i.source = events.source"
+                " AND i.event_id = events.id)"
                 " AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.event_source = events.source"
                 " AND o.event_id = events.id AND o.status IN ('pending','inflight'))",
                 (now - dedup_ttl,),
@@ -618,7 +684,12 @@ def _ids_clause(ids: Sequence[int] | None) -> tuple[str, list[Any]]:
 
 
 async def _add_to_group(
-    conn: psycopg.AsyncConnection[Any], event: Event, m: NewMessage, group: GroupSpec, now: float
+    conn: psycopg.AsyncConnection[Any],
+    event: Event,
+    m: NewMessage,
+    payload: str,
+    group: GroupSpec,
+    now: float,
 ) -> None:
     """As in the SQLite store; the group row is locked so concurrent replicas agree."""
     await conn.execute(
@@ -659,7 +730,7 @@ async def _add_to_group(
             event.id,
             event.type,
             m.template,
-            json.dumps(m.payload, ensure_ascii=False),
+            payload,
             now,
         ),
     )

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import time
 from pathlib import Path
 
 import pytest
 from harness import ROOT, SHARED
+from inbox import accept
 
 from relay.cli import main
 from relay.event import Event
@@ -66,10 +69,13 @@ def test_outbox_and_dead_letter_commands(
             event = Event(
                 source="anchor", provider="anchor", id=f"e{i}", type="task.failed", data={}
             )
-            await store.accept(event, [NewMessage("alerts", f"k{i}", "t", {"text": "x"})], 1.0)
+            await accept(store, event, [NewMessage("alerts", f"k{i}", "t", {"text": "x"})], 1.0)
         for row in await store.due_heads(1.0):
             await store.claim(row.id, 2.0)
             await store.mark_dead(row.id, "channel", "channel_not_found", 2.0)
+        # accepted a minute ago, not routed yet (relay stopped before its router took it)
+        waiting = Event(source="anchor", provider="anchor", id="w", type="task.failed", data={})
+        await store.receive(waiting, time.time() - 60)
         await store.close()
 
     asyncio.run(seed())
@@ -79,6 +85,7 @@ def test_outbox_and_dead_letter_commands(
         "destination", "pending", "inflight", "dead", "sent", "muted", "digest", "oldest"
     ]  # fmt: skip
     assert table[1].split() == ["alerts", "0", "0", "2", "0", "0", "0", "-"]
+    assert re.fullmatch(r"accepted, waiting to be routed and rendered: 1, oldest 6\ds", table[2])
     assert main(["dead", "list"]) == 0
     letters = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(d["reason"], d["error"]) for d in letters] == [("channel", "channel_not_found")] * 2
@@ -102,12 +109,12 @@ def test_migrate_creates_the_schema_on_either_backend(
 ) -> None:
     monkeypatch.setenv("RELAY_DATABASE_URL", f"sqlite:///{tmp_path}/relay.db")
     assert main(["migrate"]) == 0
-    assert "is at schema version 3" in capsys.readouterr().out
+    assert "is at schema version 4" in capsys.readouterr().out
     monkeypatch.setenv("RELAY_DATABASE_URL", pg_url)
     assert main(["migrate"]) == 0
     assert main(["migrate"]) == 0  # idempotent
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("ok: PostgresStore(") and out[0].endswith("is at schema version 3")
+    assert out[0].startswith("ok: PostgresStore(") and out[0].endswith("is at schema version 4")
 
 
 def test_an_unreachable_database_is_named_without_its_password(

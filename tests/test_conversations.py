@@ -111,10 +111,12 @@ class Rig:
         )
         self.stop = asyncio.Event()
         self.task = asyncio.create_task(self.worker.run(self.stop))
+        self.router = asyncio.create_task(self.pipeline.run(self.stop))
 
     async def shutdown(self) -> None:
         self.stop.set()
         await self.task
+        await self.router
         await self.worker.drain(5)
         await self.store.close()
 
@@ -128,14 +130,21 @@ class Rig:
         return provider.parse({"content-type": "application/json"}, raw)[0]
 
     async def accept(self, source: str, body: dict[str, Any]) -> None:
+        """Accept an event and wait until the router has queued its messages."""
         await self.pipeline.accept(self.parse(source, body))
+        deadline = time.monotonic() + 20
+        while (await self.store.inbox_stats()).waiting:
+            assert time.monotonic() < deadline, "the router did not take the event"
+            await asyncio.sleep(0.01)
 
     async def settle(self, done: Callable[[], Awaitable[bool]] | None = None) -> None:
         """Until every row is finished (and `done`, if given, holds)."""
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
+            # the inbox first: an event leaves it in the transaction that queues its messages
+            waiting = (await self.store.inbox_stats()).waiting
             busy = [s for s in await self.store.stats() if s.pending or s.inflight or s.digesting]
-            if not busy and (done is None or await done()):
+            if not waiting and not busy and (done is None or await done()):
                 return
             await asyncio.sleep(0.05)
         raise AssertionError(f"not settled: {await self.store.stats()}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -12,6 +13,9 @@ import pytest
 from fakeslack import FakeSlack
 from harness import ROOT, SHARED, RelayProcess
 from signing import ANCHOR_SECRET, SLACK_TOKEN, anchor_headers
+
+from relay.providers.anchor import AnchorProvider
+from relay.store import SqliteStore
 
 BASE = json.loads((SHARED / "fixtures" / "anchor" / "task.completed.json").read_text())
 
@@ -98,3 +102,38 @@ def test_sigkill_mid_stream_then_restart_delivers_every_accepted_event(
         sum(any(f"tsk_crash{i:03d}" in t for i in accepted) for t in texts_by_event)
         <= len(accepted) + 1
     )
+
+
+def test_events_a_crash_left_unrouted_are_routed_and_delivered_at_the_next_start(
+    slack: FakeSlack, relay_process: type[RelayProcess], tmp_path: Path
+) -> None:
+    slack.reset()
+    provider = AnchorProvider("anchor", [ANCHOR_SECRET])
+
+    async def die_after_acknowledging() -> None:
+        # what the acknowledgement path leaves when relay dies before its router takes them
+        store = SqliteStore(tmp_path / "relay.db")
+        await store.open()
+        for i in range(100, 103):
+            (event,) = provider.parse({}, body(i))
+            await store.receive(event, time.time())
+        await store.close()
+
+    asyncio.run(die_after_acknowledging())
+    env = {
+        "SLACK_BOT_TOKEN": SLACK_TOKEN,
+        "SLACK_API_URL": slack.api_url,
+        "ANCHOR_WEBHOOK_SECRET": ANCHOR_SECRET,
+        "RELAY_DATABASE_URL": f"sqlite:///{tmp_path}/relay.db",
+    }
+    relay = relay_process(ROOT / "config.example.yaml", env, tmp_path).start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        texts = " ".join(m.text or "" for m in slack.messages)
+        if all(f"tsk_crash{i:03d}" in texts for i in range(100, 103)):
+            break
+        time.sleep(0.1)
+    texts = [m.text or "" for m in slack.messages]
+    assert [sum(f"tsk_crash{i:03d}" in t for t in texts) for i in range(100, 103)] == [1, 1, 1]
+    assert len(texts) == 3
+    assert post(relay.url, 100) == 200  # and their ids are still known

@@ -5,6 +5,8 @@ real process by HTTP and SIGHUP is in test_operations.py."""
 from __future__ import annotations
 
 import io
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from relay.errors import ConfigError
 from relay.event import Event
 from relay.runtime import Runtime, build_runtime
 from relay.server import build_services
+from relay.store import Status
 
 CONFIG = """
 sources:
@@ -26,11 +29,26 @@ default: {to: [events]}
 """
 
 
-def services_for(tmp_path: Path, text: str = CONFIG) -> Services:
-    config = tmp_path / "relay.yaml"
-    config.write_text(text)
-    env = {"RELAY_DATABASE_URL": f"sqlite:///{tmp_path}/relay.db"}
-    return build_services(load_config(config, env={}), env, tmp_path, io.StringIO())
+Opener = Callable[..., Awaitable[Services]]
+
+
+@pytest.fixture
+async def services_for(tmp_path: Path) -> AsyncIterator[Opener]:
+    """Services of a relay on `tmp_path`, its store open, as in a running process."""
+    opened: list[Services] = []
+
+    async def open_services(text: str = CONFIG) -> Services:
+        config = tmp_path / "relay.yaml"
+        config.write_text(text)
+        env = {"RELAY_DATABASE_URL": f"sqlite:///{tmp_path}/relay.db"}
+        services = build_services(load_config(config, env={}), env, tmp_path, io.StringIO())
+        await services.store.open()
+        opened.append(services)
+        return services
+
+    yield open_services
+    for services in opened:
+        await services.store.close()
 
 
 def metric(services: Services, result: str) -> float:
@@ -40,8 +58,10 @@ def metric(services: Services, result: str) -> float:
     return value or 0.0
 
 
-async def test_a_runtime_that_cannot_be_built_is_rejected_not_a_crash(tmp_path: Path) -> None:
-    services = services_for(tmp_path)
+async def test_a_runtime_that_cannot_be_built_is_rejected_not_a_crash(
+    tmp_path: Path, services_for: Opener
+) -> None:
+    services = await services_for()
     before = services.runtime
 
     def broken(_loaded: LoadedConfig) -> tuple[Runtime, dict[str, Sender]]:
@@ -60,9 +80,9 @@ async def test_a_runtime_that_cannot_be_built_is_rejected_not_a_crash(tmp_path: 
 
 
 async def test_a_secret_a_provider_cannot_use_is_rejected_naming_the_source(
-    tmp_path: Path,
+    tmp_path: Path, services_for: Opener
 ) -> None:
-    services = services_for(tmp_path)
+    services = await services_for()
     (tmp_path / "relay.yaml").write_text(CONFIG.replace("]}", "], key_encoding: hex}", 1))
     with pytest.raises(ConfigError) as caught:
         await services.reload()
@@ -78,12 +98,12 @@ TEMPLATE = '{"text": "%s {{ data.task_id }}", "blocks": []}'
 
 
 async def test_templates_reload_with_the_config_and_a_broken_one_is_rejected(
-    tmp_path: Path,
+    tmp_path: Path, services_for: Opener
 ) -> None:
     folder = tmp_path / "templates" / "anchor"
     folder.mkdir(parents=True)
     (folder / "task.completed.j2").write_text(TEMPLATE % "first")
-    services = services_for(tmp_path, CONFIG + "templates: templates\n")
+    services = await services_for(CONFIG + "templates: templates\n")
     first = services.runtime.digest
     assert services.runtime.renderer.render(anchor_event()).text == "first tsk_1"
 
@@ -99,6 +119,25 @@ async def test_templates_reload_with_the_config_and_a_broken_one_is_rejected(
     assert caught.value.errors == ["template anchor/task.completed.j2: line 1: unexpected '}'"]
     assert services.generation == 2 and services.runtime.digest == second
     assert services.pipeline.runtime.renderer.render(anchor_event()).text == "second tsk_1"
+
+
+async def test_events_accepted_before_a_reload_keep_the_templates_they_came_under(
+    tmp_path: Path, services_for: Opener
+) -> None:
+    folder = tmp_path / "templates" / "anchor"
+    folder.mkdir(parents=True)
+    (folder / "task.completed.j2").write_text(TEMPLATE % "first")
+    services = await services_for(CONFIG + "templates: templates\n")
+    await services.pipeline.accept(replace(anchor_event(), id="before"))
+    (folder / "task.completed.j2").write_text(TEMPLATE % "second")
+    await services.reload()
+    await services.pipeline.accept(replace(anchor_event(), id="after"))
+    # nothing was routed yet: both wait in the inbox, accepted under different configs
+    assert (await services.store.inbox_stats()).waiting == 2
+    while await services.pipeline.route_pending():
+        pass
+    queued = {r.event_id: r.payload["text"] for r in await services.store.rows(Status.PENDING)}
+    assert queued == {"before": "first tsk_1", "after": "second tsk_1"}
 
 
 def test_the_digest_covers_the_config_text_and_every_template_file(tmp_path: Path) -> None:

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from inbox import accept
 
 from relay.event import Event
 from relay.pacing import Pacer
@@ -16,6 +18,7 @@ from relay.store import (
     MIGRATIONS,
     Acceptance,
     ClaimOutcome,
+    InboxStats,
     NewMessage,
     OutboxRow,
     SqliteStore,
@@ -51,33 +54,99 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 async def test_duplicate_event_enqueues_nothing(store: Store) -> None:
     assert (
-        await store.accept(ev("e1"), [msg("alerts", "slack:alerts")], 100.0) is Acceptance.ACCEPTED
+        await accept(store, ev("e1"), [msg("alerts", "slack:alerts")], 100.0) is Acceptance.ACCEPTED
     )
     assert (
-        await store.accept(ev("e1"), [msg("alerts", "slack:alerts")], 101.0) is Acceptance.DUPLICATE
+        await accept(store, ev("e1"), [msg("alerts", "slack:alerts")], 101.0)
+        is Acceptance.DUPLICATE
     )
     # the same id from another source is another event
-    assert await store.accept(ev("e1", "deck"), [], 101.0) is Acceptance.ACCEPTED
+    assert await accept(store, ev("e1", "deck"), [], 101.0) is Acceptance.ACCEPTED
     assert len(await store.rows(Status.PENDING)) == 1
+
+
+async def test_a_received_event_waits_in_the_inbox_whole_until_enqueued(store: Store) -> None:
+    event = Event(
+        source="anchor",
+        provider="anchor",
+        id="e1",
+        type="task.failed",
+        data={"task_id": "tsk_1", "error": {"message": "boom ✓"}},
+        created=datetime(2025, 5, 24, 12, 18, tzinfo=UTC),
+        text="task failed",
+        envelope={"id": "e1", "data": {"task_id": "tsk_1"}},
+    )
+    assert await store.receive(event, 100.0) is Acceptance.ACCEPTED
+    assert await store.receive(event, 101.0) is Acceptance.DUPLICATE
+    assert await store.receive(ev("e2"), 102.0) is Acceptance.ACCEPTED
+    waiting = await store.inbox(10)
+    assert [(r.event, r.received_at) for r in waiting] == [(event, 100.0), (ev("e2"), 102.0)]
+    assert waiting[0].seq < waiting[1].seq
+    assert await store.inbox_stats() == InboxStats(waiting=2, oldest_at=100.0)
+    assert await store.rows(Status.PENDING) == []  # nothing is queued before routing
+
+    # the messages are created at the time the event was received; it leaves the inbox
+    assert await store.enqueue([(waiting[0], [msg("alerts", "k")])], 150.0) == {waiting[0].seq}
+    assert [(r.event_id, r.created_at) for r in await store.rows(Status.PENDING)] == [("e1", 100.0)]
+    assert [r.event.id for r in await store.inbox(10)] == ["e2"]
+    # a second router with the same event writes nothing
+    assert await store.enqueue([(waiting[0], [msg("alerts", "k")])], 150.0) == set()
+    assert len(await store.rows(Status.PENDING)) == 1
+    # an event routed nowhere simply leaves
+    assert await store.enqueue([(waiting[1], [])], 150.0) == {waiting[1].seq}
+    assert await store.inbox_stats() == InboxStats(waiting=0, oldest_at=None)
+
+
+async def test_inbox_order_never_repeats_even_after_it_emptied(store: Store) -> None:
+    assert await store.last_seq() == 0
+    await store.receive(ev("e1"), 1.0)
+    first = await store.inbox(1)
+    await store.enqueue([(first[0], [])], 1.0)
+    assert await store.last_seq() == first[0].seq
+    await store.receive(ev("e2"), 2.0)
+    (second,) = await store.inbox(1)
+    assert second.seq > first[0].seq and await store.last_seq() == second.seq
+
+
+async def test_events_left_in_the_inbox_survive_reopening(tmp_path: Path) -> None:
+    first = SqliteStore(tmp_path / "relay.db")
+    await first.open()
+    await first.receive(ev("e1"), 100.0)
+    await first.close()  # as if relay stopped before routing it
+    second = SqliteStore(tmp_path / "relay.db")
+    await second.open()
+    assert [r.event.id for r in await second.inbox(10)] == ["e1"]
+    assert await second.receive(ev("e1"), 101.0) is Acceptance.DUPLICATE
+    await second.close()
+
+
+async def test_prune_keeps_the_ids_of_events_still_waiting(store: Store) -> None:
+    await store.receive(ev("waiting"), 0.0)
+    await accept(store, ev("done"), [], 0.0)
+    assert await store.prune(now=100_000.0, dedup_ttl=86_400.0, keep_sent=86_400.0) == (1, 0)
+    assert await store.seen("anchor", "waiting") and not await store.seen("anchor", "done")
 
 
 async def test_dedup_survives_reopening(tmp_path: Path) -> None:
     first = SqliteStore(tmp_path / "relay.db")
     await first.open()
-    await first.accept(ev("e1"), [msg("alerts", "k")], 100.0)
+    await accept(first, ev("e1"), [msg("alerts", "k")], 100.0)
     await first.close()
     second = SqliteStore(tmp_path / "relay.db")
     await second.open()
-    assert await second.accept(ev("e1"), [msg("alerts", "k")], 200.0) is Acceptance.DUPLICATE
+    assert await accept(second, ev("e1"), [msg("alerts", "k")], 200.0) is Acceptance.DUPLICATE
     assert [r.event_id for r in await second.rows(Status.PENDING)] == ["e1"]
     await second.close()
 
 
 async def test_only_the_head_of_each_key_is_due(store: Store) -> None:
-    await store.accept(
-        ev("e1"), [msg("alerts", "slack:alerts", "1"), msg("events", "slack:events", "1")], 100.0
+    await accept(
+        store,
+        ev("e1"),
+        [msg("alerts", "slack:alerts", "1"), msg("events", "slack:events", "1")],
+        100.0,
     )
-    await store.accept(ev("e2"), [msg("alerts", "slack:alerts", "2")], 100.0)
+    await accept(store, ev("e2"), [msg("alerts", "slack:alerts", "2")], 100.0)
     heads = await store.due_heads(100.0)
     assert [(h.pace_key, h.payload["text"]) for h in heads] == [
         ("slack:alerts", "1"),
@@ -94,8 +163,8 @@ async def test_only_the_head_of_each_key_is_due(store: Store) -> None:
 
 
 async def test_retry_keeps_order_and_waits(store: Store) -> None:
-    await store.accept(ev("e1"), [msg("alerts", "k", "1")], 100.0)
-    await store.accept(ev("e2"), [msg("alerts", "k", "2")], 100.0)
+    await accept(store, ev("e1"), [msg("alerts", "k", "1")], 100.0)
+    await accept(store, ev("e2"), [msg("alerts", "k", "2")], 100.0)
     head = (await store.due_heads(100.0))[0]
     await store.claim(head.id, 200.0)
     await store.mark_retry(head.id, 130.0, "rate_limited", "ratelimited")
@@ -117,8 +186,8 @@ async def test_a_claim_spends_its_keys_budget_and_a_429_pauses_only_that_key(
 ) -> None:
     pacer = Pacer(rate=1.0, burst=2.0)
     for i in range(5):
-        await store.accept(ev(f"e{i}"), [msg("alerts", "slack:alerts", str(i))], 100.0)
-    await store.accept(ev("other"), [msg("events", "slack:events")], 100.0)
+        await accept(store, ev(f"e{i}"), [msg("alerts", "slack:alerts", str(i))], 100.0)
+    await accept(store, ev("other"), [msg("events", "slack:events")], 100.0)
 
     async def send_next(now: float) -> tuple[ClaimOutcome, float]:
         head = await head_of(store, "slack:alerts", now)
@@ -142,8 +211,8 @@ async def test_a_head_that_is_no_longer_due_or_no_longer_the_head_is_not_claimed
     store: Store,
 ) -> None:
     pacer = Pacer()
-    await store.accept(ev("e1"), [msg("alerts", "k", "1")], 100.0)
-    await store.accept(ev("e2"), [msg("alerts", "k", "2")], 100.0)
+    await accept(store, ev("e1"), [msg("alerts", "k", "1")], 100.0)
+    await accept(store, ev("e2"), [msg("alerts", "k", "2")], 100.0)
     first = await head_of(store, "k", 100.0)
     assert (await store.claim_head(first, 100.0, 160.0, pacer)).outcome is ClaimOutcome.CLAIMED
     await store.mark_retry(first.id, 130.0, "rate_limited", "ratelimited")
@@ -155,8 +224,8 @@ async def test_a_head_that_is_no_longer_due_or_no_longer_the_head_is_not_claimed
 
 
 async def test_dead_letters_list_replay_drop(store: Store) -> None:
-    await store.accept(ev("e1"), [msg("alerts", "k")], 100.0)
-    await store.accept(ev("e2"), [msg("alerts", "k2")], 100.0)
+    await accept(store, ev("e1"), [msg("alerts", "k")], 100.0)
+    await accept(store, ev("e2"), [msg("alerts", "k2")], 100.0)
     for row in await store.due_heads(100.0):
         await store.claim(row.id, 200.0)
         await store.mark_dead(row.id, "channel", "channel_not_found", 101.0)
@@ -169,7 +238,7 @@ async def test_dead_letters_list_replay_drop(store: Store) -> None:
 
 
 async def test_orphaned_inflight_rows_come_back(store: Store) -> None:
-    await store.accept(ev("e1"), [msg("alerts", "k")], 100.0)
+    await accept(store, ev("e1"), [msg("alerts", "k")], 100.0)
     row = (await store.due_heads(100.0))[0]
     await store.claim(row.id, 160.0)
     assert await store.release_expired_leases(150.0) == 0
@@ -178,8 +247,8 @@ async def test_orphaned_inflight_rows_come_back(store: Store) -> None:
 
 
 async def test_prune_forgets_old_ids_but_not_undelivered_ones(store: Store) -> None:
-    await store.accept(ev("old-sent"), [msg("a", "k1")], 0.0)
-    await store.accept(ev("old-pending"), [msg("a", "k2")], 0.0)
+    await accept(store, ev("old-sent"), [msg("a", "k1")], 0.0)
+    await accept(store, ev("old-pending"), [msg("a", "k2")], 0.0)
     head = next(r for r in await store.due_heads(0.0) if r.event_id == "old-sent")
     await store.claim(head.id, 10.0)
     await store.mark_sent(head.id, "C1", "1.1", 1.0)
@@ -190,8 +259,8 @@ async def test_prune_forgets_old_ids_but_not_undelivered_ones(store: Store) -> N
 
 
 async def test_stats_per_destination(store: Store) -> None:
-    await store.accept(ev("e1"), [msg("alerts", "k1"), msg("events", "k2")], 100.0)
-    await store.accept(ev("e2"), [msg("alerts", "k1")], 105.0)
+    await accept(store, ev("e1"), [msg("alerts", "k1"), msg("events", "k2")], 100.0)
+    await accept(store, ev("e2"), [msg("alerts", "k1")], 105.0)
     stats = {s.destination: s for s in await store.stats()}
     assert (stats["alerts"].pending, stats["alerts"].oldest_pending_at) == (2, 100.0)
     assert stats["events"].pending == 1
@@ -240,7 +309,7 @@ async def test_a_schema_migrated_further_by_a_newer_relay_is_left_as_it_is(pg_ur
         async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as conn:
             await conn.execute("UPDATE relay_schema SET version=%s", (newer,))
         assert await store.migrate() == newer  # during a rolling deploy: no error, no change
-        assert await store.accept(ev("e1"), [msg("alerts", "k")], 1.0) is Acceptance.ACCEPTED
+        assert await accept(store, ev("e1"), [msg("alerts", "k")], 1.0) is Acceptance.ACCEPTED
     finally:
         await store.close()
 
@@ -260,11 +329,37 @@ async def replicas(pg_url: str, tmp_path: Path) -> AsyncIterator[list[Store]]:
         await s.close()
 
 
+async def test_one_replica_routes_at_a_time_and_another_takes_over(
+    replicas: list[Store],
+) -> None:
+    a, b, c = replicas
+    assert await a.lead_routing("a", 100.0, 10.0)
+    assert await a.lead_routing("a", 105.0, 10.0)  # renewed: now until 115
+    assert not await b.lead_routing("b", 114.0, 10.0)
+    assert await b.lead_routing("b", 115.5, 10.0)  # a went silent: its lease expired
+    assert not await a.lead_routing("a", 116.0, 10.0)
+    await b.release_routing("b")  # b stops: c need not wait for the lease
+    assert await c.lead_routing("c", 117.0, 10.0)
+
+
+async def test_an_event_is_enqueued_once_even_by_two_routers(replicas: list[Store]) -> None:
+    import asyncio
+
+    a, b, _ = replicas
+    await a.receive(ev("e1"), 1.0)
+    (waiting,) = await b.inbox(10)
+    written = await asyncio.gather(
+        *(s.enqueue([(waiting, [msg("alerts", "slack:alerts")])], 2.0) for s in (a, b))
+    )
+    assert sorted(written, key=len) == [set(), {waiting.seq}]
+    assert len(await a.rows(Status.PENDING)) == 1
+
+
 async def test_replicas_race_on_one_event_id_and_exactly_one_wins(replicas: list[Store]) -> None:
     import asyncio
 
     answers = await asyncio.gather(
-        *(s.accept(ev("same"), [msg("alerts", "slack:alerts")], 1.0) for s in replicas * 3)
+        *(accept(s, ev("same"), [msg("alerts", "slack:alerts")], 1.0) for s in replicas * 3)
     )
     assert answers.count(Acceptance.ACCEPTED) == 1
     assert len(await replicas[0].rows(Status.PENDING)) == 1
@@ -272,8 +367,8 @@ async def test_replicas_race_on_one_event_id_and_exactly_one_wins(replicas: list
 
 async def test_replicas_share_each_channels_pacing(replicas: list[Store]) -> None:
     for i in range(6):
-        await replicas[0].accept(ev(f"e{i}"), [msg("alerts", "slack:alerts")], 100.0)
-    await replicas[0].accept(ev("x"), [msg("events", "slack:other")], 100.0)
+        await accept(replicas[0], ev(f"e{i}"), [msg("alerts", "slack:alerts")], 100.0)
+    await accept(replicas[0], ev("x"), [msg("events", "slack:other")], 100.0)
     # each replica has its own in-memory Pacer: on PostgreSQL it gives only the rate and burst
     pacers = [Pacer(rate=1.0, burst=3.0) for _ in replicas]
 
@@ -301,7 +396,7 @@ async def test_replicas_racing_for_one_head_spend_one_token(replicas: list[Store
     import asyncio
 
     for i in range(4):
-        await replicas[0].accept(ev(f"e{i}"), [msg("alerts", "slack:alerts", str(i))], 100.0)
+        await accept(replicas[0], ev(f"e{i}"), [msg("alerts", "slack:alerts", str(i))], 100.0)
     pacer = Pacer(rate=1.0, burst=3.0)
     sent = []
     for _ in range(4):
@@ -324,7 +419,7 @@ async def test_a_starting_replica_leaves_the_others_live_claims_alone(
     replicas: list[Store],
 ) -> None:
     first, second, _ = replicas
-    await first.accept(ev("e1"), [msg("alerts", "slack:alerts")], 100.0)
+    await accept(first, ev("e1"), [msg("alerts", "slack:alerts")], 100.0)
     head = await head_of(first, "slack:alerts", 100.0)
     assert (await first.claim_head(head, 100.0, 160.0, Pacer())).outcome is ClaimOutcome.CLAIMED
     assert await second.release_orphans(100.0) == 0  # `second` restarted: first still sending
@@ -336,7 +431,7 @@ async def test_a_dead_replicas_claims_are_taken_over_when_the_lease_expires(
     replicas: list[Store],
 ) -> None:
     first, second, _ = replicas
-    await first.accept(ev("e1"), [msg("alerts", "slack:alerts")], 1.0)
+    await accept(first, ev("e1"), [msg("alerts", "slack:alerts")], 1.0)
     (head,) = await first.due_heads(1.0)
     assert await first.claim(head.id, lease_until=31.0)
     assert not await second.claim(head.id, lease_until=61.0)  # claimed: skipped
@@ -356,7 +451,7 @@ async def test_only_one_replica_flushes_a_digest(replicas: list[Store]) -> None:
     spec = GroupSpec("r", "k", wait=1.0, interval=60.0, max_items=100, show=5)
     for i in range(4):
         grouped = NewMessage("alerts", "slack:alerts", "t", {"text": f"m{i}"}, group=spec)
-        await replicas[i % 3].accept(ev(f"g{i}"), [grouped], 1.0)
+        await accept(replicas[i % 3], ev(f"g{i}"), [grouped], 1.0)
     batches = [await s.due_digests(5.0) for s in replicas]
     assert [len(b[0].items) for b in batches] == [4, 4, 4]
     await asyncio.gather(*(s.flush_digest(b[0], build(b[0]), 5.0) for s, b in zip(
@@ -381,7 +476,7 @@ async def test_concurrent_accepts_commit_together_and_still_dedup(store: Store) 
 
     ids = ["a", "b", "a", "c", "a", "b"]
     answers = await asyncio.gather(
-        *(store.accept(ev(i), [msg("alerts", "slack:alerts", i)], 1.0) for i in ids)
+        *(accept(store, ev(i), [msg("alerts", "slack:alerts", i)], 1.0) for i in ids)
     )
     for event_id in "abc":  # whichever call commits first wins; replicas may interleave
         mine = [a for i, a in zip(ids, answers, strict=True) if i == event_id]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from fakeslack import FakeSlack
+from inbox import accept
 
 from relay.deliver import SlackChannelSender, SlackWebhookSender, web_client, webhook_client
 from relay.event import Event
@@ -52,7 +53,7 @@ async def enqueue(store: SqliteStore, n: int, dest: str = "alerts", key: str | N
     for i in range(start, start + n):
         event = Event(source="anchor", provider="anchor", id=f"e{i}", type="task.failed", data={})
         message = NewMessage(dest, pace_key, "t", {"text": f"message {i}", "blocks": []})
-        await store.accept(event, [message], time.time())
+        await accept(store, event, [message], time.time())
 
 
 async def run_until(worker: Worker, done: object, timeout: float = 30.0) -> None:

@@ -1,0 +1,172 @@
+"""The pipeline's two halves: `accept` (what happens before the 202: the event is stored, nothing
+is routed or rendered) and the router (`route_pending`, `run`): acceptance order, a routing bug
+that keeps its event instead of losing it, acknowledgements first, one router among replicas."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from relay.config import parse_config
+from relay.event import Event
+from relay.pipeline import BATCH, Pipeline
+from relay.render import RenderedMessage, Renderer
+from relay.runtime import Runtime, build_runtime
+from relay.store import Acceptance, SqliteStore, Status
+from relay.stores import Store, open_store
+
+CONFIG = """
+sources:
+  anchor: {provider: anchor, secrets: [test-secret]}
+destinations:
+  alerts: {type: console}
+  events: {type: console}
+routes:
+  - {match: {type: task.failed}, to: [alerts]}
+default: {to: [events]}
+"""
+
+
+def runtime(tmp_path: Path) -> Runtime:
+    return build_runtime(parse_config(CONFIG, tmp_path / "relay.yaml", {}))
+
+
+def event(n: int, kind: str = "task.completed") -> Event:
+    return Event("anchor", "anchor", f"evt_{n}", kind, {"task_id": f"tsk_{n}"})
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    url = request.getfixturevalue("pg_url") if request.param == "postgres" else "relay.db"
+    s = open_store(url, tmp_path)
+    await s.open()
+    yield s
+    await s.close()
+
+
+async def route_all(pipeline: Pipeline) -> None:
+    while await pipeline.route_pending():
+        pass
+
+
+async def test_accepting_stores_the_event_and_routes_nothing_yet(
+    store: Store, tmp_path: Path
+) -> None:
+    pipeline = Pipeline(runtime(tmp_path), store)
+    assert await pipeline.accept(event(1, "task.failed")) is Acceptance.ACCEPTED
+    assert await pipeline.accept(event(1, "task.failed")) is Acceptance.DUPLICATE
+    assert (await store.inbox_stats()).waiting == 1
+    assert await store.rows(Status.PENDING) == []
+    await route_all(pipeline)
+    (row,) = await store.rows(Status.PENDING)
+    assert (row.event_id, row.destination, row.template) == (
+        "evt_1",
+        "alerts",
+        "anchor/task.failed",
+    )
+    assert "tsk_1" in row.payload["text"]
+    assert (await store.inbox_stats()).waiting == 0
+
+
+async def test_messages_are_queued_in_the_order_events_were_accepted(
+    store: Store, tmp_path: Path
+) -> None:
+    pipeline = Pipeline(runtime(tmp_path), store)
+    count = BATCH * 2 + 5  # several batches
+    for n in range(count):
+        await pipeline.accept(event(n))
+    await route_all(pipeline)
+    queued = await store.rows(Status.PENDING)
+    assert [r.event_id for r in queued] == [f"evt_{n}" for n in range(count)]
+
+
+class Failing(Renderer):
+    """A renderer with a bug that only one event triggers (render never raises by contract)."""
+
+    def render(self, event: Event, **kwargs: Any) -> RenderedMessage:
+        if event.id == "evt_2":
+            raise RuntimeError("a bug")
+        return super().render(event, **kwargs)
+
+
+async def test_an_event_the_router_fails_on_stays_in_the_inbox_and_the_rest_flow(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    base = runtime(tmp_path)
+    broken = Runtime(**{**base.__dict__, "renderer": Failing()})
+    pipeline = Pipeline(broken, store)
+    for n in range(1, 4):
+        await pipeline.accept(event(n))
+    await route_all(pipeline)
+    assert [r.event_id for r in await store.rows(Status.PENDING)] == ["evt_1", "evt_3"]
+    assert [r.event.id for r in await store.inbox(10)] == ["evt_2"]  # kept, not lost
+    failed = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert [getattr(r, "event_id", None) for r in failed] == ["evt_2"]
+    # a later process (the bug fixed) routes it
+    await store.release_routing(pipeline.holder)  # as the first one does when it stops
+    await route_all(Pipeline(base, store))
+    assert (await store.inbox_stats()).waiting == 0
+
+
+class GatedStore(SqliteStore):
+    """SQLite whose commits of new events wait for `gate`: accepts stay in flight meanwhile."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.gate = asyncio.Event()
+
+    async def receive(self, event: Event, now: float) -> Acceptance:
+        await self.gate.wait()
+        return await super().receive(event, now)
+
+
+async def test_while_accepts_wait_the_router_renders_at_most_one_event_per_interval(
+    tmp_path: Path,
+) -> None:
+    store = GatedStore(tmp_path / "relay.db")
+    await store.open()
+    pipeline = Pipeline(runtime(tmp_path), store, yield_seconds=0.25)
+    store.gate.set()
+    for n in range(10):
+        await pipeline.accept(event(n))
+    store.gate.clear()
+    waiting = asyncio.create_task(pipeline.accept(event(99)))  # in flight until the gate opens
+    stop = asyncio.Event()
+    router = asyncio.create_task(pipeline.run(stop))
+    await asyncio.sleep(0.6)
+    # about three renders in 0.6 s, so the batch of ten is not written yet (without yielding,
+    # all ten would be queued within milliseconds)
+    assert await store.rows(Status.PENDING) == []
+    assert (await store.inbox_stats()).waiting == 10
+    store.gate.set()  # the acknowledgement goes out; the router catches up at full speed
+    assert await waiting is Acceptance.ACCEPTED
+    deadline = time.monotonic() + 10
+    while len(await store.rows(Status.PENDING)) < 11:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    stop.set()
+    await router
+    await store.close()
+
+
+async def test_one_replica_routes_for_all_of_them(pg_url: str, tmp_path: Path) -> None:
+    stores = [open_store(pg_url, tmp_path) for _ in range(2)]
+    for s in stores:
+        await s.open()
+    first, second = (Pipeline(runtime(tmp_path), s, poll_seconds=0.05) for s in stores)
+    try:
+        assert await first.route_pending() == 0  # nothing waits, but first now leads
+        await second.accept(event(1))
+        await first.accept(event(2))
+        assert await second.route_pending() == 0  # first holds the lease
+        await route_all(first)
+        queued = await stores[0].rows(Status.PENDING)
+        assert [r.event_id for r in queued] == ["evt_1", "evt_2"]
+    finally:
+        for s in stores:
+            await s.close()
