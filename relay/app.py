@@ -1,9 +1,11 @@
-"""The HTTP edge: Starlette routes, status codes and JSON error bodies, nothing more.
+"""The HTTP edge: routes, status codes and JSON error bodies, nothing more.
 
-A Starlette `Request` never travels past this module: handlers read headers and the body
-(bounded), hand bytes to the provider and events to the pipeline, and map relay's error tree to
-HTTP in one exception handler. Lifespan opens the store, starts the delivery worker and, on
-SIGTERM, stops intake and lets in-flight deliveries finish up to a deadline.
+`POST /hooks/{source}`, the acknowledgement path, is `relay.hooks` (a bare ASGI app, dispatched
+to before any framework layer); Starlette serves the other endpoints. A `Request` never travels
+past this module: handlers read headers and the body (bounded), hand bytes to the provider and
+events to the pipeline, and map relay's error tree to HTTP in one exception handler. Lifespan
+opens the store, starts the router and the delivery worker and, on SIGTERM, stops intake and
+lets in-flight deliveries finish up to a deadline.
 """
 
 from __future__ import annotations
@@ -12,10 +14,9 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import re
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,26 +34,23 @@ from relay.errors import (
     ConfigError,
     IngestError,
     MalformedRequest,
-    PayloadTooLarge,
     UnknownSource,
     UnsupportedMediaType,
 )
-from relay.httpproto import MAX_HEAD_BYTES
+from relay.hooks import Hooks, is_hook, media_type, read_body, stream_limits
+from relay.httpproto import MAX_HEAD_BYTES, head_size
 from relay.logs import protect
 from relay.metrics import CONTENT_TYPE, UNKNOWN_SOURCE, Metrics
 from relay.pipeline import Pipeline
 from relay.providers.base import json_object
 from relay.providers.tabstack import TabstackProvider
-from relay.runs import RunStartFailed, StreamLimits, consume_stream, new_run_id, start_run
+from relay.runs import RunStartFailed, new_run_id, start_run
 from relay.runtime import Runtime
-from relay.store import Acceptance
 from relay.stores import Store
 from relay.watch import watch
 from relay.worker import Worker
 
 log = logging.getLogger("relay.http")
-
-_RUN_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 
 
 @dataclass
@@ -151,22 +149,6 @@ def _admin(services: Services, request: Request) -> Response | None:
     return None
 
 
-def _media_type(headers: Mapping[str, str]) -> str:
-    return headers.get("content-type", "").split(";")[0].strip().lower()
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"body of {declared} bytes exceeds the limit of {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
-    return bytes(body)
-
-
 class HeadLimit:
     """Refuses a request whose line and headers exceed `limit` bytes: `431`, JSON body.
 
@@ -180,19 +162,32 @@ class HeadLimit:
         self.refused = refused
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
-            size += sum(len(name) + len(value) + 4 for name, value in scope["headers"])
-            if size > self.limit:
-                self.refused(str(scope.get("path", "")))
-                detail = f"request line and headers exceed {self.limit} bytes"
-                answer = error_response(431, "headers_too_large", detail)
-                await answer(scope, receive, send)
-                return
+        if scope["type"] == "http" and head_size(scope) > self.limit:
+            self.refused(str(scope.get("path", "")))
+            detail = f"request line and headers exceed {self.limit} bytes"
+            answer = error_response(431, "headers_too_large", detail)
+            await answer(scope, receive, send)
+            return
         await self.app(scope, receive, send)
 
 
-def build_app(services: Services) -> Starlette:
+class RelayApp:
+    """The whole HTTP edge: the acknowledgement path first, Starlette for everything else."""
+
+    def __init__(self, hooks: Hooks, rest: Starlette) -> None:
+        self.hooks = hooks
+        self.rest = rest
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if is_hook(scope):
+            await self.hooks(scope, receive, send)
+        else:
+            await self.rest(scope, receive, send)
+
+
+def build_app(services: Services) -> RelayApp:
+    hooks = Hooks(services)
+
     def source_label(request: Request) -> str:
         return services.source_label(request.path_params.get("source", ""))
 
@@ -201,58 +196,6 @@ def build_app(services: Services) -> Starlette:
         if request.url.path.startswith("/hooks/"):
             services.metrics.rejected.labels(source_label(request), exc.code).inc()
         return error_response(exc.status, exc.code, exc.detail)
-
-    async def hook(request: Request) -> Response:
-        services.metrics.received.labels(source_label(request)).inc()
-        if not services.accepting:
-            services.metrics.rejected.labels(source_label(request), "shutting_down").inc()
-            return error_response(503, "shutting_down", "relay is restarting; retry shortly")
-        runtime = services.runtime
-        name = request.path_params["source"]
-        provider = runtime.providers.get(name)
-        if provider is None:
-            raise UnknownSource(f"no source named '{name}' is configured")
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        if isinstance(provider, TabstackProvider):
-            return await _tabstack_stream(request, provider, headers, name)
-        limit = runtime.config.server.max_body_bytes
-        if _media_type(headers) != "application/json" and not _media_type(headers).endswith(
-            "+json"
-        ):
-            raise UnsupportedMediaType(
-                f"Content-Type must be application/json, got '{_media_type(headers) or 'none'}'"
-            )
-        body = await _read_body(request, limit)
-        provider.verify(headers, body, services.clock())
-        events = provider.parse(headers, body)
-        results = [await services.pipeline.accept(e) for e in events]
-        ids = [e.id for e in events]
-        if results and all(r is Acceptance.DUPLICATE for r in results):
-            return JSONResponse({"status": "duplicate", "ids": ids}, status_code=200)
-        return JSONResponse({"status": "accepted", "ids": ids}, status_code=202)
-
-    async def _tabstack_stream(
-        request: Request, provider: TabstackProvider, headers: dict[str, str], name: str
-    ) -> Response:
-        if _media_type(headers) != "text/event-stream":
-            raise UnsupportedMediaType(
-                "a Tabstack source takes the run's stream: Content-Type must be text/event-stream"
-            )
-        provider.verify(headers, b"", services.clock())
-        run_id = headers.get("x-relay-run-id") or request.query_params.get("run_id") or new_run_id()
-        if not _RUN_ID.match(run_id):
-            raise MalformedRequest("run id must be 1-100 characters of A-Z a-z 0-9 _ . : -")
-        summary = await consume_stream(
-            request.stream(),
-            run_id=run_id,
-            provider=provider,
-            pipeline=services.pipeline,
-            limits=_limits(services.runtime, name),
-        )
-        return JSONResponse(
-            {"status": "accepted", "run_id": run_id, "events": summary.raw_events},
-            status_code=202,
-        )
 
     async def start_tabstack_run(request: Request) -> Response:
         refused = _admin(services, request)
@@ -265,10 +208,11 @@ def build_app(services: Services) -> Starlette:
             raise UnknownSource(f"no Tabstack source named '{name}' is configured")
         if source.api_key is None:
             raise MalformedRequest(f"source '{name}' has no api_key (set TABSTACK_API_KEY)")
-        if _media_type(request.headers) != "application/json":
+        headers = dict(request.headers)  # names are lower case already
+        if media_type(headers) != "application/json":
             raise UnsupportedMediaType("Content-Type must be application/json")
         server = services.runtime.config.server
-        body = await _read_body(request, server.max_body_bytes)
+        body = await read_body(request.receive, headers, server.max_body_bytes)
         payload = json_object(body, server.max_json_depth)
         run_id = new_run_id()
         assert services.http is not None
@@ -281,7 +225,7 @@ def build_app(services: Services) -> Starlette:
                 run_id=run_id,
                 provider=provider,
                 pipeline=services.pipeline,
-                limits=_limits(services.runtime, name),
+                limits=stream_limits(services, name),
             )
         except RunStartFailed as exc:
             return error_response(
@@ -366,9 +310,9 @@ def build_app(services: Services) -> Starlette:
                 await services.http.aclose()
             await services.store.close()
 
-    app = Starlette(
+    rest = Starlette(
         routes=[
-            Route("/hooks/{source}", hook, methods=["POST"]),
+            Route("/hooks/{source}", hooks, methods=["POST"]),
             Route("/runs/{source}", start_tabstack_run, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
@@ -379,18 +323,7 @@ def build_app(services: Services) -> Starlette:
         middleware=[Middleware(HeadLimit, limit=MAX_HEAD_BYTES, refused=services.head_refused)],
         lifespan=lifespan,
     )
-    return app
-
-
-def _limits(runtime: Runtime, name: str) -> StreamLimits:
-    source = runtime.config.sources.get(name)
-    if isinstance(source, TabstackSource):
-        return StreamLimits(
-            max_bytes=source.max_stream_bytes,
-            max_seconds=source.max_stream_seconds,
-            progress_every=source.progress_interval,
-        )
-    return StreamLimits()
+    return RelayApp(hooks, rest)
 
 
 def _on_sighup(services: Services) -> None:

@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from starlette.types import Scope
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 MAX_HEAD_BYTES = 64 * 1024
@@ -26,6 +27,12 @@ _RESPONSE = (
     b"content-length: " + str(len(_BODY)).encode() + b"\r\n"
     b"connection: close\r\n\r\n" + _BODY
 )
+
+
+def head_size(scope: Scope) -> int:
+    """The size of a request's line and headers as HTTP/1.1 sent them (near enough)."""
+    size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+    return size + sum(len(name) + len(value) + 4 for name, value in scope["headers"])
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):

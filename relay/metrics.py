@@ -12,6 +12,7 @@ secret, a URL or free text from a request.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -27,6 +28,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class Metrics:
     def __init__(self) -> None:
         self._types: set[str] = set()
+        self._received: dict[str, Any] = {}
+        self._accepted: dict[tuple[str, str], Any] = {}
         r = self.registry = CollectorRegistry()
         self.received = Counter(
             "relay_requests_received", "Requests to /hooks per source", ["source"], registry=r
@@ -105,6 +108,22 @@ class Metrics:
         self.reloads = Counter(
             "relay_config_reloads", "Reload attempts by result", ["result"], registry=r
         )
+
+    def count_received(self, source: str) -> None:
+        """`received` for a source label, with its child kept: this runs on every request."""
+        child = self._received.get(source)
+        if child is None:
+            child = self._received[source] = self.received.labels(source)
+        child.inc()
+
+    def count_accepted(self, source: str, kind: str) -> None:
+        key = (source, kind)
+        child = self._accepted.get(key)
+        if child is None:
+            child = self.accepted.labels(source, self.event_type(kind))
+            if len(self._accepted) < 10 * MAX_EVENT_TYPES:
+                self._accepted[key] = child
+        child.inc()
 
     def event_type(self, kind: str) -> str:
         """The `type` label of an event type: itself (at most 64 characters) or `_other`."""

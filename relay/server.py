@@ -15,7 +15,6 @@ from typing import TextIO
 import uvicorn
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
-from starlette.applications import Starlette
 
 from relay.app import Services, build_app
 from relay.config import LoadedConfig, SlackChannelDestination, WebhookDestination
@@ -86,11 +85,6 @@ def build_services(
     )
 
 
-def create_app(loaded: LoadedConfig, env: Mapping[str, str] | None = None) -> Starlette:
-    environ = os.environ if env is None else env
-    return build_app(build_services(loaded, environ, Path.cwd()))
-
-
 def serve(loaded: LoadedConfig, host: str, port: int) -> None:
     services = build_services(loaded, os.environ, Path.cwd())
     app = build_app(services)
@@ -100,9 +94,9 @@ def serve(loaded: LoadedConfig, host: str, port: int) -> None:
         port=port,
         log_config=None,
         access_log=False,
-        # behind Fly's or Render's proxy: the client address comes from X-Forwarded-For
-        proxy_headers=True,
-        forwarded_allow_ips="*",
+        # relay never uses the client's address (no per-client rule, no address in the logs),
+        # so X-Forwarded-For from Fly's or Render's proxy is not parsed on every request
+        proxy_headers=False,
         # idle keep-alive connections are closed after 30 s: enough for a provider's bursts,
         # and a slow or idle client cannot hold a connection slot for long
         timeout_keep_alive=30,

@@ -98,6 +98,7 @@ class AnchorProvider:
                 created=parse_time(obj.get("created")),
                 text=optional_str(obj.get("text")),
                 envelope=obj,
+                body=body,
             )
         ]
 

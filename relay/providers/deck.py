@@ -90,6 +90,7 @@ class DeckProvider:
                 data=data_object(obj),
                 created=parse_time(obj.get("created_at")),
                 envelope=obj,
+                body=body,
             )
         ]
 

@@ -108,6 +108,7 @@ class GenericProvider:
                 created=parse_time(dig(obj, self.created_path)) if self.created_path else None,
                 text=self._text(obj),
                 envelope=obj,
+                body=body,
             )
         ]
 
