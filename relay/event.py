@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +26,9 @@ class Event:
     created: datetime | None = None
     text: str | None = None
     envelope: Mapping[str, Any] = field(default_factory=dict)
+    # the request body `envelope` was parsed from, if any: stored as it came (`to_record`),
+    # so that persisting an event before the 202 costs no JSON encoding
+    body: bytes | None = field(default=None, compare=False, repr=False)
 
     @property
     def entity(self) -> str:
@@ -60,6 +64,40 @@ class Event:
             text=obj.get("text"),
             envelope=dict(obj.get("envelope") or {}),
         )
+
+
+# How the stores keep an event: its fields, and its payload the cheapest way there is
+Record = tuple[str, str, str | None, str | None, bytes | None, str | None, str | None]
+
+
+def to_record(event: Event) -> Record:
+    """`(type, provider, created, text, body, envelope, data)` for the store; `from_record`
+    reads it back. A webhook's envelope is its request body, kept as it came (no encoding);
+    `data` is stored only when it is not the envelope's own `data` object."""
+    envelope = None
+    if event.body is None:
+        envelope = json.dumps(dict(event.envelope), ensure_ascii=False)
+    data = None
+    if event.body is None or event.data is not event.envelope.get("data"):
+        data = json.dumps(dict(event.data), ensure_ascii=False)
+    created = event.created.isoformat() if event.created else None
+    return (event.type, event.provider, created, event.text, event.body, envelope, data)
+
+
+def from_record(source: str, event_id: str, record: Sequence[Any]) -> Event:
+    kind, provider, created, text, body, envelope, data = record
+    # the body is parsed exactly as the provider parsed it (json reads UTF-8, -16 and -32)
+    full = json.loads(bytes(body)) if body is not None else json.loads(envelope)
+    return Event(
+        source=source,
+        provider=provider,
+        id=event_id,
+        type=kind,
+        data=json.loads(data) if data is not None else (full.get("data") or {}),
+        created=parse_time(created) if created else None,
+        text=text,
+        envelope=full,
+    )
 
 
 _MISSING = object()

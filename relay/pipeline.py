@@ -11,9 +11,9 @@ messages to the outbox in the same transaction that takes the events out of the 
 resends exactly the same message and a template edit never changes what is already queued.
 Events accepted before a reload are rendered with the config they were accepted under.
 
-Acknowledging comes first: while accepts are waiting for their commit, the router renders at
-most one event per `YIELD_SECONDS`, so a burst is answered at full speed and its messages are
-rendered when it ebbs (a sustained flood still moves the inbox forward).
+Acknowledging comes first: during a burst the router renders one event per `YIELD_SECONDS`,
+so the burst is answered at full speed and its messages are rendered when it ebbs (a
+sustained flood still moves the inbox forward); a lone event is rendered right after its 202.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ from relay.stores import Store
 log = logging.getLogger("relay.pipeline")
 
 BATCH = 32  # events routed per transaction
-YIELD_SECONDS = 0.02  # while accepts wait: at most one render per this (50 events/s at least)
+BURST = 5  # accepts between two renders that make a burst
+YIELD_SECONDS = 0.05  # while requests wait: at most one render per this (20 events/s at least)
 ROUTING_LEASE = 10.0  # replicas: how long a silent router keeps the others from routing
 
 
@@ -137,8 +138,8 @@ class Pipeline:
         # configs replaced by a reload, each with the newest `seq` accepted under it
         self._eras: list[tuple[int, Runtime]] = []
         self._waiting = 0  # accepts waiting for their commit
-        self._quiet = asyncio.Event()
-        self._quiet.set()
+        self._accepted = self._accepted_then = 0  # accepts so far; at the last render
+        self._last_render = 0.0  # monotonic
         self._wake = asyncio.Event()
         self._stuck: set[int] = set()  # events whose routing failed: kept, skipped until restart
 
@@ -146,20 +147,18 @@ class Pipeline:
 
     async def accept(self, event: Event) -> Acceptance:
         """Persist the event (dedup by id); the router takes it from there."""
-        self._waiting += 1
-        self._quiet.clear()
+        self._waiting += 1  # the router yields while accepts wait (see `_intake_first`)
         try:
             result = await self.store.receive(event, self.clock())
         finally:
             self._waiting -= 1
-            if not self._waiting:
-                self._quiet.set()
+            self._accepted += 1
         m = self.metrics
         if result is Acceptance.DUPLICATE:
             m.duplicates.labels(event.source).inc()
             log.info("duplicate event ignored", extra=_fields(event))
             return result
-        m.accepted.labels(event.source, m.event_type(event.type)).inc()
+        m.count_accepted(event.source, event.type)
         log.info("event accepted", extra=_fields(event))
         self._wake.set()
         return result
@@ -230,12 +229,15 @@ class Pipeline:
         return len(waiting)
 
     async def _intake_first(self) -> None:
-        """Let waiting acknowledgements go first; render anyway after `yield_seconds`."""
+        """Let acknowledgements go first: during a burst (an accept waiting for its commit, or
+        more than `BURST` accepted since the last render) render one event per
+        `yield_seconds`; otherwise at once, so a lone event is rendered right after its 202."""
         await asyncio.sleep(0)
-        if self._waiting:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.yield_seconds):
-                    await self._quiet.wait()
+        wait = self._last_render + self.yield_seconds - time.monotonic()
+        if wait > 0 and (self._waiting or self._accepted - self._accepted_then > BURST):
+            await asyncio.sleep(wait)
+        self._last_render = time.monotonic()
+        self._accepted_then = self._accepted
 
     def _plan(self, received: Received) -> Planned | None:
         try:

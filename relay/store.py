@@ -28,7 +28,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
-from relay.event import Event
+from relay.event import Event, Record, from_record, to_record
 from relay.pacing import Pacer
 
 T = TypeVar("T")
@@ -121,10 +121,15 @@ MIGRATIONS: tuple[str, ...] = (
         seq         INTEGER PRIMARY KEY AUTOINCREMENT,
         source      TEXT NOT NULL,
         event_id    TEXT NOT NULL,
-        event       TEXT NOT NULL,
+        type        TEXT NOT NULL,
+        provider    TEXT NOT NULL,
+        created     TEXT,
+        text        TEXT,
+        body        BLOB,
+        envelope    TEXT,
+        data        TEXT,
         received_at REAL NOT NULL
     );
-    CREATE INDEX inbox_event ON inbox (source, event_id);
     """,
 )
 
@@ -395,7 +400,7 @@ class SqliteStore:
         committed.
         """
         waiter: asyncio.Future[Acceptance] = asyncio.get_running_loop().create_future()
-        self._intake.append((event, encode_event(event), now, waiter))
+        self._intake.append((event, to_record(event), now, waiter))
         if not self._committing:
             self._committing = True
             self._committer = asyncio.ensure_future(self._commit_intake())
@@ -442,9 +447,9 @@ class SqliteStore:
         """The oldest events waiting to be routed, oldest first."""
         return await self._run(
             lambda db: [
-                Received(seq, decode_event(text), received_at)
-                for seq, text, received_at in db.execute(
-                    "SELECT seq, event, received_at FROM inbox ORDER BY seq LIMIT ?", (limit,)
+                Received(row[0], from_record(row[1], row[2], row[3:10]), row[10])
+                for row in db.execute(
+                    f"SELECT {_INBOX_COLUMNS} FROM inbox ORDER BY seq LIMIT ?", (limit,)
                 ).fetchall()
             ]
         )
@@ -705,14 +710,14 @@ class SqliteStore:
         """Forget event ids older than `dedup_ttl` and finished rows older than `keep_sent`."""
 
         def txn(db: sqlite3.Connection) -> tuple[int, int]:
-            # an id is remembered while its event is still waiting or undelivered
+            # an id is remembered while its event is undelivered, and so is every id received
+            # after the oldest event still waiting to be routed
             events = db.execute(
                 "DELETE FROM events WHERE received_at < ?"
-                " AND NOT EXISTS (SELECT 1 FROM inbox i WHERE i.source = events.source"
-                " AND i.event_id = events.id)"
+                " AND received_at < COALESCE((SELECT MIN(received_at) FROM inbox), ?)"
                 " AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.event_source = events.source"
                 " AND o.event_id = events.id AND o.status IN ('pending','inflight'))",
-                (now - dedup_ttl,),
+                (now - dedup_ttl, now),
             ).rowcount
             rows = db.execute(
                 "DELETE FROM outbox WHERE status IN ('sent','muted') AND finished_at < ?",
@@ -781,7 +786,14 @@ class SqliteStore:
         return await self._run(lambda db: db.execute(sql, args).rowcount)
 
 
-_Intake = tuple[Event, str, float, "asyncio.Future[Acceptance]"]
+_Intake = tuple[Event, Record, float, "asyncio.Future[Acceptance]"]
+_INBOX_COLUMNS = (
+    "seq, source, event_id, type, provider, created, text, body, envelope, data, received_at"
+)
+_INSERT_INBOX = (
+    "INSERT INTO inbox (source, event_id, type, provider, created, text, body, envelope, data,"
+    " received_at) VALUES (?,?,?,?,?,?,?,?,?,?)"
+)
 _MessageRows = tuple[list[tuple[Any, ...]], list[tuple[NewMessage, str]]]
 
 _INSERT_OUTBOX = (
@@ -791,32 +803,35 @@ _INSERT_OUTBOX = (
 )
 
 
-def encode_event(event: Event) -> str:
-    return json.dumps(event.to_json(), ensure_ascii=False, separators=(",", ":"))
-
-
-def decode_event(text: str) -> Event:
-    return Event.from_json(json.loads(text))
-
-
 def _receive_all(db: sqlite3.Connection, batch: Sequence[_Intake]) -> list[Acceptance]:
-    """One transaction for a batch of receives (an id twice in a batch: the second is a dup)."""
+    """One transaction for a batch of receives: one statement per table for up to 200 events
+    (an id twice in a batch: the second is a duplicate)."""
     db.execute("BEGIN IMMEDIATE")
     try:
         results = []
-        for event, text, now, _waiter in batch:
-            cur = db.execute(
-                "INSERT OR IGNORE INTO events (source, id, type, received_at) VALUES (?,?,?,?)",
-                (event.source, event.id, event.type, now),
+        for start in range(0, len(batch), 200):
+            part = batch[start : start + 200]
+            values = [
+                v for event, _, now, _ in part for v in (event.source, event.id, event.type, now)
+            ]
+            new = set(
+                db.execute(
+                    "INSERT OR IGNORE INTO events (source, id, type, received_at) VALUES"
+                    + ",".join(["(?,?,?,?)"] * len(part))
+                    + " RETURNING source, id",
+                    values,
+                ).fetchall()
             )
-            if cur.rowcount == 0:
-                results.append(Acceptance.DUPLICATE)
-                continue
-            db.execute(
-                "INSERT INTO inbox (source, event_id, event, received_at) VALUES (?,?,?,?)",
-                (event.source, event.id, text, now),
-            )
-            results.append(Acceptance.ACCEPTED)
+            waiting = []
+            for event, record, now, _ in part:
+                key = (event.source, event.id)
+                if key in new:
+                    new.discard(key)
+                    waiting.append((event.source, event.id, *record, now))
+                    results.append(Acceptance.ACCEPTED)
+                else:
+                    results.append(Acceptance.DUPLICATE)
+            db.executemany(_INSERT_INBOX, waiting)
         db.execute("COMMIT")
         return results
     except BaseException:

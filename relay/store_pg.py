@@ -34,7 +34,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from relay.event import Event
+from relay.event import Event, from_record, to_record
 from relay.pacing import Bucket, Pacer, refill, spend, wait
 from relay.store import (
     Acceptance,
@@ -52,8 +52,6 @@ from relay.store import (
     Status,
     _message_rows,
     _row,
-    decode_event,
-    encode_event,
 )
 
 _LOCK_ID = 0x72656C6179  # "relay": the advisory lock that serializes migrations
@@ -151,10 +149,15 @@ MIGRATIONS: tuple[str, ...] = (
         seq         BIGSERIAL PRIMARY KEY,
         source      TEXT NOT NULL,
         event_id    TEXT NOT NULL,
-        event       TEXT NOT NULL,
+        type        TEXT NOT NULL,
+        provider    TEXT NOT NULL,
+        created     TEXT,
+        text        TEXT,
+        body        BYTEA,
+        envelope    TEXT,
+        data        TEXT,
         received_at DOUBLE PRECISION NOT NULL
     );
-    CREATE INDEX inbox_event ON inbox (source, event_id);
     CREATE TABLE routing_lease (
         id     INTEGER PRIMARY KEY CHECK (id = 1),
         holder TEXT NOT NULL,
@@ -292,9 +295,10 @@ class PostgresStore:
         changed = await self._exec(
             "WITH new AS (INSERT INTO events (source, id, type, received_at)"
             " VALUES (%s,%s,%s,%s) ON CONFLICT DO NOTHING RETURNING source, id)"
-            " INSERT INTO inbox (source, event_id, event, received_at)"
-            " SELECT source, id, %s, %s FROM new",
-            (event.source, event.id, event.type, now, encode_event(event), now),
+            " INSERT INTO inbox (source, event_id, type, provider, created, text, body,"
+            " envelope, data, received_at)"
+            " SELECT source, id, %s, %s, %s, %s, %s, %s, %s, %s FROM new",
+            (event.source, event.id, event.type, now, *to_record(event), now),
         )
         return Acceptance.ACCEPTED if changed == 1 else Acceptance.DUPLICATE
 
@@ -322,9 +326,11 @@ class PostgresStore:
 
     async def inbox(self, limit: int) -> list[Received]:
         rows = await self._all(
-            "SELECT seq, event, received_at FROM inbox ORDER BY seq LIMIT %s", (limit,)
+            "SELECT seq, source, event_id, type, provider, created, text, body, envelope, data,"
+            " received_at FROM inbox ORDER BY seq LIMIT %s",
+            (limit,),
         )
-        return [Received(seq, decode_event(text), received_at) for seq, text, received_at in rows]
+        return [Received(r[0], from_record(r[1], r[2], r[3:10]), r[10]) for r in rows]
 
     async def last_seq(self) -> int:
         rows = await self._all("SELECT last_value, is_called FROM inbox_seq_seq")
@@ -609,11 +615,10 @@ class PostgresStore:
         async with self._pool.connection() as conn, conn.transaction():
             events = await conn.execute(
                 "DELETE FROM events WHERE received_at < %s"
-                " AND NOT EXISTS (SELECT 1 FROM inbox i WHERE i.source = events.source"
-                " AND i.event_id = events.id)"
+                " AND received_at < COALESCE((SELECT MIN(received_at) FROM inbox), %s)"
                 " AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.event_source = events.source"
                 " AND o.event_id = events.id AND o.status IN ('pending','inflight'))",
-                (now - dedup_ttl,),
+                (now - dedup_ttl, now),
             )
             rows = await conn.execute(
                 "DELETE FROM outbox WHERE status IN ('sent','muted') AND finished_at < %s",

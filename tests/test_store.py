@@ -4,6 +4,7 @@ then what is specific to each backend (migrations, URLs, leases and pacing acros
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -121,10 +122,18 @@ async def test_events_left_in_the_inbox_survive_reopening(tmp_path: Path) -> Non
 
 
 async def test_prune_keeps_the_ids_of_events_still_waiting(store: Store) -> None:
-    await store.receive(ev("waiting"), 0.0)
     await accept(store, ev("done"), [], 0.0)
+    await store.receive(ev("waiting"), 10.0)
+    await accept(store, ev("later"), [], 20.0)  # after the oldest waiting one: kept too
     assert await store.prune(now=100_000.0, dedup_ttl=86_400.0, keep_sent=86_400.0) == (1, 0)
-    assert await store.seen("anchor", "waiting") and not await store.seen("anchor", "done")
+    assert [await store.seen("anchor", e) for e in ("done", "waiting", "later")] == [
+        False,
+        True,
+        True,
+    ]
+    (waiting,) = await store.inbox(1)
+    await store.enqueue([(waiting, [])], 100_000.0)
+    assert await store.prune(now=100_000.0, dedup_ttl=86_400.0, keep_sent=86_400.0) == (2, 0)
 
 
 async def test_dedup_survives_reopening(tmp_path: Path) -> None:
@@ -482,3 +491,34 @@ async def test_concurrent_accepts_commit_together_and_still_dedup(store: Store) 
         mine = [a for i, a in zip(ids, answers, strict=True) if i == event_id]
         assert mine.count(Acceptance.ACCEPTED) == 1
     assert sorted(r.payload["text"] for r in await store.rows(Status.PENDING)) == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"id": "e1", "type": "task.failed", "data": {"n": 1e400,'
+        b' "big": 123456789012345678901234567890, "s": "\\u00e9\\ud83d\\ude00 \xc3\xa9"}}',
+        b'  \n{"id": "e1", "type": "task.failed", "data": null, "extra": [NaN, Infinity]}',
+        '{"id": "e1", "type": "task.failed", "data": {"s": "é"}}'.encode("utf-16"),
+        b'\xef\xbb\xbf{"id": "e1", "type": "task.failed"}',
+    ],
+)
+async def test_an_event_comes_back_from_the_inbox_as_it_was_parsed(
+    store: Store, body: bytes
+) -> None:
+    from relay.providers.anchor import AnchorProvider
+
+    (event,) = AnchorProvider("anchor", ["secret"]).parse({}, body)
+    await store.receive(event, 1.0)
+    (waiting,) = await store.inbox(1)
+    back = waiting.event
+    assert (back.source, back.id, back.type, back.created, back.text) == (
+        event.source,
+        event.id,
+        event.type,
+        event.created,
+        event.text,
+    )
+    # NaN is not equal to itself: compare the JSON texts
+    assert json.dumps(back.data) == json.dumps(event.data)
+    assert json.dumps(back.envelope) == json.dumps(event.envelope)
