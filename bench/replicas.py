@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from fakeslack import FakeSlack  # noqa: E402
 from harness import RelayProcess  # noqa: E402
-from ingest import CONFIG, load, pct  # noqa: E402  (the same events, config and load generator)
+from ingest import UNTHROTTLED, load, pct  # noqa: E402  (the same events and load generator)
 from pgschema import fresh_schema  # noqa: E402
 from signing import ANCHOR_SECRET, SLACK_TOKEN  # noqa: E402
 
@@ -41,7 +41,7 @@ def main() -> None:
         for count in (1, 2, 3):
             with fresh_schema() as url, tempfile.TemporaryDirectory() as tmp:
                 work = Path(tmp)
-                (work / "config.yaml").write_text(CONFIG)
+                (work / "config.yaml").write_text(UNTHROTTLED)
                 env = {
                     "SLACK_BOT_TOKEN": SLACK_TOKEN,
                     "SLACK_API_URL": slack.api_url,
