@@ -85,8 +85,8 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            self._wake.clear()  # before the tick: a wake that comes during it is not lost
             delay = await self.tick()
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
                     _first(self._wake.wait(), stop.wait()), timeout=max(0.005, delay)

@@ -14,7 +14,7 @@ from inbox import accept
 from relay.deliver import SlackChannelSender, SlackWebhookSender, web_client, webhook_client
 from relay.event import Event
 from relay.pacing import Pacer
-from relay.store import NewMessage, SqliteStore, Status
+from relay.store import NewMessage, OutboxRow, SqliteStore, Status
 from relay.worker import Worker
 
 ALERTS, EVENTS = "C0ALERTS01", "C0EVENTS01"
@@ -215,3 +215,29 @@ async def test_a_destination_removed_by_a_reload_turns_its_queue_into_counted_de
     lines = [(r.getMessage(), getattr(r, "event_id", None)) for r in caplog.records]
     assert lines == [("destination no longer configured: dead letter", f"e{i}") for i in (0, 1)]
     assert slack.messages == []
+
+
+async def test_a_message_queued_while_the_worker_looks_is_sent_without_waiting_for_a_poll(
+    store: SqliteStore, slack: FakeSlack
+) -> None:
+    slack.reset()
+    worker = make_worker(store, slack)
+    worker.poll_seconds = 60.0  # a lost wake-up would leave the message for a minute
+    worker.clock = lambda: time.time() + 1.0  # the message is due by the time the tick ends
+    looked = asyncio.Event()
+    due_heads = store.due_heads
+
+    async def look_while_a_message_arrives(now: float) -> list[OutboxRow]:
+        heads = await due_heads(now)
+        if not looked.is_set():
+            looked.set()
+            await enqueue(store, 1)  # the router queues a message during the worker's tick
+            worker.wake()
+        return heads
+
+    store.due_heads = look_while_a_message_arrives  # type: ignore[method-assign]
+
+    async def sent() -> bool:
+        return len(slack.messages_in("#browser-alerts")) == 1
+
+    await run_until(worker, sent, timeout=10.0)
