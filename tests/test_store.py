@@ -522,3 +522,25 @@ async def test_an_event_comes_back_from_the_inbox_as_it_was_parsed(
     # NaN is not equal to itself: compare the JSON texts
     assert json.dumps(back.data) == json.dumps(event.data)
     assert json.dumps(back.envelope) == json.dumps(event.envelope)
+
+
+async def test_an_accept_waits_for_another_writer_without_blocking_the_loop(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+    import time
+
+    store = SqliteStore(tmp_path / "relay.db")
+    await store.open()
+    other = sqlite3.connect(tmp_path / "relay.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another write holds the database
+    accepting = asyncio.create_task(store.receive(ev("e1"), 1.0))
+    began = time.monotonic()
+    await asyncio.sleep(0.3)
+    assert time.monotonic() - began < 1.5  # the loop kept turning meanwhile
+    assert not accepting.done()
+    other.execute("COMMIT")
+    assert await asyncio.wait_for(accepting, 10) is Acceptance.ACCEPTED
+    assert [r.event.id for r in await store.inbox(10)] == ["e1"]
+    other.close()
+    await store.close()
