@@ -2,8 +2,10 @@
 
 Off unless `server.watch` sets an interval. Polling, not inotify: it works on every volume
 (network mounts, Kubernetes ConfigMaps swapped by symlink) and costs a few `stat` calls per
-interval. A file caught half-written is rejected like any invalid config (the old one keeps
-serving) and reloaded once it changes again; a change is tried once, not at every poll.
+interval. A change is reloaded once the files have stayed the same for one interval, so a
+file being written (truncated, then filled) is read when it is whole, once; a file that is
+still invalid is rejected like any invalid config (the old one keeps serving) and reloaded
+once it changes again; a change is tried once, not at every poll.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ async def watch(
 ) -> None:
     """Until `stop`: every `interval()` seconds, `reload()` if the files of `current()` changed."""
     last = await asyncio.to_thread(fingerprint, current())
+    pending = last  # what the previous look saw
     while not stop.is_set():
         every = interval()
         with contextlib.suppress(TimeoutError):
@@ -53,7 +56,8 @@ async def watch(
             continue
         try:
             now = await asyncio.to_thread(fingerprint, current())
-            if now == last:
+            settled, pending = now == pending, now
+            if now == last or not settled:  # unchanged, or still changing: look again
                 continue
             log.info("config or templates changed on disk: reloading")
             folder = current().templates_dir
@@ -63,6 +67,6 @@ async def watch(
             # made during the reload shows as one, and is reloaded again: harmless)
             last = now
             if current().templates_dir != folder:  # the new config reads another folder
-                last = await asyncio.to_thread(fingerprint, current())
+                last = pending = await asyncio.to_thread(fingerprint, current())
         except Exception:
             log.exception("watching the config failed; will look again")

@@ -8,6 +8,9 @@ import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import pytest
+
+from relay import watch as watch_module
 from relay.config import LoadedConfig, load_config
 from relay.errors import ConfigError
 from relay.watch import fingerprint, watch
@@ -107,3 +110,15 @@ async def test_watching_off_never_reloads(tmp_path: Path) -> None:
 
     await run_for(0.4, reloads, interval=None, between=edit)
     assert reloads.calls == 0
+
+
+async def test_a_file_seen_half_written_is_reloaded_once_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # what the looks see: the tree as it was, the config truncated by its writer, then whole
+    reloads = Reloads(setup(tmp_path))
+    before, truncated, whole = (((str(tmp_path / "relay.yaml"), n, n),) for n in (1, 2, 3))
+    looks = iter([before, before, truncated, whole])
+    monkeypatch.setattr(watch_module, "fingerprint", lambda _loaded: next(looks, whole))
+    await run_for(0.6, reloads, interval=0.02)
+    assert reloads.calls == 1
