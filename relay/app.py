@@ -28,6 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from relay import heap
 from relay.config import LoadedConfig, TabstackSource, load_config, secret_values
 from relay.deliver import Sender
 from relay.errors import (
@@ -83,6 +84,13 @@ class Services:
         )
         self.metrics.generation.set(self.generation)
         self._reloading = asyncio.Lock()
+        self.pipeline.on_settled = self.settle
+
+    def settle(self) -> None:
+        """Compile the templates in force and take every live object out of the collector's
+        full passes (at start-up, and once a reload's old config is no longer needed)."""
+        self.runtime.renderer.warm()
+        heap.settle()
 
     def source_label(self, name: str) -> str:
         """The `source` label of a request to `/hooks/{name}`: the name, or `_unknown`."""
@@ -120,6 +128,7 @@ class Services:
                     extra={"problems": rejected.errors, "config": self.runtime.digest},
                 )
                 raise rejected from None
+            heap.unsettle()  # the old config can go once no waiting event needs it
             self.runtime = runtime
             self.pipeline.use(runtime, accepted_until)
             self.worker.senders = dict(senders)
@@ -281,6 +290,7 @@ def build_app(services: Services) -> RelayApp:
         if owns_http:
             services.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None))
         _on_sighup(services)
+        services.settle()
         router = asyncio.create_task(services.pipeline.run(stop), name="relay-router")
         worker = asyncio.create_task(services.worker.run(stop), name="relay-worker")
         pruner = asyncio.create_task(_prune_forever(services, stop), name="relay-pruner")

@@ -135,6 +135,8 @@ class Pipeline:
         self.poll_seconds = poll_seconds
         self.yield_seconds = yield_seconds
         self.holder = uuid.uuid4().hex  # this process, for the routing lease
+        # called once no waiting event needs a config older than the current one
+        self.on_settled: Callable[[], None] | None = None
         # configs replaced by a reload, each with the newest `seq` accepted under it
         self._eras: list[tuple[int, Runtime]] = []
         self._waiting = 0  # accepts waiting for their commit
@@ -210,7 +212,10 @@ class Pipeline:
         found = await self.store.inbox(BATCH + len(self._stuck))
         waiting = [r for r in found if r.seq not in self._stuck][:BATCH]
         if not waiting:
-            self._eras.clear()  # everything accepted before a reload is routed
+            if self._eras:  # everything accepted before a reload is routed
+                self._eras.clear()
+                if self.on_settled is not None:
+                    self.on_settled()
             return 0
         planned: list[tuple[Received, Planned]] = []
         for received in waiting:

@@ -615,6 +615,11 @@ class Renderer:
             raise TemplateOutputError("output must be a JSON object with 'text' and 'blocks'")
         return fit(sanitize(document, allowed), sdk_check=not self.builtin_only)
 
+    def warm(self) -> None:
+        """Compile every template now rather than at its first event (one that does not
+        compile falls back when used, as ever)."""
+        self.compile_problems()
+
     def check(self, events: Iterable[Event]) -> list[str]:
         """Problems: templates that do not compile, and sample events that fall back."""
         problems = self.compile_problems()

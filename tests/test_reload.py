@@ -4,7 +4,9 @@ real process by HTTP and SIGHUP is in test_operations.py."""
 
 from __future__ import annotations
 
+import gc
 import io
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -152,3 +154,20 @@ def test_the_digest_covers_the_config_text_and_every_template_file(tmp_path: Pat
     commented = build_runtime(load_config(config, env={})).digest
     assert len({empty, with_one, commented}) == 3
     assert all(len(d) == 12 for d in (empty, with_one, commented))
+
+
+async def test_a_reload_gives_the_old_config_back_to_the_collector(services_for: Opener) -> None:
+    services = await services_for()
+    services.settle()  # as at start-up: everything alive is out of the collector's passes
+    try:
+        old = weakref.ref(services.runtime.renderer._env)  # compiled templates hold cycles
+        await services.pipeline.accept(anchor_event())
+        await services.reload()
+        while await services.pipeline.route_pending():  # the old config renders its event
+            pass
+        assert await services.pipeline.route_pending() == 0  # no event needs it any more
+        gc.collect()
+        assert old() is None
+        assert gc.get_freeze_count() > 0  # settled again, with the new config
+    finally:
+        gc.unfreeze()
