@@ -99,12 +99,18 @@ def anchor_event() -> Event:
 TEMPLATE = '{"text": "%s {{ data.task_id }}", "blocks": []}'
 
 
-async def test_templates_reload_with_the_config_and_a_broken_one_is_rejected(
-    tmp_path: Path, services_for: Opener
-) -> None:
+def first_template(tmp_path: Path) -> Path:
+    """A templates folder whose anchor/task.completed says "first"; the folder of it."""
     folder = tmp_path / "templates" / "anchor"
     folder.mkdir(parents=True)
     (folder / "task.completed.j2").write_text(TEMPLATE % "first")
+    return folder
+
+
+async def test_templates_reload_with_the_config_and_a_broken_one_is_rejected(
+    tmp_path: Path, services_for: Opener
+) -> None:
+    folder = first_template(tmp_path)
     services = await services_for(CONFIG + "templates: templates\n")
     first = services.runtime.digest
     assert services.runtime.renderer.render(anchor_event()).text == "first tsk_1"
@@ -126,9 +132,7 @@ async def test_templates_reload_with_the_config_and_a_broken_one_is_rejected(
 async def test_events_accepted_before_a_reload_keep_the_templates_they_came_under(
     tmp_path: Path, services_for: Opener
 ) -> None:
-    folder = tmp_path / "templates" / "anchor"
-    folder.mkdir(parents=True)
-    (folder / "task.completed.j2").write_text(TEMPLATE % "first")
+    folder = first_template(tmp_path)
     services = await services_for(CONFIG + "templates: templates\n")
     await services.pipeline.accept(replace(anchor_event(), id="before"))
     (folder / "task.completed.j2").write_text(TEMPLATE % "second")
