@@ -39,7 +39,7 @@ from relay.errors import (
     UnsupportedMediaType,
 )
 from relay.hooks import Hooks, is_hook, media_type, read_body, stream_limits
-from relay.httpproto import MAX_HEAD_BYTES, head_size
+from relay.httpproto import HEAD_TOO_LARGE_DETAIL, MAX_HEAD_BYTES, head_size
 from relay.logs import protect
 from relay.metrics import CONTENT_TYPE, UNKNOWN_SOURCE, Metrics
 from relay.pipeline import Pipeline
@@ -159,22 +159,20 @@ def _admin(services: Services, request: Request) -> Response | None:
 
 
 class HeadLimit:
-    """Refuses a request whose line and headers exceed `limit` bytes: `431`, JSON body.
+    """Refuses a request whose line and headers exceed `MAX_HEAD_BYTES`: `431`, JSON body.
 
     The protocol (`relay.httpproto`) refuses a head that is still incomplete past the bound; one
     that arrived whole in a single read is parsed first. This makes the bound exact, before any
     handler runs."""
 
-    def __init__(self, app: ASGIApp, limit: int, refused: Callable[[str], None]) -> None:
+    def __init__(self, app: ASGIApp, refused: Callable[[str], None]) -> None:
         self.app = app
-        self.limit = limit
         self.refused = refused
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and head_size(scope) > self.limit:
+        if scope["type"] == "http" and head_size(scope) > MAX_HEAD_BYTES:
             self.refused(str(scope.get("path", "")))
-            detail = f"request line and headers exceed {self.limit} bytes"
-            answer = error_response(431, "headers_too_large", detail)
+            answer = error_response(431, "headers_too_large", HEAD_TOO_LARGE_DETAIL)
             await answer(scope, receive, send)
             return
         await self.app(scope, receive, send)
@@ -234,7 +232,7 @@ def build_app(services: Services) -> RelayApp:
                 run_id=run_id,
                 provider=provider,
                 pipeline=services.pipeline,
-                limits=stream_limits(services, name),
+                limits=stream_limits(services.runtime, name),
             )
         except RunStartFailed as exc:
             return error_response(
@@ -330,7 +328,7 @@ def build_app(services: Services) -> RelayApp:
             Route("/admin/reload", admin_reload, methods=["POST"]),
         ],
         exception_handlers={IngestError: ingest_error},
-        middleware=[Middleware(HeadLimit, limit=MAX_HEAD_BYTES, refused=services.head_refused)],
+        middleware=[Middleware(HeadLimit, refused=services.head_refused)],
         lifespan=lifespan,
     )
     return RelayApp(hooks, rest)

@@ -31,6 +31,7 @@ from relay.httpproto import HEAD_TOO_LARGE_DETAIL, MAX_HEAD_BYTES, head_size
 from relay.providers.base import LowerCased
 from relay.providers.tabstack import TabstackProvider
 from relay.runs import StreamLimits, consume_stream, new_run_id
+from relay.runtime import Runtime
 from relay.store import Acceptance
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ class Hooks:
         metrics = services.metrics
         metrics.count_received(label)
         try:
-            status, body = await self._answer(name, scope, receive)
+            status, body = await self._answer(name, label, scope, receive)
         except IngestError as exc:
             metrics.rejected.labels(label, exc.code).inc()
             status, body = exc.status, error_body(exc.code, exc.detail)
@@ -87,10 +88,12 @@ class Hooks:
             status, body = 500, error_body("internal", "relay failed on this request; retry")
         await respond(send, status, body)
 
-    async def _answer(self, name: str, scope: Scope, receive: Receive) -> tuple[int, bytes]:
+    async def _answer(
+        self, name: str, label: str, scope: Scope, receive: Receive
+    ) -> tuple[int, bytes]:
         services = self.services
         if not services.accepting:
-            services.metrics.rejected.labels(services.source_label(name), "shutting_down").inc()
+            services.metrics.rejected.labels(label, "shutting_down").inc()
             body = error_body("shutting_down", "relay is restarting; retry shortly")
             return 503, body
         runtime = services.runtime
@@ -103,7 +106,7 @@ class Hooks:
         )
         media = media_type(headers)
         if isinstance(provider, TabstackProvider):
-            return await self._stream(name, provider, headers, scope, receive)
+            return await self._stream(name, provider, headers, media, scope, receive)
         if media != "application/json" and not media.endswith("+json"):
             raise UnsupportedMediaType(
                 f"Content-Type must be application/json, got '{media or 'none'}'"
@@ -122,10 +125,11 @@ class Hooks:
         name: str,
         provider: TabstackProvider,
         headers: dict[str, str],
+        media: str,
         scope: Scope,
         receive: Receive,
     ) -> tuple[int, bytes]:
-        if media_type(headers) != "text/event-stream":
+        if media != "text/event-stream":
             raise UnsupportedMediaType(
                 "a Tabstack source takes the run's stream: Content-Type must be text/event-stream"
             )
@@ -140,7 +144,7 @@ class Hooks:
             run_id=run_id,
             provider=provider,
             pipeline=services.pipeline,
-            limits=stream_limits(services, name),
+            limits=stream_limits(services.runtime, name),
         )
         answer = {"status": "accepted", "run_id": run_id, "events": summary.raw_events}
         return 202, json.dumps(answer).encode()
@@ -180,8 +184,9 @@ async def read_body(receive: Receive, headers: Mapping[str, str], limit: int) ->
     return body
 
 
-def stream_limits(services: Services, name: str) -> StreamLimits:
-    source = services.runtime.config.sources.get(name)
+def stream_limits(runtime: Runtime, name: str) -> StreamLimits:
+    """The bounds of a Tabstack source's streams (the defaults for any other source)."""
+    source = runtime.config.sources.get(name)
     if isinstance(source, TabstackSource):
         return StreamLimits(
             max_bytes=source.max_stream_bytes,

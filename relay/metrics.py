@@ -117,12 +117,10 @@ class Metrics:
         child.inc()
 
     def count_accepted(self, source: str, kind: str) -> None:
-        key = (source, kind)
+        key = (source, self.event_type(kind))  # bounded: configured sources x capped types
         child = self._accepted.get(key)
         if child is None:
-            child = self.accepted.labels(source, self.event_type(kind))
-            if len(self._accepted) < 10 * MAX_EVENT_TYPES:
-                self._accepted[key] = child
+            child = self._accepted[key] = self.accepted.labels(*key)
         child.inc()
 
     def event_type(self, kind: str) -> str:

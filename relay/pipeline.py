@@ -225,7 +225,7 @@ class Pipeline:
             done = self._plan(received)
             if done is not None:
                 planned.append((received, done))
-        written = await self.store.enqueue([(r, p.messages) for r, p in planned], self.clock())
+        written = await self.store.enqueue([(r, p.messages) for r, p in planned])
         for received, done in planned:
             if received.seq in written:
                 self._routed(received.event, done)

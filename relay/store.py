@@ -499,14 +499,11 @@ class SqliteStore:
             )[0]
         )
 
-    async def enqueue(
-        self, planned: Sequence[tuple[Received, Sequence[NewMessage]]], now: float
-    ) -> set[int]:
+    async def enqueue(self, planned: Sequence[tuple[Received, Sequence[NewMessage]]]) -> set[int]:
         """In one transaction, replace each inbox event by its messages (created at the time the
         event was received); the `seq`s written. An event no longer in the inbox (routed
         already) is skipped."""
         rows = [(r, _message_rows(r.event, messages, r.received_at)) for r, messages in planned]
-        del now
         return await self._run(functools.partial(_enqueue_all, planned=rows))
 
     async def inbox_stats(self) -> InboxStats:
@@ -613,7 +610,6 @@ class SqliteStore:
 
     async def release_orphans(self, now: float) -> int:
         """At start-up of a single process every inflight row is an orphan of the last run."""
-        del now
         return await self.release_expired_leases(float("inf"))
 
     # ------------------------------------------------------------ conversations

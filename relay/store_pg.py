@@ -337,10 +337,7 @@ class PostgresStore:
         last, called = rows[0]
         return int(last) if called else 0
 
-    async def enqueue(
-        self, planned: Sequence[tuple[Received, Sequence[NewMessage]]], now: float
-    ) -> set[int]:
-        del now
+    async def enqueue(self, planned: Sequence[tuple[Received, Sequence[NewMessage]]]) -> set[int]:
         if not planned:
             return set()
         async with self._pool.connection() as conn, conn.transaction():

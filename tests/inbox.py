@@ -20,5 +20,5 @@ async def accept(
             for r in await store.inbox(100_000)
             if (r.event.source, r.event.id) == (event.source, event.id)
         ]
-        await store.enqueue([(mine[0], messages)], now)
+        await store.enqueue([(mine[0], messages)])
     return result

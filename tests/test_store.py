@@ -87,14 +87,14 @@ async def test_a_received_event_waits_in_the_inbox_whole_until_enqueued(store: S
     assert await store.rows(Status.PENDING) == []  # nothing is queued before routing
 
     # the messages are created at the time the event was received; it leaves the inbox
-    assert await store.enqueue([(waiting[0], [msg("alerts", "k")])], 150.0) == {waiting[0].seq}
+    assert await store.enqueue([(waiting[0], [msg("alerts", "k")])]) == {waiting[0].seq}
     assert [(r.event_id, r.created_at) for r in await store.rows(Status.PENDING)] == [("e1", 100.0)]
     assert [r.event.id for r in await store.inbox(10)] == ["e2"]
     # a second router with the same event writes nothing
-    assert await store.enqueue([(waiting[0], [msg("alerts", "k")])], 150.0) == set()
+    assert await store.enqueue([(waiting[0], [msg("alerts", "k")])]) == set()
     assert len(await store.rows(Status.PENDING)) == 1
     # an event routed nowhere simply leaves
-    assert await store.enqueue([(waiting[1], [])], 150.0) == {waiting[1].seq}
+    assert await store.enqueue([(waiting[1], [])]) == {waiting[1].seq}
     assert await store.inbox_stats() == InboxStats(waiting=0, oldest_at=None)
 
 
@@ -102,7 +102,7 @@ async def test_inbox_order_never_repeats_even_after_it_emptied(store: Store) -> 
     assert await store.last_seq() == 0
     await store.receive(ev("e1"), 1.0)
     first = await store.inbox(1)
-    await store.enqueue([(first[0], [])], 1.0)
+    await store.enqueue([(first[0], [])])
     assert await store.last_seq() == first[0].seq
     await store.receive(ev("e2"), 2.0)
     (second,) = await store.inbox(1)
@@ -132,7 +132,7 @@ async def test_prune_keeps_the_ids_of_events_still_waiting(store: Store) -> None
         True,
     ]
     (waiting,) = await store.inbox(1)
-    await store.enqueue([(waiting, [])], 100_000.0)
+    await store.enqueue([(waiting, [])])
     assert await store.prune(now=100_000.0, dedup_ttl=86_400.0, keep_sent=86_400.0) == (2, 0)
 
 
@@ -358,7 +358,7 @@ async def test_an_event_is_enqueued_once_even_by_two_routers(replicas: list[Stor
     await a.receive(ev("e1"), 1.0)
     (waiting,) = await b.inbox(10)
     written = await asyncio.gather(
-        *(s.enqueue([(waiting, [msg("alerts", "slack:alerts")])], 2.0) for s in (a, b))
+        *(s.enqueue([(waiting, [msg("alerts", "slack:alerts")])]) for s in (a, b))
     )
     assert sorted(written, key=len) == [set(), {waiting.seq}]
     assert len(await a.rows(Status.PENDING)) == 1
