@@ -2,7 +2,7 @@
 
 relay's long-lived objects (config models, compiled templates, the Slack client, the modules
 themselves: hundreds of thousands of them) would be traversed by every full collection, which
-then takes some 50 ms on a small machine and stalls every request in flight. Once the process
+then takes tens of milliseconds and stalls every request in flight. Once the process
 has started, and again once a reload's old config is no longer used, `settle` moves everything
 alive into the collector's permanent generation (`gc.freeze`), so full passes look only at what
 was made since. `unsettle` hands the frozen objects back before a reload, so that the old
