@@ -24,13 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from relay.config import LoadedConfig, load_config
+from relay.delivery.destinations import describe
 from relay.errors import ConfigError, IngestError
 from relay.event import Event
 from relay.pipeline import plan
-from relay.runtime import Runtime, build_runtime, describe_destination
+from relay.records import Status
+from relay.runtime import Runtime, build_runtime
 from relay.samples import events_from_file, sample_events
-from relay.store import Status
-from relay.stores import Store, open_store
+from relay.store import Store, open_store
 
 
 def _config_arg(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +50,7 @@ def _load(args: argparse.Namespace) -> LoadedConfig:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from relay.config import secret_values
-    from relay.logs import protect, setup_logging
+    from relay.ops.logs import protect, setup_logging
     from relay.server import serve
 
     setup_logging(args.log_level)
@@ -98,13 +99,13 @@ def _plan_json(runtime: Runtime, event: Event) -> dict[str, Any]:
         "messages": [
             {
                 "destination": m.destination,
-                "to": describe_destination(dests[m.destination], runtime.dry_run),
+                "to": describe(dests[m.destination], runtime.dry_run),
                 "route": route,
                 "template": m.template,
-                **({"conversation": m.step} if m.step else {}),
+                **({"conversation": m.step.to_json()} if m.step else {}),
                 **({"muted": True} if m.muted else {}),
                 **({"digest_group": m.group.key} if m.group else {}),
-                "payload": m.payload,
+                "payload": m.message.to_json(),
             }
             for m, route in zip(planned.messages, planned.routes, strict=True)
         ],

@@ -1,8 +1,9 @@
 """The pipeline: the one place that knows the order of the stages.
 
     acknowledgement path:  verify -> parse (providers) -> persist + dedup (store) -> 202
-    router, in the background:  route (routing) -> render (render) -> outbox (store)
-    worker, on its own schedule:  deliver (deliver, pacing, retries)
+    router, in the background:  route (routing) -> render (render) -> conversation steps,
+                                digests and quiet hours (conversation) -> outbox (store)
+    worker, on its own schedule:  deliver (delivery: pacing, senders, retries)
 
 `Pipeline.accept` writes the verified event and its id to the store, nothing more, so relay
 answers a sender within milliseconds even in a burst. `Pipeline.run` then takes the waiting
@@ -27,15 +28,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from relay.conversation import steps
-from relay.digest import group_key
+from relay.conversation.digest import build as build_digest
+from relay.conversation.digest import group_key
+from relay.conversation.steps import steps
 from relay.event import Event
-from relay.metrics import Metrics
-from relay.routing import Decision
+from relay.ops.metrics import Metrics
+from relay.records import Acceptance, GroupSpec, Message, NewMessage, Received, Routed
+from relay.routing.router import Decision
+from relay.routing.schedule import active
 from relay.runtime import Runtime
-from relay.schedule import active
-from relay.store import Acceptance, GroupSpec, NewMessage, Received
-from relay.stores import Store
+from relay.store import Store
 
 log = logging.getLogger("relay.pipeline")
 
@@ -75,14 +77,13 @@ def plan(runtime: Runtime, event: Event, now: float | None = None) -> Planned:
         rendered = runtime.renderer.render(event, template=target.template, mention=mention)
         if rendered.error:
             errors.append(f"{target.destination}: {rendered.error}")
-        payload: dict[str, Any] = {"text": rendered.text, "blocks": rendered.blocks}
+        message = Message(rendered.text, tuple(rendered.blocks))
         pace_key = runtime.pace_keys[target.destination]
         group = None
         if route is not None and route.group is not None:
-            payload["line"] = rendered.text
-            if mention:
-                payload["line"] = rendered.text.removeprefix(f"{mention} ")
-                payload["mention"] = mention
+            # a digest lists each event's one line, and mentions whoever any of them mentions
+            line = rendered.text.removeprefix(f"{mention} ") if mention else rendered.text
+            message = Message(message.text, message.blocks, mention or None, line)
             group = GroupSpec(
                 route=target.route,
                 key=group_key(event, route.group.by),
@@ -104,8 +105,8 @@ def plan(runtime: Runtime, event: Event, now: float | None = None) -> Planned:
                     destination=target.destination,
                     pace_key=pace_key,
                     template=rendered.template,
-                    payload=payload,
-                    step=step.to_json() if step.joins else None,
+                    message=message,
+                    step=step if step.joins else None,
                     muted=muted,
                     group=group,
                 )
@@ -181,28 +182,55 @@ class Pipeline:
         return self.runtime
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Route waiting events until `stop`: at once when one is accepted here, else every
-        `poll_seconds` (events accepted by other replicas, or left by a previous run)."""
+        """Route waiting events and flush due digests until `stop`: at once when an event is
+        accepted here, else every `poll_seconds` (events accepted by other replicas, or left
+        by a previous run) or when the next digest is due."""
         stopping = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
                 self._wake.clear()
+                timeout = self.poll_seconds
                 try:
                     while not stop.is_set() and await self.route_pending(stop):
                         pass
+                    if not stop.is_set():
+                        timeout = await self.flush_digests()
                 except Exception:  # the store is unreachable, say: the events wait in the inbox
                     log.exception("routing failed; will try again")
                 waking = asyncio.ensure_future(self._wake.wait())
                 await asyncio.wait(
-                    [waking, stopping],
-                    timeout=self.poll_seconds,
-                    return_when=asyncio.FIRST_COMPLETED,
+                    [waking, stopping], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
                 )
                 waking.cancel()
         finally:
             stopping.cancel()
             with contextlib.suppress(Exception):  # else it simply expires
                 await self.store.release_routing(self.holder)
+
+    async def flush_digests(self) -> float:
+        """Turn every due digest group into its message in the outbox; returns the seconds
+        until the next one is due (at most `poll_seconds`)."""
+        now = self.clock()
+        enqueued = False
+        for batch in await self.store.due_digests(now):
+            message = build_digest(batch) if batch.items else None
+            await self.store.flush_digest(batch, message, now)
+            enqueued = enqueued or message is not None
+            if message is not None:
+                log.info(
+                    "digest enqueued",
+                    extra={
+                        "route": batch.route,
+                        "destination": batch.destination,
+                        "events": len(batch.items),
+                    },
+                )
+        if enqueued and self.on_enqueued is not None:
+            self.on_enqueued()
+        due = await self.store.next_digest_at()
+        if due is None:
+            return self.poll_seconds
+        return min(self.poll_seconds, max(0.0, due - self.clock()))
 
     async def route_pending(self, stop: asyncio.Event | None = None) -> int:
         """Route and render the oldest waiting events into the outbox, one batch in one
@@ -225,7 +253,7 @@ class Pipeline:
             done = self._plan(received)
             if done is not None:
                 planned.append((received, done))
-        written = await self.store.enqueue([(r, p.messages) for r, p in planned])
+        written = await self.store.enqueue([Routed(r, p.messages) for r, p in planned])
         for received, done in planned:
             if received.seq in written:
                 self._routed(received.event, done)

@@ -9,81 +9,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from relay.config import (
-    AnchorSource,
-    ConsoleDestination,
-    DeckSource,
-    GenericSource,
-    LoadedConfig,
-    SlackChannelDestination,
-    TabstackSource,
-    WebhookDestination,
-)
+from relay.config import Config, LoadedConfig
+from relay.delivery.destinations import pace_keys
 from relay.errors import ConfigError
-from relay.providers.anchor import AnchorProvider
-from relay.providers.base import MAX_JSON_DEPTH, Provider
-from relay.providers.deck import DeckProvider
-from relay.providers.generic import GenericProvider
-from relay.providers.tabstack import TabstackProvider
-from relay.render import Renderer
-from relay.routing import Router
-
-
-def _secrets(values: list[Any]) -> list[str]:
-    return [v.get_secret_value() for v in values]
-
-
-def build_provider(name: str, source: Any, max_json_depth: int = MAX_JSON_DEPTH) -> Provider:
-    if isinstance(source, AnchorSource):
-        return AnchorProvider(
-            name,
-            _secrets(source.secrets),
-            tolerance_s=source.tolerance,
-            key_encoding=source.key_encoding,
-            max_json_depth=max_json_depth,
-        )
-    if isinstance(source, DeckSource):
-        return DeckProvider(
-            name,
-            _secrets(source.secrets),
-            tolerance_s=source.tolerance,
-            max_json_depth=max_json_depth,
-        )
-    if isinstance(source, TabstackSource):
-        token = source.token.get_secret_value() if source.token else None
-        return TabstackProvider(name, token, max_json_depth=max_json_depth)
-    if isinstance(source, GenericSource):
-        return GenericProvider(
-            name,
-            id_path=source.id_path,
-            type_path=source.type_path,
-            data_path=source.data_path,
-            created_path=source.created_path,
-            text_path=source.text_path,
-            secrets=_secrets(source.secrets),
-            signature_header=source.signature_header,
-            signature_prefix=source.signature_prefix,
-            token=source.token.get_secret_value() if source.token else None,
-            timestamp_header=source.timestamp_header,
-            tolerance_s=source.tolerance,
-            max_json_depth=max_json_depth,
-        )
-    raise TypeError(f"no provider for {type(source).__name__}")
-
-
-def pace_key(destination: Any, dry_run: bool) -> str:
-    """The key that paces a destination: one Slack channel or one webhook URL.
-
-    Routes that target the same channel through different destination names share it.
-    """
-    if isinstance(destination, SlackChannelDestination):
-        return "console" if dry_run else f"slack:{destination.channel.lstrip('#').lower()}"
-    if isinstance(destination, WebhookDestination) and destination.url is not None:
-        digest = hashlib.sha256(destination.url.get_secret_value().encode()).hexdigest()[:16]
-        return f"webhook:{digest}"
-    return "console"
+from relay.providers import Provider, build_provider
+from relay.render.renderer import Renderer
+from relay.routing.router import Router
 
 
 @dataclass(frozen=True)
@@ -98,11 +30,8 @@ class Runtime:
     digest: str = ""
 
     @property
-    def config(self) -> Any:
+    def config(self) -> Config:
         return self.loaded.config
-
-    def is_console(self, destination: str) -> bool:
-        return self.pace_keys[destination] == "console"
 
 
 def build_runtime(loaded: LoadedConfig) -> Runtime:
@@ -123,7 +52,7 @@ def build_runtime(loaded: LoadedConfig) -> Runtime:
         providers=providers,
         router=Router.from_config(config),
         renderer=Renderer(loaded.templates_dir),
-        pace_keys={name: pace_key(d, dry_run) for name, d in config.destinations.items()},
+        pace_keys=pace_keys(config, dry_run),
         dry_run=dry_run,
         digest=digest(loaded),
     )
@@ -147,14 +76,3 @@ def digest(loaded: LoadedConfig) -> str:
         hasher.update(b"\0" + path.relative_to(loaded.templates_dir).as_posix().encode() + b"\0")
         hasher.update(path.read_bytes())
     return hasher.hexdigest()[:12]
-
-
-def describe_destination(destination: Any, dry_run: bool) -> str:
-    """Where a destination posts, without secrets (a webhook URL is never shown)."""
-    if isinstance(destination, SlackChannelDestination):
-        return f"slack {destination.channel}" + (" (dry-run: console)" if dry_run else "")
-    if isinstance(destination, WebhookDestination):
-        return "slack incoming webhook" + ("" if destination.url else " (no URL: console)")
-    if isinstance(destination, ConsoleDestination):
-        return "console"
-    return "unknown"

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from relay.errors import MalformedRequest
 from relay.event import Event
-from relay.providers.tabstack import TabstackProvider
+from relay.providers.tabstack.provider import TabstackProvider
+from relay.providers.tabstack.sse import SSEDecoder
+from relay.providers.tabstack.story import RunStory
 from relay.runtime import Runtime
-from relay.sse import SSEDecoder
-from relay.tabstack_story import RunStory
 
 SAMPLES = Path(__file__).parent / "samples"
 

@@ -13,44 +13,29 @@ from pathlib import Path
 from typing import TextIO
 
 import uvicorn
-from slack_sdk.web.async_client import AsyncWebClient
-from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from relay.app import Services, build_app
-from relay.config import LoadedConfig, SlackChannelDestination, WebhookDestination
-from relay.deliver import ConsoleSender, Sender, SlackChannelSender, SlackWebhookSender
+from relay.config import LoadedConfig
+from relay.delivery.destinations import Clients, build_senders
+from relay.delivery.senders import Sender
+from relay.delivery.slack import web_client
+from relay.delivery.worker import Worker, settings
 from relay.errors import ConfigError
-from relay.httpproto import bounded_protocol
-from relay.pacing import Pacer
+from relay.http.app import build_app
+from relay.http.protocol import bounded_protocol
+from relay.ops.services import Services
 from relay.runtime import Runtime, build_runtime
-from relay.stores import open_store
-from relay.worker import Worker
+from relay.store import open_store
 
 
-def build_senders(runtime: Runtime, console: TextIO) -> dict[str, Sender]:
+def senders_for(runtime: Runtime, console: TextIO) -> dict[str, Sender]:
     """One sender per destination; without a Slack token every channel prints to the console."""
     slack = runtime.config.slack
-    web: AsyncWebClient | None = None
+    web = None
     if not runtime.dry_run and slack.token is not None:
-        web = AsyncWebClient(
-            token=slack.token.get_secret_value(),
-            base_url=slack.api_url,
-            timeout=int(slack.timeout),
-            retry_handlers=[],
+        web = web_client(
+            slack.token.get_secret_value(), base_url=slack.api_url, timeout=int(slack.timeout)
         )
-    senders: dict[str, Sender] = {}
-    for name, dest in runtime.config.destinations.items():
-        if isinstance(dest, SlackChannelDestination) and web is not None:
-            senders[name] = SlackChannelSender(web, dest.channel)
-        elif isinstance(dest, WebhookDestination) and dest.url is not None:
-            hook = AsyncWebhookClient(
-                dest.url.get_secret_value(), timeout=int(slack.timeout), retry_handlers=[]
-            )
-            senders[name] = SlackWebhookSender(hook)
-        else:
-            channel = dest.channel if isinstance(dest, SlackChannelDestination) else None
-            senders[name] = ConsoleSender(console, name, channel)
-    return senders
+    return build_senders(runtime.config, Clients(web, console, slack.timeout))
 
 
 def build_services(
@@ -58,13 +43,13 @@ def build_services(
 ) -> Services:
     runtime = build_runtime(loaded)
     store = open_store(env.get("RELAY_DATABASE_URL"), cwd)
-    config = runtime.config
+    pacing, retry = settings(runtime.config)
     worker = Worker(
         store,
-        build_senders(runtime, console),
-        pacer=Pacer(rate=config.pacing.rate, burst=config.pacing.burst),
-        max_age=config.store.max_age,
-        lease_seconds=config.store.lease,
+        senders_for(runtime, console),
+        pacing=pacing,
+        retry=retry,
+        lease_seconds=runtime.config.store.lease,
     )
 
     def rebuild(new: LoadedConfig) -> tuple[Runtime, dict[str, Sender]]:
@@ -74,7 +59,7 @@ def build_services(
         problems = fresh.renderer.compile_problems(user_only=True)
         if problems:
             raise ConfigError(problems)
-        return fresh, build_senders(fresh, console)
+        return fresh, senders_for(fresh, console)
 
     return Services(
         runtime=runtime,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from relay.event import Event
-from relay.store import Acceptance, NewMessage
-from relay.stores import Store
+from relay.records import Acceptance, NewMessage, Routed
+from relay.store import Store
 
 
 async def accept(
@@ -20,5 +20,5 @@ async def accept(
             for r in await store.inbox(100_000)
             if (r.event.source, r.event.id) == (event.source, event.id)
         ]
-        await store.enqueue([(mine[0], messages)])
+        await store.enqueue([Routed(mine[0], tuple(messages))])
     return result

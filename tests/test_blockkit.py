@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from relay.blockkit import MAX_BLOCKS_JSON, UnfixableMessage, blocks_size, fit
+from relay.render.blockkit import MAX_BLOCKS_JSON, UnfixableMessage, blocks_size, fit
 
 
 def section(text: str) -> dict[str, Any]:

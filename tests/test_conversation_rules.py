@@ -10,14 +10,13 @@ from typing import Any
 import pytest
 
 from relay.config import RepeatConfig, ThreadConfig, TimeInterval, parse_config
-from relay.conversation import Step, key_value, steps
-from relay.deliver import OutgoingMessage
-from relay.digest import build, group_key
+from relay.conversation.digest import build, group_key
+from relay.conversation.repeat import with_counter
+from relay.conversation.steps import key_value, steps
 from relay.errors import ConfigError
 from relay.event import Event
-from relay.repeat import with_counter
-from relay.schedule import active
-from relay.store import DigestBatch, DigestItem
+from relay.records import DigestBatch, DigestItem, Message, Step
+from relay.routing.schedule import active
 
 CREATED = datetime(2026, 5, 24, 12, 0, tzinfo=UTC)
 
@@ -174,14 +173,13 @@ routes: [{to: [c], mute_during: [nigths]}]
 
 
 def item(i: int, kind: str = "session.failed", mention: str | None = None) -> DigestItem:
-    payload: dict[str, Any] = {
-        "text": f"{mention + ' ' if mention else ''}:x: Session failed — ses_{i}",
-        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": f"ses_{i}"}}],
-        "line": f":x: Session failed — ses_{i}",
-    }
-    if mention:
-        payload["mention"] = mention
-    return DigestItem(i, "anchor", f"e{i}", kind, "anchor/session.failed", payload, 1e9 + i)
+    message = Message(
+        text=f"{mention + ' ' if mention else ''}:x: Session failed — ses_{i}",
+        blocks=({"type": "section", "text": {"type": "mrkdwn", "text": f"ses_{i}"}},),
+        mention=mention,
+        line=f":x: Session failed — ses_{i}",
+    )
+    return DigestItem(i, "anchor", f"e{i}", kind, "anchor/session.failed", message, 1e9 + i)
 
 
 def batch(items: list[DigestItem], show: int = 5) -> DigestBatch:
@@ -191,8 +189,8 @@ def batch(items: list[DigestItem], show: int = 5) -> DigestBatch:
 def test_a_digest_counts_lists_and_says_how_many_more() -> None:
     items = [item(i) for i in range(7)] + [item(7, "batch.failed")]
     message = build(batch(items, show=3))
-    assert message.payload["text"] == ":package: 8 events"
-    text = str(message.payload["blocks"])
+    assert message.message.text == ":package: 8 events"
+    text = str(message.message.blocks)
     assert "7 x `session.failed`, 1 x `batch.failed`" in text
     assert "ses_0" in text and "ses_2" in text and "ses_3" not in text
     assert "…and 5 more events" in text
@@ -200,10 +198,10 @@ def test_a_digest_counts_lists_and_says_how_many_more() -> None:
 
 def test_a_digest_mentions_once_and_a_lone_item_posts_itself() -> None:
     message = build(batch([item(i, mention="<!here>") for i in range(3)]))
-    assert message.payload["text"] == "<!here> :package: 3 events: session.failed"
-    assert str(message.payload["blocks"]).count("<!here>") == 1
+    assert message.message.text == "<!here> :package: 3 events: session.failed"
+    assert str(message.message.blocks).count("<!here>") == 1
     lone = build(batch([item(4)]))
-    assert lone.payload["text"] == ":x: Session failed — ses_4"
+    assert lone.message.text == ":x: Session failed — ses_4"
     assert lone.template == "anchor/session.failed"
 
 
@@ -214,9 +212,7 @@ def test_group_keys() -> None:
 
 
 def test_repeat_counter_replaces_itself() -> None:
-    message = OutgoingMessage(
-        "boom", [{"type": "section", "text": {"type": "mrkdwn", "text": "x"}}]
-    )
+    message = Message("boom", ({"type": "section", "text": {"type": "mrkdwn", "text": "x"}},))
     twice = with_counter(message, 2, 1e9, 1e9 + 60)
     thrice = with_counter(twice, 3, 1e9, 1e9 + 120)
     assert thrice.text == "boom (seen 3 times)"

@@ -16,14 +16,15 @@ import pytest
 from fakeslack import FakeSlack
 
 from relay.config import parse_config
+from relay.delivery.policy import RetryPolicy
+from relay.delivery.worker import Worker
 from relay.event import Event
+from relay.http.streams import StreamLimits, consume_stream
 from relay.pipeline import Pipeline
-from relay.runs import StreamLimits, consume_stream
+from relay.records import Status
 from relay.runtime import build_runtime
-from relay.server import build_senders
-from relay.store import Status
-from relay.stores import open_store
-from relay.worker import Worker
+from relay.server import senders_for
+from relay.store import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "relay" / "samples"
@@ -104,8 +105,9 @@ class Rig:
     async def start(self) -> None:
         self.store = open_store(self.db, self.folder)
         await self.store.open()
-        senders = build_senders(self.runtime, self.console)
-        self.worker = Worker(self.store, senders, poll_seconds=0.05, backoff_base=0.1)
+        senders = senders_for(self.runtime, self.console)
+        retry = RetryPolicy(backoff_base=0.1)
+        self.worker = Worker(self.store, senders, poll_seconds=0.05, retry=retry)
         self.pipeline = Pipeline(
             self.runtime, self.store, clock=self.clock, on_enqueued=self.worker.wake
         )
@@ -412,7 +414,7 @@ async def test_muted_events_are_recorded_not_delivered(rig: Rig, slack: FakeSlac
     await rig.settle()
     assert slack.messages_in("#browser-quiet") == []
     (row,) = await rig.store.rows(Status.MUTED)
-    assert row.event_id == "m1" and row.payload["blocks"]
+    assert row.event_id == "m1" and row.message.blocks
     stats = {s.destination: s for s in await rig.store.stats()}
     assert stats["quiet"].muted == 1
 

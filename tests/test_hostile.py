@@ -25,10 +25,10 @@ from signing import ANCHOR_SECRET, DECK_SECRET, anchor_headers, deck_headers
 from relay.config import load_config, parse_config
 from relay.errors import IngestError
 from relay.event import Event
-from relay.mrkdwn import control_sequences
 from relay.pipeline import plan
 from relay.providers.base import MAX_JSON_DEPTH
-from relay.providers.tabstack import TabstackProvider
+from relay.providers.tabstack.provider import TabstackProvider
+from relay.render.mrkdwn import control_sequences
 from relay.runtime import build_runtime
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -158,7 +158,7 @@ def test_every_template_takes_wrong_types_and_extreme_numbers_in_every_field(
             configured = {t.mention for t in planned.decision.targets if t.mention}
             mentions = frozenset(m for text in configured for m in text.split())
             for message in planned.messages:
-                assert_slack_safe(message.payload, urls_in(event.data), mentions)
+                assert_slack_safe(message.message.to_json(), urls_in(event.data), mentions)
 
 
 EVERY_RULE = """
@@ -197,7 +197,7 @@ def test_every_kind_of_rule_takes_any_data(v: Any, b: Any, kind: str) -> None:
     ]  # fmt: skip
     assert {m.destination for m in planned.messages} <= {"a", "b", "c"}
     for message in planned.messages:
-        assert_slack_safe(message.payload, urls_in(event.data))
+        assert_slack_safe(message.message.to_json(), urls_in(event.data))
 
 
 JINJA = "{{ 'ev' ~ 'aluated' }}{% for x in range(10**9) %}x{% endfor %}{{ cycler.__init__ }}"

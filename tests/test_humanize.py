@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from relay import humanize
+from relay.render import humanize
 
 
 @pytest.mark.parametrize(

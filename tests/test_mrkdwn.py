@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from relay.mrkdwn import (
+from relay.render.mrkdwn import (
     date_token,
     escape,
     link,

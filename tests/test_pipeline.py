@@ -15,10 +15,10 @@ import pytest
 from relay.config import parse_config
 from relay.event import Event
 from relay.pipeline import BATCH, Pipeline
-from relay.render import RenderedMessage, Renderer
+from relay.records import Acceptance, Status
+from relay.render.renderer import RenderedMessage, Renderer
 from relay.runtime import Runtime, build_runtime
-from relay.store import Acceptance, SqliteStore, Status
-from relay.stores import Store, open_store
+from relay.store import SqliteStore, Store, open_store
 
 CONFIG = """
 sources:
@@ -69,7 +69,7 @@ async def test_accepting_stores_the_event_and_routes_nothing_yet(
         "alerts",
         "anchor/task.failed",
     )
-    assert "tsk_1" in row.payload["text"]
+    assert "tsk_1" in row.message.text
     assert (await store.inbox_stats()).waiting == 0
 
 

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from relay.app import Services
 from relay.config import LoadedConfig, load_config
-from relay.deliver import Sender
+from relay.delivery.senders import Sender
 from relay.errors import ConfigError
 from relay.event import Event
+from relay.http.app import Services
+from relay.records import Status
 from relay.runtime import Runtime, build_runtime
 from relay.server import build_services
-from relay.store import Status
 
 CONFIG = """
 sources:
@@ -142,7 +142,7 @@ async def test_events_accepted_before_a_reload_keep_the_templates_they_came_unde
     assert (await services.store.inbox_stats()).waiting == 2
     while await services.pipeline.route_pending():
         pass
-    queued = {r.event_id: r.payload["text"] for r in await services.store.rows(Status.PENDING)}
+    queued = {r.event_id: r.message.text for r in await services.store.rows(Status.PENDING)}
     assert queued == {"before": "first tsk_1", "after": "second tsk_1"}
 
 

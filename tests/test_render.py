@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relay.blockkit import MAX_BLOCKS_JSON, blocks_size
 from relay.event import Event
-from relay.render import FALLBACK, RenderedMessage, Renderer
+from relay.render.blockkit import MAX_BLOCKS_JSON, blocks_size
+from relay.render.renderer import FALLBACK, RenderedMessage, Renderer
 
 WHEN = datetime(2026, 5, 24, 12, 18, 5, tzinfo=UTC)
 HOSTILE = [
@@ -420,10 +420,10 @@ def test_builtins_all_compile() -> None:
 def test_slack_sdk_checks_user_templates_and_built_ins_skip_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import relay.blockkit
+    import relay.render.blockkit
 
     checked: list[str] = []
-    monkeypatch.setattr(relay.blockkit, "_sdk_check", lambda i, b: checked.append(b["type"]))
+    monkeypatch.setattr(relay.render.blockkit, "_sdk_check", lambda i, b: checked.append(b["type"]))
     assert Renderer().builtin_only
     assert Renderer(tmp_path).builtin_only  # a folder with no template in it
     Renderer().render(event({"name": "n", "url": "https://ok.example"}, type="task.failed",

@@ -9,7 +9,7 @@ import pytest
 
 from relay.config import load_config, parse_config
 from relay.event import Event
-from relay.routing import Router, format_mentions
+from relay.routing.router import Router, format_mentions
 
 ROOT = Path(__file__).resolve().parent.parent
 

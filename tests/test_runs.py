@@ -12,9 +12,9 @@ import pytest
 
 from relay.errors import PayloadTooLarge
 from relay.event import Event
-from relay.providers.tabstack import TabstackProvider
-from relay.runs import StreamLimits, consume_stream
-from relay.store import Acceptance
+from relay.http.streams import StreamLimits, consume_stream
+from relay.providers.tabstack.provider import TabstackProvider
+from relay.records import Acceptance
 
 START = b'event: start\ndata: {"task": "Find the price", "url": "https://shop.example"}\n\n'
 STEP = b'event: agent:step\ndata: {"iterationId": "it1", "currentIteration": 1}\n\n'

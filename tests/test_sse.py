@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relay.errors import PayloadTooLarge
-from relay.sse import SSEDecoder, SSEEvent, SSEEventTooLarge
+from relay.providers.tabstack.sse import SSEDecoder, SSEEvent, SSEEventTooLarge
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 STREAMS = sorted((SHARED / "fixtures" / "tabstack").glob("*.sse"))

@@ -4,6 +4,7 @@ then what is specific to each backend (migrations, URLs, leases and pacing acros
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from collections.abc import AsyncIterator
@@ -14,22 +15,23 @@ import pytest
 from inbox import accept
 
 from relay.event import Event
-from relay.pacing import Pacer
-from relay.store import (
-    MIGRATIONS,
+from relay.records import (
     Acceptance,
-    ClaimOutcome,
+    GroupSpec,
     InboxStats,
+    Message,
     NewMessage,
     OutboxRow,
-    SqliteStore,
+    Reason,
+    Received,
+    Routed,
+    Settlement,
     Status,
-    migrate,
-    sqlite_path,
 )
-from relay.store_pg import MIGRATIONS as PG_MIGRATIONS
-from relay.store_pg import PostgresStore, redact
-from relay.stores import Store, open_store
+from relay.store import PostgresStore, SqliteStore, Store, open_store
+from relay.store.postgres import redact
+from relay.store.schema import MIGRATIONS
+from relay.store.sqlite import migrate, sqlite_path
 
 
 def ev(event_id: str, source: str = "anchor") -> Event:
@@ -37,7 +39,34 @@ def ev(event_id: str, source: str = "anchor") -> Event:
 
 
 def msg(dest: str, key: str, text: str = "hi") -> NewMessage:
-    return NewMessage(dest, key, "anchor/task.failed", {"text": text, "blocks": []})
+    return NewMessage(dest, key, "anchor/task.failed", Message(text))
+
+
+def routed(received: Received, *messages: NewMessage) -> list[Routed]:
+    return [Routed(received, messages)]
+
+
+async def claim_all(
+    store: Store, now: float, *, rate: float = 1000.0, burst: float = 1000.0, lease: float = 60.0
+) -> list[OutboxRow]:
+    """Claim every due head that pacing allows, as the worker does at one look."""
+    found = await store.claim(now, now + lease, rate=rate, burst=burst, limit=100)
+    return [c.row for c in found.claimed]
+
+
+def sent(row: OutboxRow, now: float) -> Settlement:
+    return Settlement(row.id, row.pace_key, Status.SENT, Reason.OK, now, channel_id="C1", ts="1.1")
+
+
+def retry(row: OutboxRow, at: float, now: float = 100.0) -> Settlement:
+    return Settlement(
+        row.id, row.pace_key, Status.PENDING, Reason.RATE_LIMITED, now, "ratelimited",
+        next_attempt_at=at,
+    )  # fmt: skip
+
+
+def dead(row: OutboxRow, now: float) -> Settlement:
+    return Settlement(row.id, row.pace_key, Status.DEAD, Reason.CHANNEL, now, "channel_not_found")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -87,14 +116,14 @@ async def test_a_received_event_waits_in_the_inbox_whole_until_enqueued(store: S
     assert await store.rows(Status.PENDING) == []  # nothing is queued before routing
 
     # the messages are created at the time the event was received; it leaves the inbox
-    assert await store.enqueue([(waiting[0], [msg("alerts", "k")])]) == {waiting[0].seq}
+    assert await store.enqueue(routed(waiting[0], msg("alerts", "k"))) == {waiting[0].seq}
     assert [(r.event_id, r.created_at) for r in await store.rows(Status.PENDING)] == [("e1", 100.0)]
     assert [r.event.id for r in await store.inbox(10)] == ["e2"]
     # a second router with the same event writes nothing
-    assert await store.enqueue([(waiting[0], [msg("alerts", "k")])]) == set()
+    assert await store.enqueue(routed(waiting[0], msg("alerts", "k"))) == set()
     assert len(await store.rows(Status.PENDING)) == 1
     # an event routed nowhere simply leaves
-    assert await store.enqueue([(waiting[1], [])]) == {waiting[1].seq}
+    assert await store.enqueue(routed(waiting[1])) == {waiting[1].seq}
     assert await store.inbox_stats() == InboxStats(waiting=0, oldest_at=None)
 
 
@@ -102,7 +131,7 @@ async def test_inbox_order_never_repeats_even_after_it_emptied(store: Store) -> 
     assert await store.last_seq() == 0
     await store.receive(ev("e1"), 1.0)
     first = await store.inbox(1)
-    await store.enqueue([(first[0], [])])
+    await store.enqueue(routed(first[0]))
     assert await store.last_seq() == first[0].seq
     await store.receive(ev("e2"), 2.0)
     (second,) = await store.inbox(1)
@@ -132,7 +161,7 @@ async def test_prune_keeps_the_ids_of_events_still_waiting(store: Store) -> None
         True,
     ]
     (waiting,) = await store.inbox(1)
-    await store.enqueue([(waiting, [])])
+    await store.enqueue(routed(waiting))
     assert await store.prune(now=100_000.0, dedup_ttl=86_400.0, keep_sent=86_400.0) == (2, 0)
 
 
@@ -156,111 +185,101 @@ async def test_only_the_head_of_each_key_is_due(store: Store) -> None:
         100.0,
     )
     await accept(store, ev("e2"), [msg("alerts", "slack:alerts", "2")], 100.0)
-    heads = await store.due_heads(100.0)
-    assert [(h.pace_key, h.payload["text"]) for h in heads] == [
-        ("slack:alerts", "1"),
-        ("slack:events", "1"),
+    heads = await claim_all(store, 100.0)
+    assert [(h.pace_key, h.message.text, h.status, h.attempts) for h in heads] == [
+        ("slack:alerts", "1", Status.INFLIGHT, 1),
+        ("slack:events", "1", Status.INFLIGHT, 1),
     ]
-    assert await store.claim(heads[0].id, 200.0)
-    assert not await store.claim(heads[0].id, 200.0)  # already taken
-    # while the head is in flight nothing else on that key is due
-    assert [h.pace_key for h in await store.due_heads(100.0)] == ["slack:events"]
-    await store.mark_sent(heads[0].id, "C1", "1.000001", 101.0)
-    assert [
-        h.payload["text"] for h in await store.due_heads(101.0) if h.pace_key == "slack:alerts"
-    ] == ["2"]
+    # while a key's head is in flight nothing else on that key is due
+    assert await claim_all(store, 100.0) == []
+    await store.settle(sent(heads[0], 101.0))
+    assert [h.message.text for h in await claim_all(store, 101.0)] == ["2"]
 
 
 async def test_retry_keeps_order_and_waits(store: Store) -> None:
     await accept(store, ev("e1"), [msg("alerts", "k", "1")], 100.0)
     await accept(store, ev("e2"), [msg("alerts", "k", "2")], 100.0)
-    head = (await store.due_heads(100.0))[0]
-    await store.claim(head.id, 200.0)
-    await store.mark_retry(head.id, 130.0, "rate_limited", "ratelimited")
-    assert await store.due_heads(120.0) == []  # the second message waits behind the first
+    (head,) = await claim_all(store, 100.0)
+    await store.settle(retry(head, 130.0))
+    assert await claim_all(store, 120.0) == []  # the second message waits behind the first
     assert await store.next_due_at() == 130.0
-    again = await store.due_heads(130.0)
-    assert [(r.payload["text"], r.attempts, r.last_reason) for r in again] == [
-        ("1", 1, "rate_limited")
+    again = await claim_all(store, 130.0)
+    assert [(r.message.text, r.attempts, r.last_reason) for r in again] == [
+        ("1", 2, "rate_limited")
     ]
-
-
-async def head_of(store: Store, key: str, now: float) -> OutboxRow:
-    (head,) = [h for h in await store.due_heads(now) if h.pace_key == key]
-    return head
 
 
 async def test_a_claim_spends_its_keys_budget_and_a_429_pauses_only_that_key(
     store: Store,
 ) -> None:
-    pacer = Pacer(rate=1.0, burst=2.0)
     for i in range(5):
         await accept(store, ev(f"e{i}"), [msg("alerts", "slack:alerts", str(i))], 100.0)
     await accept(store, ev("other"), [msg("events", "slack:events")], 100.0)
 
-    async def send_next(now: float) -> tuple[ClaimOutcome, float]:
-        head = await head_of(store, "slack:alerts", now)
-        claim = await store.claim_head(head, now, now + 60.0, pacer)
-        if claim.outcome is ClaimOutcome.CLAIMED:
-            await store.mark_sent(head.id, "C1", str(now), now)
-        return claim.outcome, claim.wait
+    async def send_next(now: float) -> tuple[list[str], float | None]:
+        found = await store.claim(now, now + 60.0, rate=1.0, burst=2.0, limit=10)
+        texts = []
+        for claim in found.claimed:
+            if claim.row.pace_key == "slack:alerts":
+                texts.append(claim.row.message.text)
+            await store.settle(sent(claim.row, now))
+        return texts, found.paced_wait
 
-    assert [await send_next(100.0) for _ in range(2)] == [(ClaimOutcome.CLAIMED, 0.0)] * 2
-    outcome, wait = await send_next(100.5)
-    assert outcome is ClaimOutcome.PACED and wait == pytest.approx(0.5)
-    assert await send_next(101.0) == (ClaimOutcome.CLAIMED, 0.0)
-    await store.pause_key("slack:alerts", 101.0, 30.0, pacer)  # Slack said 429, Retry-After 30
-    outcome, wait = await send_next(110.0)
-    assert outcome is ClaimOutcome.PACED and wait == pytest.approx(21.0)
-    other = await head_of(store, "slack:events", 110.0)
-    assert (await store.claim_head(other, 110.0, 170.0, pacer)).outcome is ClaimOutcome.CLAIMED
+    assert [await send_next(100.0) for _ in range(2)] == [(["0"], None), (["1"], None)]
+    texts, wait = await send_next(100.5)
+    assert texts == [] and wait == pytest.approx(0.5)
+    assert await send_next(101.0) == (["2"], None)
+    # Slack said 429, Retry-After 30, to the next message
+    (head,) = await claim_all(store, 102.0, rate=1.0, burst=2.0)
+    rate_limited = retry(head, 132.0, now=102.0)
+    await store.settle(dataclasses.replace(rate_limited, pause=30.0))
+    found = await store.claim(110.0, 170.0, rate=1.0, burst=2.0, limit=10)
+    assert found.claimed == () and found.paced_wait is None  # the head waits for its retry
+    found = await store.claim(132.0, 190.0, rate=1.0, burst=2.0, limit=10)
+    assert [c.row.message.text for c in found.claimed] == ["3"]
 
 
-async def test_a_head_that_is_no_longer_due_or_no_longer_the_head_is_not_claimed(
-    store: Store,
-) -> None:
-    pacer = Pacer()
-    await accept(store, ev("e1"), [msg("alerts", "k", "1")], 100.0)
-    await accept(store, ev("e2"), [msg("alerts", "k", "2")], 100.0)
-    first = await head_of(store, "k", 100.0)
-    assert (await store.claim_head(first, 100.0, 160.0, pacer)).outcome is ClaimOutcome.CLAIMED
-    await store.mark_retry(first.id, 130.0, "rate_limited", "ratelimited")
-    # a worker still holding the row it read before the retry was scheduled must not send it
-    assert (await store.claim_head(first, 100.0, 160.0, pacer)).outcome is ClaimOutcome.TAKEN
-    second = next(r for r in await store.rows(Status.PENDING) if r.payload["text"] == "2")
-    assert (await store.claim_head(second, 130.0, 190.0, pacer)).outcome is ClaimOutcome.TAKEN
-    assert (await store.claim_head(first, 130.0, 190.0, pacer)).outcome is ClaimOutcome.CLAIMED
+async def test_a_paused_key_waits_and_other_keys_flow(store: Store) -> None:
+    await accept(store, ev("e1"), [msg("alerts", "slack:alerts")], 100.0)
+    await accept(store, ev("e2"), [msg("events", "slack:events")], 100.0)
+    (first, other) = await claim_all(store, 100.0, rate=1.0, burst=3.0)
+    await store.settle(Settlement(
+        first.id, first.pace_key, Status.PENDING, Reason.RATE_LIMITED, 101.0,
+        next_attempt_at=101.0, pause=30.0,
+    ))  # fmt: skip
+    await store.settle(sent(other, 101.0))
+    found = await store.claim(110.0, 170.0, rate=1.0, burst=3.0, limit=10)
+    assert found.claimed == () and found.paced_wait == pytest.approx(21.0)
 
 
 async def test_dead_letters_list_replay_drop(store: Store) -> None:
     await accept(store, ev("e1"), [msg("alerts", "k")], 100.0)
     await accept(store, ev("e2"), [msg("alerts", "k2")], 100.0)
-    for row in await store.due_heads(100.0):
-        await store.claim(row.id, 200.0)
-        await store.mark_dead(row.id, "channel", "channel_not_found", 101.0)
-    dead = await store.rows(Status.DEAD)
-    assert [(d.last_reason, d.last_error) for d in dead] == [("channel", "channel_not_found")] * 2
-    assert await store.replay_dead([dead[0].id], 300.0) == 1
-    assert [r.event_id for r in await store.due_heads(300.0)] == ["e1"]
+    for row in await claim_all(store, 100.0):
+        await store.settle(dead(row, 101.0))
+    dead_rows = await store.rows(Status.DEAD)
+    assert [(d.last_reason, d.last_error) for d in dead_rows] == [
+        ("channel", "channel_not_found")
+    ] * 2
+    assert await store.replay_dead([dead_rows[0].id], 300.0) == 1
+    assert [r.event_id for r in await claim_all(store, 300.0)] == ["e1"]
     assert await store.drop_dead(None) == 1
     assert await store.rows(Status.DEAD) == []
 
 
 async def test_orphaned_inflight_rows_come_back(store: Store) -> None:
     await accept(store, ev("e1"), [msg("alerts", "k")], 100.0)
-    row = (await store.due_heads(100.0))[0]
-    await store.claim(row.id, 160.0)
-    assert await store.release_expired_leases(150.0) == 0
-    assert await store.release_expired_leases(161.0) == 1
-    assert [r.id for r in await store.due_heads(161.0)] == [row.id]
+    (row,) = await claim_all(store, 100.0, lease=60.0)
+    assert await store.release_expired(150.0) == 0
+    assert await store.release_expired(161.0) == 1
+    assert [r.id for r in await claim_all(store, 161.0)] == [row.id]
 
 
 async def test_prune_forgets_old_ids_but_not_undelivered_ones(store: Store) -> None:
     await accept(store, ev("old-sent"), [msg("a", "k1")], 0.0)
     await accept(store, ev("old-pending"), [msg("a", "k2")], 0.0)
-    head = next(r for r in await store.due_heads(0.0) if r.event_id == "old-sent")
-    await store.claim(head.id, 10.0)
-    await store.mark_sent(head.id, "C1", "1.1", 1.0)
+    head = next(r for r in await claim_all(store, 0.0) if r.event_id == "old-sent")
+    await store.settle(sent(head, 1.0))
     events, rows = await store.prune(now=100_000.0, dedup_ttl=86_400.0, keep_sent=86_400.0)
     assert (events, rows) == (1, 1)
     assert not await store.seen("anchor", "old-sent")
@@ -314,7 +333,7 @@ async def test_a_schema_migrated_further_by_a_newer_relay_is_left_as_it_is(pg_ur
     store = PostgresStore(pg_url)
     await store.open()
     try:
-        newer = len(PG_MIGRATIONS) + 1
+        newer = len(MIGRATIONS) + 1
         async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as conn:
             await conn.execute("UPDATE relay_schema SET version=%s", (newer,))
         assert await store.migrate() == newer  # during a rolling deploy: no error, no change
@@ -358,7 +377,7 @@ async def test_an_event_is_enqueued_once_even_by_two_routers(replicas: list[Stor
     await a.receive(ev("e1"), 1.0)
     (waiting,) = await b.inbox(10)
     written = await asyncio.gather(
-        *(s.enqueue([(waiting, [msg("alerts", "slack:alerts")])]) for s in (a, b))
+        *(s.enqueue(routed(waiting, msg("alerts", "slack:alerts"))) for s in (a, b))
     )
     assert sorted(written, key=len) == [set(), {waiting.seq}]
     assert len(await a.rows(Status.PENDING)) == 1
@@ -378,27 +397,25 @@ async def test_replicas_share_each_channels_pacing(replicas: list[Store]) -> Non
     for i in range(6):
         await accept(replicas[0], ev(f"e{i}"), [msg("alerts", "slack:alerts")], 100.0)
     await accept(replicas[0], ev("x"), [msg("events", "slack:other")], 100.0)
-    # each replica has its own in-memory Pacer: on PostgreSQL it gives only the rate and burst
-    pacers = [Pacer(rate=1.0, burst=3.0) for _ in replicas]
 
-    async def send_next(i: int, now: float, key: str = "slack:alerts") -> ClaimOutcome:
+    async def send_next(i: int, now: float, key: str = "slack:alerts") -> bool:
+        """Whether replica `i % 3` may send the head of `key` now (it sends it if so)."""
         store = replicas[i % 3]
-        head = await head_of(store, key, now)
-        claim = await store.claim_head(head, now, now + 60.0, pacers[i % 3])
-        if claim.outcome is ClaimOutcome.CLAIMED:
-            await store.mark_sent(head.id, "C1", str(now), now)
-        return claim.outcome
+        found = await store.claim(now, now + 60.0, rate=1.0, burst=3.0, limit=10)
+        mine = False
+        for claim in found.claimed:
+            mine = mine or claim.row.pace_key == key
+            await store.settle(sent(claim.row, now))
+        return mine
 
     # the burst, whichever replica asks, then nothing more at the same instant
-    assert [await send_next(i, 100.0) for i in range(5)] == [ClaimOutcome.CLAIMED] * 3 + [
-        ClaimOutcome.PACED
-    ] * 2
-    assert await send_next(1, 101.0) is ClaimOutcome.CLAIMED
-    assert await send_next(2, 101.0, "slack:other") is ClaimOutcome.CLAIMED  # keys are separate
-    await replicas[0].pause_key("slack:alerts", 101.0, 30.0, pacers[0])  # a 429 seen by one
-    head = await head_of(replicas[2], "slack:alerts", 110.0)
-    claim = await replicas[2].claim_head(head, 110.0, 170.0, pacers[2])
-    assert claim.outcome is ClaimOutcome.PACED and claim.wait == pytest.approx(21.0)
+    assert [await send_next(i, 100.0) for i in range(5)] == [True] * 3 + [False] * 2
+    assert await send_next(1, 101.0)
+    # a 429 seen by one replica pauses the channel for all
+    await replicas[0].settle(Settlement(0, "slack:alerts", Status.SENT, Reason.OK, 101.0,
+                                        pause=30.0))  # fmt: skip
+    found = await replicas[2].claim(110.0, 170.0, rate=1.0, burst=3.0, limit=10)
+    assert found.claimed == () and found.paced_wait == pytest.approx(21.0)
 
 
 async def test_replicas_racing_for_one_head_spend_one_token(replicas: list[Store]) -> None:
@@ -406,22 +423,19 @@ async def test_replicas_racing_for_one_head_spend_one_token(replicas: list[Store
 
     for i in range(4):
         await accept(replicas[0], ev(f"e{i}"), [msg("alerts", "slack:alerts", str(i))], 100.0)
-    pacer = Pacer(rate=1.0, burst=3.0)
-    sent = []
+    sent_texts = []
     for _ in range(4):
-        heads = [await head_of(s, "slack:alerts", 100.0) for s in replicas]
-        claims = await asyncio.gather(
-            *(s.claim_head(h, 100.0, 160.0, pacer) for s, h in zip(replicas, heads, strict=True))
+        rounds = await asyncio.gather(
+            *(s.claim(100.0, 160.0, rate=1.0, burst=3.0, limit=10) for s in replicas)
         )
-        outcomes = [c.outcome for c in claims]
-        if ClaimOutcome.CLAIMED not in outcomes:
+        claims = [c for r in rounds for c in r.claimed]
+        if not claims:
             break
         # one replica sends; the others were skipped without spending the channel's budget
-        assert outcomes.count(ClaimOutcome.CLAIMED) == 1, outcomes
-        assert ClaimOutcome.PACED not in outcomes, outcomes
-        await replicas[0].mark_sent(heads[0].id, "C1", "1.0", 100.0)
-        sent.append(heads[0].payload["text"])
-    assert sent == ["0", "1", "2"]  # the whole burst of 3, in order, then paced
+        assert len(claims) == 1, rounds
+        await replicas[0].settle(sent(claims[0].row, 100.0))
+        sent_texts.append(claims[0].row.message.text)
+    assert sent_texts == ["0", "1", "2"]  # the whole burst of 3, in order, then paced
 
 
 async def test_a_starting_replica_leaves_the_others_live_claims_alone(
@@ -429,8 +443,7 @@ async def test_a_starting_replica_leaves_the_others_live_claims_alone(
 ) -> None:
     first, second, _ = replicas
     await accept(first, ev("e1"), [msg("alerts", "slack:alerts")], 100.0)
-    head = await head_of(first, "slack:alerts", 100.0)
-    assert (await first.claim_head(head, 100.0, 160.0, Pacer())).outcome is ClaimOutcome.CLAIMED
+    (head,) = await claim_all(first, 100.0, lease=60.0)
     assert await second.release_orphans(100.0) == 0  # `second` restarted: first still sending
     assert [r.id for r in await second.rows(Status.INFLIGHT)] == [head.id]
     assert await second.release_orphans(160.0) == 1  # the lease ran out: first is gone
@@ -441,42 +454,39 @@ async def test_a_dead_replicas_claims_are_taken_over_when_the_lease_expires(
 ) -> None:
     first, second, _ = replicas
     await accept(first, ev("e1"), [msg("alerts", "slack:alerts")], 1.0)
-    (head,) = await first.due_heads(1.0)
-    assert await first.claim(head.id, lease_until=31.0)
-    assert not await second.claim(head.id, lease_until=61.0)  # claimed: skipped
-    assert await second.due_heads(2.0) == []  # the key's head is in flight somewhere
-    assert await second.release_expired_leases(30.0) == 0
-    assert await second.release_expired_leases(31.0) == 1  # first replica died
-    (again,) = await second.due_heads(31.0)
-    assert again.id == head.id and await second.claim(again.id, lease_until=91.0)
+    (head,) = await claim_all(first, 1.0, lease=30.0)
+    assert await claim_all(second, 2.0) == []  # the key's head is in flight somewhere
+    assert await second.release_expired(30.0) == 0
+    assert await second.release_expired(31.0) == 1  # first replica died
+    (again,) = await claim_all(second, 31.0)
+    assert again.id == head.id and again.attempts == 2
 
 
 async def test_only_one_replica_flushes_a_digest(replicas: list[Store]) -> None:
     import asyncio
 
-    from relay.digest import build
-    from relay.store import GroupSpec
+    from relay.conversation.digest import build
 
     spec = GroupSpec("r", "k", wait=1.0, interval=60.0, max_items=100, show=5)
     for i in range(4):
-        grouped = NewMessage("alerts", "slack:alerts", "t", {"text": f"m{i}"}, group=spec)
+        grouped = NewMessage("alerts", "slack:alerts", "t", Message(f"m{i}"), group=spec)
         await accept(replicas[i % 3], ev(f"g{i}"), [grouped], 1.0)
     batches = [await s.due_digests(5.0) for s in replicas]
     assert [len(b[0].items) for b in batches] == [4, 4, 4]
     await asyncio.gather(*(s.flush_digest(b[0], build(b[0]), 5.0) for s, b in zip(
         replicas, batches, strict=True)))  # fmt: skip
     (digest,) = await replicas[0].rows(Status.PENDING)
-    assert digest.payload["text"] == ":package: 4 events: task.failed"
+    assert digest.message.text == ":package: 4 events: task.failed"
 
 
 def test_finding_heads_reads_the_undelivered_index_not_the_backlog(tmp_path: Path) -> None:
-    from relay.store import _HEADS
+    from relay.store.schema import SQLITE
+    from relay.store.sql import _HEADS, _prepare
 
     db = sqlite3.connect(tmp_path / "plan.db", isolation_level=None)
     migrate(db)
-    plan = " | ".join(
-        str(row[3]) for row in db.execute("EXPLAIN QUERY PLAN " + _HEADS.format(columns="o.id"))
-    )
+    heads = _prepare(SQLITE, _HEADS.replace("<columns>", "o.id"))
+    plan = " | ".join(str(row[3]) for row in db.execute("EXPLAIN QUERY PLAN " + heads))
     assert "outbox_open" in plan and "SCAN outbox" not in plan, plan
 
 
@@ -490,7 +500,7 @@ async def test_concurrent_accepts_commit_together_and_still_dedup(store: Store) 
     for event_id in "abc":  # whichever call commits first wins; replicas may interleave
         mine = [a for i, a in zip(ids, answers, strict=True) if i == event_id]
         assert mine.count(Acceptance.ACCEPTED) == 1
-    assert sorted(r.payload["text"] for r in await store.rows(Status.PENDING)) == ["a", "b", "c"]
+    assert sorted(r.message.text for r in await store.rows(Status.PENDING)) == ["a", "b", "c"]
 
 
 @pytest.mark.parametrize(

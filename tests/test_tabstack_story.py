@@ -17,9 +17,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from relay.event import Event
-from relay.providers.tabstack import TabstackProvider
-from relay.sse import SSEDecoder
-from relay.tabstack_story import RunStory
+from relay.providers.tabstack.provider import TabstackProvider
+from relay.providers.tabstack.sse import SSEDecoder
+from relay.providers.tabstack.story import RunStory
 
 ROOT = Path(__file__).resolve().parents[1]
 STREAM_DIRS = [

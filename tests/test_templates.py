@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from relay.event import Event, parse_time
-from relay.render import FALLBACK, Renderer
+from relay.render.renderer import FALLBACK, Renderer
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "relay" / "samples"  # one example event of every type, shipped for `relay check`

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from relay import watch as watch_module
 from relay.config import LoadedConfig, load_config
 from relay.errors import ConfigError
-from relay.watch import fingerprint, watch
+from relay.ops import watch as watch_module
+from relay.ops.watch import fingerprint, watch
 
 CONFIG = """
 sources: {anchor: {provider: anchor, secrets: [watch-secret]}}

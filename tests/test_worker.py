@@ -11,11 +11,12 @@ import pytest
 from fakeslack import FakeSlack
 from inbox import accept
 
-from relay.deliver import SlackChannelSender, SlackWebhookSender, web_client, webhook_client
+from relay.delivery.policy import RetryPolicy
+from relay.delivery.slack import SlackChannelSender, SlackWebhookSender, web_client, webhook_client
+from relay.delivery.worker import Pacing, Worker
 from relay.event import Event
-from relay.pacing import Pacer
-from relay.store import NewMessage, OutboxRow, SqliteStore, Status
-from relay.worker import Worker
+from relay.records import ClaimRound, Message, NewMessage, Status
+from relay.store import SqliteStore
 
 ALERTS, EVENTS = "C0ALERTS01", "C0EVENTS01"
 
@@ -34,7 +35,9 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
     await s.close()
 
 
-def make_worker(store: SqliteStore, slack: FakeSlack, **kw: object) -> Worker:
+def make_worker(
+    store: SqliteStore, slack: FakeSlack, *, max_age: float = 86400.0, pacing: Pacing | None = None
+) -> Worker:
     client = web_client("xoxb-test-token", base_url=slack.api_url, timeout=1)
     senders = {
         "alerts": SlackChannelSender(client, "#browser-alerts"),
@@ -42,9 +45,8 @@ def make_worker(store: SqliteStore, slack: FakeSlack, **kw: object) -> Worker:
         "alerts-too": SlackChannelSender(client, "browser-alerts"),
         "hook": SlackWebhookSender(webhook_client(slack.webhook_url("alerts-hook"), timeout=1)),
     }
-    worker = Worker(store, senders, random=lambda: 0.0, backoff_base=0.2, poll_seconds=0.2,
-                    **kw)  # type: ignore[arg-type]  # fmt: skip
-    return worker
+    retry = RetryPolicy(max_age=max_age, backoff_base=0.2)
+    return Worker(store, senders, random=lambda: 0.0, poll_seconds=0.2, retry=retry, pacing=pacing)
 
 
 async def enqueue(store: SqliteStore, n: int, dest: str = "alerts", key: str | None = None,
@@ -52,7 +54,7 @@ async def enqueue(store: SqliteStore, n: int, dest: str = "alerts", key: str | N
     pace_key = key or f"slack:{dest}"
     for i in range(start, start + n):
         event = Event(source="anchor", provider="anchor", id=f"e{i}", type="task.failed", data={})
-        message = NewMessage(dest, pace_key, "t", {"text": f"message {i}", "blocks": []})
+        message = NewMessage(dest, pace_key, "t", Message(f"message {i}"))
         await accept(store, event, [message], time.time())
 
 
@@ -145,7 +147,7 @@ async def test_pacing_per_channel_is_never_exceeded_and_order_is_kept(
     await enqueue(store, 4, "alerts", "slack:browser-alerts")
     await enqueue(store, 3, "alerts-too", "slack:browser-alerts", start=4)
     await enqueue(store, 4, "events", start=7)
-    worker = make_worker(store, slack, pacer=Pacer(rate=2.0, burst=2.0))
+    worker = make_worker(store, slack, pacing=Pacing(rate=2.0, burst=2.0))
 
     async def all_sent() -> bool:
         return len(await store.rows(Status.SENT)) == 11
@@ -225,17 +227,19 @@ async def test_a_message_queued_while_the_worker_looks_is_sent_without_waiting_f
     worker.poll_seconds = 60.0  # a lost wake-up would leave the message for a minute
     worker.clock = lambda: time.time() + 1.0  # the message is due by the time the tick ends
     looked = asyncio.Event()
-    due_heads = store.due_heads
+    claim = store.claim
 
-    async def look_while_a_message_arrives(now: float) -> list[OutboxRow]:
-        heads = await due_heads(now)
+    async def look_while_a_message_arrives(
+        now: float, lease_until: float, *, rate: float, burst: float, limit: int
+    ) -> ClaimRound:
+        found = await claim(now, lease_until, rate=rate, burst=burst, limit=limit)
         if not looked.is_set():
             looked.set()
             await enqueue(store, 1)  # the router queues a message during the worker's tick
             worker.wake()
-        return heads
+        return found
 
-    store.due_heads = look_while_a_message_arrives  # type: ignore[method-assign]
+    store.claim = look_while_a_message_arrives  # type: ignore[method-assign]
 
     async def sent() -> bool:
         return len(slack.messages_in("#browser-alerts")) == 1

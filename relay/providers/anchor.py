@@ -14,6 +14,7 @@ import re
 from collections.abc import Sequence
 from typing import ClassVar, Literal
 
+from relay.config import AnchorSource
 from relay.errors import Unauthorized
 from relay.event import Event, parse_time
 from relay.providers.base import (
@@ -63,6 +64,16 @@ class AnchorProvider:
         self.max_json_depth = max_json_depth
         self.tolerance_s = tolerance_s
         self._keys = signing_keys([s for s in secrets if s], key_encoding)
+
+    @classmethod
+    def from_config(cls, name: str, source: AnchorSource, max_json_depth: int) -> AnchorProvider:
+        return cls(
+            name,
+            [s.get_secret_value() for s in source.secrets],
+            tolerance_s=source.tolerance,
+            key_encoding=source.key_encoding,
+            max_json_depth=max_json_depth,
+        )
 
     def verify(self, headers: Headers, body: bytes, now: float) -> None:
         h = lower_keys(headers)

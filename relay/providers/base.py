@@ -28,6 +28,11 @@ class Provider(Protocol):
     kind: ClassVar[str]
     source: str
 
+    @classmethod
+    def from_config(cls, name: str, source: Any, max_json_depth: int) -> Provider:
+        """The provider of the source configured as `name` (its config model of this kind)."""
+        ...
+
     def verify(self, headers: Headers, body: bytes, now: float) -> None:
         """Raise `Unauthorized` unless the request is authentic and fresh."""
 

@@ -17,6 +17,7 @@ from typing import ClassVar
 
 from standardwebhooks.webhooks import Webhook
 
+from relay.config import DeckSource
 from relay.errors import Unauthorized
 from relay.event import Event, parse_time
 from relay.providers.base import (
@@ -44,6 +45,15 @@ class DeckProvider:
         self.max_json_depth = max_json_depth
         self.tolerance_s = tolerance_s
         self._hooks = [Webhook(s) for s in secrets if s]
+
+    @classmethod
+    def from_config(cls, name: str, source: DeckSource, max_json_depth: int) -> DeckProvider:
+        return cls(
+            name,
+            [s.get_secret_value() for s in source.secrets],
+            tolerance_s=source.tolerance,
+            max_json_depth=max_json_depth,
+        )
 
     def verify(self, headers: Headers, body: bytes, now: float) -> None:
         h = lower_keys(headers)

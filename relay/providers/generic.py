@@ -17,6 +17,7 @@ import hmac
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from relay.config import GenericSource
 from relay.errors import MalformedRequest, Unauthorized
 from relay.event import Event, dig, parse_time
 from relay.providers.base import (
@@ -63,6 +64,24 @@ class GenericProvider:
         self.tolerance_s = tolerance_s
         self._keys = [s.encode() for s in secrets if s]
         self._token = token or None
+
+    @classmethod
+    def from_config(cls, name: str, source: GenericSource, max_json_depth: int) -> GenericProvider:
+        return cls(
+            name,
+            id_path=source.id_path,
+            type_path=source.type_path,
+            data_path=source.data_path,
+            created_path=source.created_path,
+            text_path=source.text_path,
+            secrets=[s.get_secret_value() for s in source.secrets],
+            signature_header=source.signature_header,
+            signature_prefix=source.signature_prefix,
+            token=source.token.get_secret_value() if source.token else None,
+            timestamp_header=source.timestamp_header,
+            tolerance_s=source.tolerance,
+            max_json_depth=max_json_depth,
+        )
 
     def verify(self, headers: Headers, body: bytes, now: float) -> None:
         h = lower_keys(headers)

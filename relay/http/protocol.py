@@ -5,22 +5,23 @@ request line and headers of any size: a client sending an endless header would g
 memory without limit. `BoundedHttpToolsProtocol` counts the bytes received while a request's
 head is still incomplete and, past `MAX_HEAD_BYTES`, answers `431` (the same JSON body as the
 app's own check) and closes the connection, having buffered at most one read beyond the bound.
-A complete head that is too large is refused by the app (`relay.app.HeadLimit`), exactly.
+A complete head that is too large is refused by the app (`relay.http.app.HeadLimit`), exactly.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 from starlette.types import Scope
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from relay.http.answers import error_body
+
 MAX_HEAD_BYTES = 64 * 1024
 
 HEAD_TOO_LARGE_DETAIL = f"request line and headers exceed {MAX_HEAD_BYTES} bytes"
-_BODY = json.dumps({"error": "headers_too_large", "detail": HEAD_TOO_LARGE_DETAIL}).encode()
+_BODY = error_body("headers_too_large", HEAD_TOO_LARGE_DETAIL)
 _RESPONSE = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
     b"content-type: application/json\r\n"

@@ -47,9 +47,9 @@ from jinja2.compiler import CodeGenerator, Frame
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
-from relay import humanize, mrkdwn
-from relay.blockkit import fit
 from relay.event import Event, dig, parse_time
+from relay.render import humanize, mrkdwn
+from relay.render.blockkit import fit
 
 BUILTIN_DIR = Path(__file__).parent / "templates"
 FALLBACK = "<fallback>"

@@ -11,20 +11,18 @@ import re
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from relay.deliver import OutgoingMessage
+from relay.records import Message
+from relay.render.mrkdwn import date_token
 
 COUNTER_BLOCK_ID = "relay-repeat"
 _SUFFIX = re.compile(r" \(seen \d+ times\)$")
 
 
 def _date(when: float) -> str:
-    fallback = datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return f"<!date^{int(when)}^{{date_short_pretty}} {{time}}|{fallback}>"
+    return date_token(datetime.fromtimestamp(when, UTC))
 
 
-def with_counter(
-    message: OutgoingMessage, count: int, first_at: float, last_at: float
-) -> OutgoingMessage:
+def with_counter(message: Message, count: int, first_at: float, last_at: float) -> Message:
     line = f":repeat: Seen {count} times · first {_date(first_at)} · last {_date(last_at)}"
     counter = {
         "type": "context",
@@ -35,4 +33,4 @@ def with_counter(
     if len(blocks) >= 50:
         blocks = blocks[:49]
     text = f"{_SUFFIX.sub('', message.text)} (seen {count} times)"
-    return replace(message, text=text[:3000], blocks=[*blocks, counter])
+    return replace(message, text=text[:3000], blocks=(*blocks, counter))

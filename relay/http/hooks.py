@@ -1,7 +1,7 @@
 """`POST /hooks/{source}`: the acknowledgement path of the HTTP edge, as a bare ASGI app.
 
 This is the one request relay must answer fast under load, so it runs without framework layers
-(Starlette serves every other endpoint, `relay.app`): read the body within its bound, let the
+(Starlette serves every other endpoint, `relay.http.app`): read the body within its bound, let the
 provider verify and parse it, hand the events to the pipeline, which stores them, and answer
 `202` (or `200` for a duplicate). A Tabstack source takes a whole run's event stream instead.
 Relay's errors become their status and JSON body here; anything else is a logged `500` with a
@@ -14,7 +14,6 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from starlette.types import Message, Receive, Scope, Send
@@ -27,15 +26,14 @@ from relay.errors import (
     UnknownSource,
     UnsupportedMediaType,
 )
-from relay.httpproto import HEAD_TOO_LARGE_DETAIL, MAX_HEAD_BYTES, head_size
+from relay.http.answers import error_body
+from relay.http.protocol import HEAD_TOO_LARGE_DETAIL, MAX_HEAD_BYTES, head_size
+from relay.http.streams import StreamLimits, consume_stream, new_run_id
+from relay.ops.services import Services
 from relay.providers.base import LowerCased
 from relay.providers.tabstack import TabstackProvider
-from relay.runs import StreamLimits, consume_stream, new_run_id
+from relay.records import Acceptance
 from relay.runtime import Runtime
-from relay.store import Acceptance
-
-if TYPE_CHECKING:
-    from relay.app import Services
 
 log = logging.getLogger("relay.http")
 
@@ -50,10 +48,6 @@ def is_hook(scope: Scope) -> bool:
         return False
     path: str = scope["path"]
     return path.startswith(PREFIX) and len(path) > len(PREFIX) and "/" not in path[len(PREFIX) :]
-
-
-def error_body(code: str, detail: str) -> bytes:
-    return json.dumps({"error": code, "detail": detail}).encode()
 
 
 async def respond(send: Send, status: int, body: bytes) -> None:

@@ -1,96 +1,29 @@
-"""Delivery: the senders that put a rendered message into Slack (Web API channel, incoming
-webhook, console dry-run) and the classification of every answer into a `DeliveryResult`.
+"""Slack: the senders that put a rendered message into a channel (Web API) or through an
+incoming webhook, and the classification of every answer Slack gives into a `DeliveryResult`.
 
-A sender makes exactly one attempt and says what happened: `sent` (with the channel ID and `ts`
-Slack returned), `retry` (rate limited, 5xx, timeout, connection; with Slack's Retry-After when
-given) or `permanent` (auth, channel, payload, message gone, unknown error). It never sleeps and
-never retries: pacing, retry times and dead letters belong to the worker, which persists them.
 `classify_slack_error` is the pure mapping from Slack's error codes, HTTP statuses and transport
-exceptions to (Outcome, Reason), as listed in SLACK.md.
-
-A result's `detail` is a Slack error code, `http_<status>` or an exception class name; it never
-carries a token, a webhook URL or an exception message (aiohttp's messages contain the URL).
+exceptions to (Outcome, Reason), as listed in SLACK.md. A result's `detail` is a Slack error
+code, `http_<status>` or an exception class name, never an exception message (aiohttp's carry
+the URL, and a webhook URL is a secret).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any, Protocol, TextIO
+from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from relay.records import DeliveryResult, Outcome, Outgoing, Reason
+
 SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_TIMEOUT = 10
 DEFAULT_RETRY_AFTER = 1.0
-
-
-class Outcome(StrEnum):
-    SENT = "sent"
-    RETRY = "retry"
-    PERMANENT = "permanent"
-
-
-class Reason(StrEnum):
-    """Why a delivery ended as it did; a closed set, usable as a metric label."""
-
-    OK = "ok"
-    RATE_LIMITED = "rate_limited"
-    SERVER_ERROR = "server_error"
-    TIMEOUT = "timeout"
-    CONNECTION = "connection"
-    AUTH = "auth"
-    CHANNEL = "channel"
-    INVALID_PAYLOAD = "invalid_payload"
-    NOT_FOUND = "not_found"  # the message to update (or thread onto) is gone or not ours
-    UNKNOWN = "unknown"
-
-
-@dataclass(frozen=True)
-class DeliveryResult:
-    outcome: Outcome
-    reason: Reason
-    retry_after: float | None = None
-    channel_id: str | None = None
-    ts: str | None = None
-    detail: str | None = None
-
-    @classmethod
-    def retry_unknown(cls, detail: str) -> DeliveryResult:
-        """For a sender that raised instead of answering: retry, the cause is unknown."""
-        return cls(Outcome.RETRY, Reason.UNKNOWN, detail=detail)
-
-
-@dataclass(frozen=True)
-class OutgoingMessage:
-    """One message for one destination.
-
-    `update_ts` set: chat.update of that message instead of a new post. `channel_id` is the
-    channel ID a previous SENT result returned; chat.update needs the ID, not the name.
-    """
-
-    text: str
-    blocks: list[dict[str, Any]] = field(default_factory=list)
-    thread_ts: str | None = None
-    reply_broadcast: bool = False
-    update_ts: str | None = None
-    channel_id: str | None = None
-
-
-class Sender(Protocol):
-    """Delivers to one destination. `key` is the pacing key (one rate budget per key)."""
-
-    key: str
-
-    async def send(self, msg: OutgoingMessage) -> DeliveryResult: ...
 
 
 RATE_LIMIT_ERRORS = frozenset({"ratelimited", "rate_limited", "message_limit_exceeded"})
@@ -292,7 +225,8 @@ def _require_no_retry_handlers(client: AsyncWebClient | AsyncWebhookClient) -> N
         raise ValueError(
             f"{type(client).__name__} has retry handlers "
             f"{[type(h).__name__ for h in client.retry_handlers]}; expected retry_handlers=[] "
-            "because the worker schedules retries (use relay.deliver.web_client/webhook_client)."
+            "because the worker schedules retries (use relay.delivery.slack.web_client or "
+            "webhook_client)."
         )
 
 
@@ -319,27 +253,29 @@ class SlackChannelSender:
         _require_no_retry_handlers(client)
         self.client = client
         self.channel = channel
-        self.key = f"slack:{channel}"
         # chat.update needs the ID; learn it from the first post when configured by name.
         self._channel_id = channel if _CHANNEL_ID.match(channel) else None
 
-    async def send(self, msg: OutgoingMessage) -> DeliveryResult:
+    async def send(self, out: Outgoing) -> DeliveryResult:
+        message = out.message
+        blocks = list(message.blocks)
         try:
-            if msg.update_ts is not None:
+            if out.update is not None:
                 response = await self.client.chat_update(
-                    channel=msg.channel_id or self._channel_id or self.channel,
-                    ts=msg.update_ts,
-                    text=msg.text,
+                    channel=out.update.channel_id or self._channel_id or self.channel,
+                    ts=out.update.ts,
+                    text=message.text,
                     # An explicit [] clears old blocks; omitting them would keep them.
-                    blocks=msg.blocks,
+                    blocks=blocks,
                 )
             else:
+                thread_ts = out.reply_to.ts if out.reply_to is not None else None
                 response = await self.client.chat_postMessage(
                     channel=self.channel,
-                    text=msg.text,
-                    blocks=msg.blocks or None,
-                    thread_ts=msg.thread_ts,
-                    reply_broadcast=True if msg.reply_broadcast and msg.thread_ts else None,
+                    text=message.text,
+                    blocks=blocks or None,
+                    thread_ts=thread_ts,
+                    reply_broadcast=True if out.broadcast and thread_ts else None,
                     unfurl_links=False,
                     unfurl_media=False,
                 )
@@ -359,24 +295,18 @@ class SlackChannelSender:
 
 
 class SlackWebhookSender:
-    """Posts through one incoming webhook. Its answers carry no ts: no threads, no updates."""
+    """Posts through one incoming webhook. Its answers carry no ts, so relay never threads
+    under nor updates a message it posted this way: every message is a flat post."""
 
     def __init__(self, client: AsyncWebhookClient) -> None:
         _require_no_retry_handlers(client)
         self.client = client
-        # The URL is a secret: only a short digest of it may appear in keys, logs and metrics.
-        self.key = "webhook:" + hashlib.sha256(client.url.encode()).hexdigest()[:12]
 
-    async def send(self, msg: OutgoingMessage) -> DeliveryResult:
-        if msg.update_ts is not None:
-            return DeliveryResult(
-                Outcome.PERMANENT, Reason.NOT_FOUND, detail="webhook_cannot_update"
-            )
-        body: dict[str, Any] = {"text": msg.text, "unfurl_links": False, "unfurl_media": False}
-        if msg.blocks:
-            body["blocks"] = msg.blocks
-        if msg.thread_ts is not None:
-            body["thread_ts"] = msg.thread_ts
+    async def send(self, out: Outgoing) -> DeliveryResult:
+        message = out.message
+        body: dict[str, Any] = {"text": message.text, "unfurl_links": False, "unfurl_media": False}
+        if message.blocks:
+            body["blocks"] = list(message.blocks)
         try:
             response = await self.client.send_dict(body)
         except _TRANSPORT_ERRORS as exc:
@@ -384,38 +314,3 @@ class SlackWebhookSender:
         if 200 <= response.status_code < 300:
             return DeliveryResult(Outcome.SENT, Reason.OK)
         return failure(error=response.body, status=response.status_code, headers=response.headers)
-
-
-class ConsoleSender:
-    """Dry-run: prints each message as one JSON line instead of posting it."""
-
-    def __init__(
-        self, stream: TextIO, destination: str = "console", channel: str | None = None
-    ) -> None:
-        self.stream = stream
-        self.destination = destination
-        self.channel = channel
-        self.key = f"console:{destination}"
-        self._count = 0
-
-    async def send(self, msg: OutgoingMessage) -> DeliveryResult:
-        line: dict[str, Any] = {
-            "destination": self.destination,
-            "channel": self.channel,
-            "text": msg.text,
-            "blocks": msg.blocks,
-            "thread_ts": msg.thread_ts,
-        }
-        if msg.reply_broadcast:
-            line["reply_broadcast"] = True
-        if msg.update_ts is not None:
-            line["update_ts"] = msg.update_ts
-        self.stream.write(json.dumps(line, ensure_ascii=False) + "\n")
-        self.stream.flush()
-        if msg.update_ts is not None:
-            ts = msg.update_ts
-        else:
-            # A Slack-shaped, increasing ts so that dry-run threads and updates still line up.
-            self._count += 1
-            ts = f"0000000000.{self._count:06d}"
-        return DeliveryResult(Outcome.SENT, Reason.OK, channel_id=self.channel, ts=ts)

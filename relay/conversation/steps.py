@@ -1,4 +1,4 @@
-"""Conversations: how each message of an event joins a Slack thread, updates, repeats. Pure.
+"""Conversations: how each message of an event joins a thread, updates, repeats. Pure.
 
 For one event and one route this module decides, before anything is stored, a `Step` per outbox
 row: the thread key the message belongs to (the first message of a key posts the thread's
@@ -22,44 +22,17 @@ from __future__ import annotations
 import fnmatch
 import functools
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from relay.config import RepeatConfig, ThreadConfig
 from relay.event import Event, dig
+from relay.records import Step
 
 _ENV = ImmutableSandboxedEnvironment(autoescape=False)
 _MAX_KEY = 200
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """How one outbox row joins its conversation; stored with the row as JSON."""
-
-    thread: str | None = None
-    update: str | None = None
-    register: str | None = None
-    broadcast: bool = False
-    order_at: float | None = None
-    ttl: float = 7 * 86400.0
-    repeat: str | None = None
-    repeat_interval: float = 0.0
-
-    @property
-    def joins(self) -> bool:
-        """False for a plain flat post that needs nothing from the store."""
-        return any((self.thread, self.update, self.register, self.repeat))
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v not in (None, False)}
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any] | None) -> Step | None:
-        if not obj:
-            return None
-        return cls(**{k: obj[k] for k in cls.__dataclass_fields__ if k in obj})
 
 
 def context(event: Event) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from relay.store import DestinationStats, InboxStats
+from relay.records import DestinationStats, InboxStats
 
 UNKNOWN_SOURCE = "_unknown"
 OTHER_TYPE = "_other"

@@ -18,7 +18,7 @@ from typing import Any
 from slack_sdk.errors import SlackObjectFormationError
 from slack_sdk.models.blocks import Block
 
-from relay.mrkdwn import safe_url, truncate, truncate_mrkdwn
+from relay.render.mrkdwn import safe_url, truncate, truncate_mrkdwn
 
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000

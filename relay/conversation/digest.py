@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from relay.blockkit import fit
-from relay.conversation import key_value
+from relay.conversation.steps import key_value
 from relay.event import Event
-from relay.mrkdwn import escape, truncate_mrkdwn
-from relay.store import DigestBatch, NewMessage
+from relay.records import DigestBatch, Message, NewMessage
+from relay.render.blockkit import fit
+from relay.render.mrkdwn import date_token, escape, truncate_mrkdwn
 
 DIGEST_TEMPLATE = "<digest>"
 _LINE = 280
@@ -29,8 +29,7 @@ def group_key(event: Event, by: Sequence[str]) -> str:
 
 
 def _date(when: float) -> str:
-    fallback = datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return f"<!date^{int(when)}^{{date_short_pretty}} {{time}}|{fallback}>"
+    return date_token(datetime.fromtimestamp(when, UTC))
 
 
 def _plural(count: int, word: str) -> str:
@@ -41,16 +40,16 @@ def build(batch: DigestBatch) -> NewMessage:
     items = batch.items
     if len(items) == 1:
         item = items[0]
-        payload = {"text": item.payload["text"], "blocks": item.payload["blocks"]}
-        return NewMessage(batch.destination, batch.pace_key, item.template, payload)
+        alone = Message(item.message.text, item.message.blocks)
+        return NewMessage(batch.destination, batch.pace_key, item.template, alone)
     kinds = Counter(item.event_type for item in items)
-    mentions = sorted({m for item in items if (m := item.payload.get("mention"))})
+    mentions = sorted({m for item in items if (m := item.message.mention)})
     title = _plural(len(items), "event")
     if len(kinds) == 1:
         title += f": {next(iter(kinds))}"
     counts = ", ".join(f"{n} x `{escape(kind)}`" for kind, n in kinds.most_common())
     lines = [
-        "• " + truncate_mrkdwn(str(item.payload.get("line") or item.payload["text"]), _LINE)
+        "• " + truncate_mrkdwn(item.message.line or item.message.text, _LINE)
         for item in items[: batch.show]
     ]
     more = len(items) - batch.show
@@ -76,5 +75,6 @@ def build(batch: DigestBatch) -> NewMessage:
         },
     ]
     text = " ".join([*mentions, f":package: {title}"])
-    payload = fit({"text": text, "blocks": blocks})
-    return NewMessage(batch.destination, batch.pace_key, DIGEST_TEMPLATE, payload)
+    fitted = fit({"text": text, "blocks": blocks})
+    message = Message(fitted["text"], tuple(fitted["blocks"]))
+    return NewMessage(batch.destination, batch.pace_key, DIGEST_TEMPLATE, message)

@@ -20,9 +20,9 @@ import httpx
 
 from relay.errors import MalformedRequest, PayloadTooLarge
 from relay.pipeline import Pipeline
-from relay.providers.tabstack import TabstackProvider
-from relay.sse import SSEDecoder
-from relay.tabstack_story import RunStory
+from relay.providers.tabstack.provider import TabstackProvider
+from relay.providers.tabstack.sse import SSEDecoder
+from relay.providers.tabstack.story import RunStory
 
 log = logging.getLogger("relay.runs")
 

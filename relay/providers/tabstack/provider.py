@@ -12,11 +12,12 @@ import hashlib
 import json
 from typing import Any, ClassVar
 
+from relay.config import TabstackSource
 from relay.errors import MalformedRequest, Unauthorized
 from relay.event import Event, parse_time
 from relay.providers.base import MAX_JSON_DEPTH, Headers, bearer_ok, depth, lower_keys
-from relay.sse import SSEDecoder, SSEEventTooLarge
-from relay.tabstack_story import RunStory
+from relay.providers.tabstack.sse import SSEDecoder, SSEEventTooLarge
+from relay.providers.tabstack.story import RunStory
 
 _SEND_SSE = "a Tabstack source takes the run's stream: send it as Content-Type: text/event-stream"
 
@@ -30,6 +31,13 @@ class TabstackProvider:
         self.source = source
         self._token = token or None
         self.max_json_depth = max_json_depth
+
+    @classmethod
+    def from_config(
+        cls, name: str, source: TabstackSource, max_json_depth: int
+    ) -> TabstackProvider:
+        token = source.token.get_secret_value() if source.token else None
+        return cls(name, token, max_json_depth=max_json_depth)
 
     def verify(self, headers: Headers, body: bytes, now: float) -> None:
         if self._token is None:

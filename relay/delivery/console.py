@@ -1,0 +1,46 @@
+"""Dry-run: the sender that prints each message as one JSON line instead of posting it.
+
+Destinations without credentials (no Slack token, a webhook without a URL, `type: console`)
+deliver here, so relay runs end to end with nothing configured. It answers like Slack's Web API
+does (a channel and an increasing `ts`), so threads and updates still line up in the output.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TextIO
+
+from relay.records import DeliveryResult, Outcome, Outgoing, Reason
+
+
+class ConsoleSender:
+    def __init__(
+        self, stream: TextIO, destination: str = "console", channel: str | None = None
+    ) -> None:
+        self.stream = stream
+        self.destination = destination
+        self.channel = channel
+        self._count = 0
+
+    async def send(self, out: Outgoing) -> DeliveryResult:
+        message = out.message
+        line: dict[str, Any] = {
+            "destination": self.destination,
+            "channel": self.channel,
+            "text": message.text,
+            "blocks": list(message.blocks),
+            "thread_ts": out.reply_to.ts if out.reply_to is not None else None,
+        }
+        if out.broadcast and out.reply_to is not None:
+            line["reply_broadcast"] = True
+        if out.update is not None:
+            line["update_ts"] = out.update.ts
+        self.stream.write(json.dumps(line, ensure_ascii=False) + "\n")
+        self.stream.flush()
+        if out.update is not None:
+            ts = out.update.ts
+        else:
+            # A Slack-shaped, increasing ts so that dry-run threads and updates still line up.
+            self._count += 1
+            ts = f"0000000000.{self._count:06d}"
+        return DeliveryResult(Outcome.SENT, Reason.OK, channel_id=self.channel, ts=ts)

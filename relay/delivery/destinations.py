@@ -1,0 +1,110 @@
+"""Destination kinds: for each `type:` of the config's destinations, the one place that says how
+relay paces it, how it is described (never with a secret), and which sender delivers to it.
+
+`KINDS` maps the config model of a destination type to its `Kind`; adding a chat is adding
+its sender module and one entry here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from relay.config import (
+    Config,
+    ConsoleDestination,
+    Destination,
+    SlackChannelDestination,
+    WebhookDestination,
+)
+from relay.delivery.console import ConsoleSender
+from relay.delivery.senders import Sender
+from relay.delivery.slack import SlackChannelSender, SlackWebhookSender, webhook_client
+
+
+@dataclass(frozen=True, slots=True)
+class Clients:
+    """What senders share: the Slack Web API client (None in dry-run), where dry-run prints,
+    and the timeout of a chat's answer."""
+
+    slack: AsyncWebClient | None
+    console: TextIO
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """What relay needs to know about one type of destination."""
+
+    # the key that paces it: one rate budget per channel or webhook, shared by every route to it
+    pace_key: Callable[[Any, bool], str]
+    describe: Callable[[Any, bool], str]
+    sender: Callable[[str, Any, Clients], Sender]
+
+
+def _digest(secret: str) -> str:
+    # a URL is a secret: only a short digest of it may appear in keys, logs and metrics
+    return hashlib.sha256(secret.encode()).hexdigest()[:16]
+
+
+def _slack_key(d: SlackChannelDestination, dry_run: bool) -> str:
+    return "console" if dry_run else f"slack:{d.channel.lstrip('#').lower()}"
+
+
+def _slack_sender(name: str, d: SlackChannelDestination, clients: Clients) -> Sender:
+    if clients.slack is None:
+        return ConsoleSender(clients.console, name, d.channel)
+    return SlackChannelSender(clients.slack, d.channel)
+
+
+def _webhook_key(d: WebhookDestination, dry_run: bool) -> str:
+    del dry_run  # a webhook carries its own credentials
+    return "console" if d.url is None else f"webhook:{_digest(d.url.get_secret_value())}"
+
+
+def _webhook_sender(name: str, d: WebhookDestination, clients: Clients) -> Sender:
+    if d.url is None:
+        return ConsoleSender(clients.console, name)
+    hook = webhook_client(d.url.get_secret_value(), timeout=int(clients.timeout))
+    return SlackWebhookSender(hook)
+
+
+KINDS: Mapping[type[Any], Kind] = {
+    SlackChannelDestination: Kind(
+        pace_key=_slack_key,
+        describe=lambda d, dry: f"slack {d.channel}" + (" (dry-run: console)" if dry else ""),
+        sender=_slack_sender,
+    ),
+    WebhookDestination: Kind(
+        pace_key=_webhook_key,
+        describe=lambda d, _dry: "slack incoming webhook" + ("" if d.url else " (no URL: console)"),
+        sender=_webhook_sender,
+    ),
+    ConsoleDestination: Kind(
+        pace_key=lambda _d, _dry: "console",
+        describe=lambda _d, _dry: "console",
+        sender=lambda name, _d, clients: ConsoleSender(clients.console, name),
+    ),
+}
+
+
+def kind(destination: Destination) -> Kind:
+    return KINDS[type(destination)]
+
+
+def pace_keys(config: Config, dry_run: bool) -> dict[str, str]:
+    return {name: kind(d).pace_key(d, dry_run) for name, d in config.destinations.items()}
+
+
+def describe(destination: Destination, dry_run: bool) -> str:
+    """Where a destination posts, without secrets (a webhook URL is never shown)."""
+    return kind(destination).describe(destination, dry_run)
+
+
+def build_senders(config: Config, clients: Clients) -> dict[str, Sender]:
+    """One sender per destination."""
+    return {name: kind(d).sender(name, d, clients) for name, d in config.destinations.items()}

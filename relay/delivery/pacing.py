@@ -1,0 +1,57 @@
+"""Pacing and retry policy: pure functions of time, no I/O and no sleeping.
+
+Each pacing key (a Slack channel, a webhook URL) has one token bucket: about one message per
+second with a small burst, shared by every route that targets the key, kept in the store's
+`pace` table so that replicas share it. A 429 pauses only its key for `Retry-After`.
+`refill()`, `wait()` and `spend()` are the bucket arithmetic, applied by the store in the
+transaction that claims a key's head. `backoff()` is the capped exponential retry schedule
+with jitter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """One key's budget: tokens left at `updated`, and a 429 pause."""
+
+    tokens: float
+    updated: float
+    paused_until: float = 0.0
+
+
+def refill(bucket: Bucket, now: float, rate: float, burst: float) -> Bucket:
+    """The bucket at `now`: tokens accrue at `rate` up to `burst`."""
+    elapsed = max(0.0, now - bucket.updated)
+    tokens = min(burst, bucket.tokens + elapsed * rate)
+    return Bucket(tokens, max(now, bucket.updated), bucket.paused_until)
+
+
+def wait(bucket: Bucket, now: float, rate: float) -> float:
+    """Seconds until a refilled `bucket` may send one message (0 when it may send now)."""
+    paused = max(0.0, bucket.paused_until - now)
+    short = 0.0 if bucket.tokens >= 1.0 else (1.0 - bucket.tokens) / rate
+    return max(paused, short)
+
+
+def spend(bucket: Bucket) -> Bucket:
+    """The bucket after one message left."""
+    return replace(bucket, tokens=bucket.tokens - 1.0)
+
+
+def backoff(
+    attempt: int,
+    random: Callable[[], float],
+    *,
+    base: float = 1.0,
+    cap: float = 300.0,
+    retry_after: float | None = None,
+) -> float:
+    """Delay before attempt `attempt + 1`: capped exponential with full-range jitter in [½, 1],
+    and never shorter than the server's `Retry-After`."""
+    exp = min(cap, base * float(2 ** max(0, attempt - 1)))
+    delay = exp * (0.5 + random() / 2)
+    return float(max(delay, retry_after or 0.0))

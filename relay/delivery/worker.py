@@ -1,0 +1,223 @@
+"""The delivery worker: claims due messages, sends them, records what came of each.
+
+Each look claims, in one transaction, the due head of every channel whose pacing allows a
+message now (with the conversation messages each needs), and starts one send per claimed
+channel: messages to one channel leave one at a time, in the order they were accepted, while
+different channels flow in parallel. A send's outcome is decided by pure code
+(`relay.conversation.moves`, `relay.delivery.policy`) and recorded by the store together with
+the other outcomes of the same moment. Senders never sleep: a transient failure is written back
+with its next attempt time, a permanent one (or one older than `max_age`) becomes a dead letter
+carrying the last error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random as _random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from relay.config import Config
+from relay.conversation.moves import MoveKind, effects, move
+from relay.delivery import policy
+from relay.delivery.senders import Sender
+from relay.ops.metrics import Metrics
+from relay.records import Claim, DeliveryResult, Reason, Settlement, Status
+from relay.store import Store
+
+log = logging.getLogger("relay.worker")
+
+MAX_SENDS = 64  # sends in flight at once, one per channel
+
+
+@dataclass(frozen=True, slots=True)
+class Pacing:
+    """Messages per second per channel, and the burst allowed on top."""
+
+    rate: float = 1.0
+    burst: float = 3.0
+
+
+def settings(config: Config) -> tuple[Pacing, policy.RetryPolicy]:
+    """The worker's pacing and retry policy under a config."""
+    return (
+        Pacing(rate=config.pacing.rate, burst=config.pacing.burst),
+        policy.RetryPolicy(max_age=config.store.max_age),
+    )
+
+
+class Worker:
+    def __init__(
+        self,
+        store: Store,
+        senders: Mapping[str, Sender],
+        *,
+        pacing: Pacing | None = None,
+        retry: policy.RetryPolicy | None = None,
+        clock: Callable[[], float] = time.time,
+        random: Callable[[], float] = _random.random,
+        lease_seconds: float = 120.0,
+        poll_seconds: float = 1.0,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.random = random
+        self.lease_seconds = lease_seconds
+        self.poll_seconds = poll_seconds
+        self.metrics = metrics or Metrics()
+        self._senders = dict(senders)
+        self._pacing = pacing or Pacing()
+        self._retry = retry or policy.RetryPolicy()
+        self._wake = asyncio.Event()
+        self._busy: dict[str, asyncio.Task[None]] = {}
+        self._next_release = 0.0
+
+    def reconfigure(
+        self, senders: Mapping[str, Sender], pacing: Pacing, retry: policy.RetryPolicy
+    ) -> None:
+        """A reloaded config: its destinations, pacing and retry policy apply from the next
+        claim on (sends in flight finish with what they started with)."""
+        self._senders = dict(senders)
+        self._pacing = pacing
+        self._retry = retry
+
+    def wake(self) -> None:
+        """New rows were enqueued: look now rather than at the next poll."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self._wake.clear()  # before the look: a wake that comes during it is not lost
+            try:
+                delay = await self.tick()
+            except Exception:  # the store is unreachable, say: the messages wait in it
+                log.exception("delivery failed to look for due messages; will try again")
+                delay = self.poll_seconds
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    _first(self._wake.wait(), stop.wait()), timeout=max(0.005, delay)
+                )
+
+    async def tick(self) -> float:
+        """Start every send that is due and allowed; returns seconds until the next look."""
+        now = self.clock()
+        if now >= self._next_release:
+            # claims of a worker that died (another replica, or this one before a crash)
+            self._next_release = now + max(1.0, self.lease_seconds / 4)
+            released = await self.store.release_expired(now)
+            if released:
+                log.warning("re-queued deliveries whose lease expired", extra={"count": released})
+        next_look = self.poll_seconds
+        free = MAX_SENDS - len(self._busy)
+        if free > 0:
+            pacing = self._pacing
+            found = await self.store.claim(
+                now, now + self.lease_seconds, rate=pacing.rate, burst=pacing.burst, limit=free
+            )
+            if found.paced_wait is not None:
+                next_look = min(next_look, found.paced_wait)
+            for claim in found.claimed:
+                key = claim.row.pace_key
+                self._busy[key] = asyncio.create_task(self._deliver(claim), name=f"send-{key}")
+        due = await self.store.next_due_at()
+        if due is not None and due > now:
+            next_look = min(next_look, due - now)
+        return next_look
+
+    async def _deliver(self, claim: Claim) -> None:
+        row = claim.row
+        try:
+            sender = self._senders.get(row.destination)
+            if sender is None:
+                await self._settle(claim, policy.gone(row, self.clock()), None)
+                return
+            planned = move(row, claim.refs, self.clock())
+            if planned.kind is MoveKind.SUPERSEDED:
+                await self._settle(claim, policy.superseded(row, self.clock()), None)
+                return
+            started = time.monotonic()
+            try:
+                result = await sender.send(planned.out)
+            except Exception as exc:  # a sender bug must not lose the row
+                log.exception("sender failed", extra={"event_id": row.event_id})
+                result = DeliveryResult.retry_unknown(type(exc).__name__)
+            now = self.clock()
+            remembered, result = effects(row, planned, result, now)
+            decided = policy.settlement(row, result, remembered, now, self._retry, self.random)
+            self._count(claim, decided, result, planned.kind, time.monotonic() - started)
+            await self._settle(claim, decided, result)
+        finally:
+            self._busy.pop(row.pace_key, None)
+            self._wake.set()
+
+    async def _settle(
+        self, claim: Claim, decided: Settlement, result: DeliveryResult | None
+    ) -> None:
+        await self.store.settle(decided)
+        row = claim.row
+        fields = {
+            "event_id": row.event_id,
+            "event_type": row.event_type,
+            "destination": row.destination,
+            "outcome": result.outcome.value if result is not None else decided.status.value,
+            "reason": decided.reason.value,
+            "attempt": row.attempts,
+        }
+        if decided.status is Status.SENT:
+            log.info(
+                "delivered"
+                if result is not None
+                else "older event did not overwrite a newer state",
+                extra=fields,
+            )
+        elif decided.status is Status.PENDING:
+            assert decided.next_attempt_at is not None
+            retry_in = decided.next_attempt_at - decided.at
+            log.warning(
+                "delivery will be retried",
+                extra={**fields, "retry_in": retry_in, "detail": decided.error},
+            )
+        else:
+            self.metrics.dead.labels(row.destination, decided.reason.value).inc()
+            what = "delivery failed for good: dead letter"
+            if decided.reason is Reason.DESTINATION_GONE:
+                what = "destination no longer configured: dead letter"
+            log.error(what, extra={**fields, "detail": decided.error})
+
+    def _count(
+        self,
+        claim: Claim,
+        decided: Settlement,
+        result: DeliveryResult,
+        kind: MoveKind,
+        seconds: float,
+    ) -> None:
+        row = claim.row
+        self.metrics.deliveries.labels(
+            row.destination, result.outcome.value, result.reason.value
+        ).inc()
+        if decided.status is Status.SENT:
+            latency = max(0.0, decided.at - row.created_at)
+            self.metrics.latency.labels(row.destination).observe(latency)
+        del kind, seconds  # for the debug log
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait for in-flight sends up to `timeout`; True if none is left."""
+        tasks = list(self._busy.values())
+        if not tasks:
+            return True
+        _done, pending = await asyncio.wait(tasks, timeout=timeout)
+        return not pending
+
+
+async def _first(*aws: object) -> None:
+    tasks = [asyncio.ensure_future(a) for a in aws]  # type: ignore[call-overload]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()

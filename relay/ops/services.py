@@ -1,0 +1,203 @@
+"""The running relay: its config in force, store, router and worker, how a reload swaps a new
+config in, and the background work that runs while it serves.
+
+`Services` is built by the server (or a test) and handed to the HTTP edge, which only calls it:
+accept events through `pipeline`, answer from `runtime` and `store`, `reload()`. `running()` is
+the lifetime of the process: it opens the store, starts the router, the delivery worker, the
+pruner and the file watcher, and on shutdown stops intake and lets in-flight deliveries finish
+up to a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from relay.config import LoadedConfig, load_config, secret_values
+from relay.delivery.senders import Sender
+from relay.delivery.worker import Worker, settings
+from relay.errors import ConfigError
+from relay.ops import heap
+from relay.ops.logs import protect
+from relay.ops.metrics import UNKNOWN_SOURCE, Metrics
+from relay.ops.watch import watch
+from relay.pipeline import Pipeline
+from relay.runtime import Runtime
+from relay.store import Store
+
+log = logging.getLogger("relay.service")
+
+PRUNE_EVERY = 600.0  # seconds between two passes of the pruner
+
+# builds the runtime and the senders of a newly loaded config (the server's assembly)
+Rebuild = Callable[[LoadedConfig], tuple[Runtime, dict[str, Sender]]]
+
+
+@dataclass
+class Services:
+    """Everything a running relay is made of, and what changes while it runs."""
+
+    runtime: Runtime
+    store: Store
+    worker: Worker
+    admin_token: str | None = None
+    clock: Callable[[], float] = time.time
+    shutdown_grace: float = 20.0
+    http: httpx.AsyncClient | None = None  # for the Tabstack runs relay starts itself
+    rebuild: Rebuild | None = None
+    metrics: Metrics = field(default_factory=Metrics)
+    pipeline: Pipeline = field(init=False)
+    runs: set[asyncio.Task[Any]] = field(default_factory=set)  # streams being consumed
+    accepting: bool = True
+    generation: int = 1
+
+    def __post_init__(self) -> None:
+        self.worker.metrics = self.metrics
+        self.pipeline = Pipeline(
+            self.runtime,
+            self.store,
+            clock=self.clock,
+            on_enqueued=self.worker.wake,
+            metrics=self.metrics,
+        )
+        self.metrics.generation.set(self.generation)
+        self._reloading = asyncio.Lock()
+        self.pipeline.on_settled = self.settle
+
+    def settle(self) -> None:
+        """Compile the templates in force and take every live object out of the collector's
+        full passes (at start-up, and once a reload's old config is no longer needed)."""
+        self.runtime.renderer.warm()
+        heap.settle()
+
+    def source_label(self, name: str) -> str:
+        """The `source` label of a request to `/hooks/{name}`: the name, or `_unknown`."""
+        return name if name in self.runtime.providers else UNKNOWN_SOURCE
+
+    def head_refused(self, path: str) -> None:
+        """Count a request refused for its oversized head (by the app or the protocol)."""
+        if path.startswith("/hooks/"):
+            label = self.source_label(path.removeprefix("/hooks/"))
+            self.metrics.received.labels(label).inc()
+            self.metrics.rejected.labels(label, "headers_too_large").inc()
+
+    def keep(self, task: asyncio.Task[Any]) -> None:
+        """Hold a background task (a stream being consumed, a reload) until it ends; shutdown
+        cancels what is left."""
+        self.runs.add(task)
+        task.add_done_callback(self.runs.discard)
+
+    async def reload(self) -> None:
+        """Load the config file and templates again and swap them in atomically.
+
+        Raises ConfigError (the old config keeps serving) when the new one is invalid."""
+        async with self._reloading:
+            path = self.runtime.loaded.path
+            try:
+                loaded = await asyncio.to_thread(load_config, path)
+                protect(secret_values(loaded.config))
+                if self.rebuild is None:
+                    raise ConfigError(["reload is not available in this process"])
+                runtime, senders = await asyncio.to_thread(self.rebuild, loaded)
+                accepted_until = await self.store.last_seq()
+            except Exception as exc:  # never half-applied, never a 500: the old one serves
+                rejected = exc if isinstance(exc, ConfigError) else ConfigError(
+                    # the class only: an exception's message may quote what it failed on
+                    [f"{path}: the new config cannot be used ({type(exc).__name__}); "
+                     "`relay check` shows why"]
+                )  # fmt: skip
+                self.metrics.reloads.labels("rejected").inc()
+                log.error(
+                    "new config rejected; the previous one keeps serving",
+                    extra={"problems": rejected.errors, "config": self.runtime.digest},
+                )
+                raise rejected from None
+            heap.unsettle()  # the old config can go once no waiting event needs it
+            self.runtime = runtime
+            self.pipeline.use(runtime, accepted_until)
+            self.worker.reconfigure(senders, *settings(runtime.config))
+            self.generation += 1
+            self.metrics.generation.set(self.generation)
+            self.metrics.reloads.labels("ok").inc()
+            log.info(
+                "config reloaded",
+                extra={"generation": self.generation, "config": runtime.digest},
+            )
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """The lifetime of a serving relay: background work starts, and stops in order."""
+        stop = asyncio.Event()
+        await self.store.open()
+        released = await self.store.release_orphans(self.clock())
+        if released:
+            log.warning(
+                "re-queued deliveries interrupted by the last shutdown", extra={"count": released}
+            )
+        owns_http = self.http is None
+        if owns_http:
+            self.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None))
+        self._on_sighup()
+        self.settle()
+        tasks = [
+            asyncio.create_task(self.pipeline.run(stop), name="relay-router"),
+            asyncio.create_task(self.worker.run(stop), name="relay-worker"),
+            asyncio.create_task(self._prune_forever(stop), name="relay-pruner"),
+            asyncio.create_task(
+                watch(
+                    lambda: self.runtime.loaded,
+                    lambda: self.runtime.config.server.watch,
+                    self.reload,
+                    stop,
+                ),
+                name="relay-watcher",
+            ),
+        ]
+        try:
+            yield
+        finally:
+            self.accepting = False
+            for run in list(self.runs):
+                run.cancel()
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if not await self.worker.drain(self.shutdown_grace):
+                log.warning(
+                    "shutdown deadline reached with deliveries in flight; they will be retried"
+                )
+            if owns_http and self.http is not None:
+                await self.http.aclose()
+            await self.store.close()
+
+    def _on_sighup(self) -> None:
+        """SIGHUP reloads the config, like POST /admin/reload (where signals can be caught)."""
+
+        async def reload() -> None:
+            with contextlib.suppress(ConfigError):  # logged; the old config keeps serving
+                await self.reload()
+
+        def handler() -> None:
+            self.keep(asyncio.ensure_future(reload()))
+
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, handler)
+
+    async def _prune_forever(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            store_cfg = self.runtime.config.store
+            try:
+                await self.store.prune(
+                    self.clock(), store_cfg.dedup_ttl, keep_sent=store_cfg.dedup_ttl
+                )
+            except Exception:
+                log.exception("pruning the store failed; will try again")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=PRUNE_EVERY)

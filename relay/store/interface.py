@@ -1,0 +1,181 @@
+"""The store interface, and `SqlStore`: that interface over the shared logic of `relay.store.sql`.
+
+What the pipeline, the worker and the operator commands need from a database:
+- `receive` is the acknowledgement path: the event id (dedup) and the event, durably, before the
+  2xx. The receives of one turn of the event loop are committed together (`GroupCommit`).
+- `inbox` and `enqueue` are the router's: the oldest waiting events, then their rendered
+  messages written to the outbox in the transaction that takes them out of the inbox.
+  `lead_routing` says whether this process may route now (one process at a time, by lease).
+- `claim` gives the worker the due heads of their channels that pacing allows, claimed with a
+  lease, with the conversation messages each needs; `settle` records what the attempts came to,
+  many at once. `release_orphans` runs at start-up and frees only claims no live worker holds.
+
+A backend (SQLite, PostgreSQL) provides the transaction runner `_run`, the intake commit,
+opening and migrating, and the two questions whose answers are its own (`last_seq`,
+`release_orphans`); everything else is the shared logic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar
+
+from relay.event import Event, to_record
+from relay.records import (
+    Acceptance,
+    ClaimRound,
+    DestinationStats,
+    DigestBatch,
+    InboxStats,
+    NewMessage,
+    OutboxRow,
+    Received,
+    Routed,
+    Settlement,
+    Status,
+)
+from relay.store import sql
+from relay.store.intake import GroupCommit
+from relay.store.schema import Dialect
+
+T = TypeVar("T")
+
+
+class Store(Protocol):
+    """The store as the rest of relay sees it."""
+
+    async def open(self) -> None: ...
+    async def migrate(self) -> int: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> bool: ...
+    async def receive(self, event: Event, now: float) -> Acceptance: ...
+    async def seen(self, source: str, event_id: str) -> bool: ...
+    async def lead_routing(self, holder: str, now: float, seconds: float) -> bool: ...
+    async def release_routing(self, holder: str) -> None: ...
+    async def inbox(self, limit: int) -> list[Received]: ...
+    async def last_seq(self) -> int: ...
+    async def enqueue(self, planned: Sequence[Routed]) -> set[int]: ...
+    async def inbox_stats(self) -> InboxStats: ...
+    async def claim(
+        self, now: float, lease_until: float, *, rate: float, burst: float, limit: int
+    ) -> ClaimRound: ...
+    async def settle(self, settlement: Settlement) -> None: ...
+    async def next_due_at(self) -> float | None: ...
+    async def release_expired(self, now: float) -> int: ...
+    async def release_orphans(self, now: float) -> int: ...
+    async def due_digests(self, now: float) -> list[DigestBatch]: ...
+    async def next_digest_at(self) -> float | None: ...
+    async def flush_digest(
+        self, batch: DigestBatch, message: NewMessage | None, now: float
+    ) -> None: ...
+    async def prune(self, now: float, dedup_ttl: float, keep_sent: float) -> tuple[int, int]: ...
+    async def stats(self) -> list[DestinationStats]: ...
+    async def rows(self, status: Status, limit: int = 1000) -> list[OutboxRow]: ...
+    async def replay_dead(self, ids: Sequence[int] | None, now: float) -> int: ...
+    async def drop_dead(self, ids: Sequence[int] | None) -> int: ...
+
+
+class SqlStore:
+    """The operations of `Store`, each one transaction of the shared logic."""
+
+    dialect: Dialect
+
+    def __init__(self) -> None:
+        self._intake = GroupCommit(self._commit_intake)
+        self._settling = GroupCommit(self._commit_settlements)
+
+    async def _run(self, fn: Callable[[sql.Db], T], *, read_only: bool = False) -> T:
+        """Run `fn` in one transaction on this backend's connections."""
+        raise NotImplementedError
+
+    async def _drain_groups(self) -> None:
+        """Wait for the groups being committed (before closing)."""
+        await self._intake.drain()
+        await self._settling.drain()
+
+    async def _commit_intake(self, batch: Sequence[sql.Incoming]) -> list[Acceptance]:
+        """Commit one group of receives (backends may take a faster path than `_run`)."""
+        return await self._run(functools.partial(sql.receive_all, batch=batch))
+
+    # ------------------------------------------------------------ intake and routing
+
+    async def receive(self, event: Event, now: float) -> Acceptance:
+        """Record the event id and put the event in the inbox; DUPLICATE if seen before.
+        Returns once the group this receive joined has committed."""
+        return await self._intake.submit((event, to_record(event), now))
+
+    async def seen(self, source: str, event_id: str) -> bool:
+        return await self._run(lambda db: sql.seen(db, source, event_id), read_only=True)
+
+    async def lead_routing(self, holder: str, now: float, seconds: float) -> bool:
+        return await self._run(lambda db: sql.lead_routing(db, holder, now, seconds))
+
+    async def release_routing(self, holder: str) -> None:
+        await self._run(lambda db: sql.release_routing(db, holder))
+
+    async def inbox(self, limit: int) -> list[Received]:
+        return await self._run(lambda db: sql.inbox(db, limit), read_only=True)
+
+    async def enqueue(self, planned: Sequence[Routed]) -> set[int]:
+        return await self._run(lambda db: sql.enqueue(db, planned))
+
+    async def inbox_stats(self) -> InboxStats:
+        return await self._run(sql.inbox_stats, read_only=True)
+
+    # ------------------------------------------------------------ delivery
+
+    async def claim(
+        self, now: float, lease_until: float, *, rate: float, burst: float, limit: int
+    ) -> ClaimRound:
+        return await self._run(lambda db: sql.claim(db, now, lease_until, rate, burst, limit))
+
+    async def settle(self, settlement: Settlement) -> None:
+        """Record one attempt's outcome; the outcomes of one turn of the event loop are written
+        in one transaction."""
+        await self._settling.submit(settlement)
+
+    async def _commit_settlements(self, batch: Sequence[Settlement]) -> list[None]:
+        await self._run(lambda db: sql.settle(db, batch))
+        return [None] * len(batch)
+
+    async def next_due_at(self) -> float | None:
+        return await self._run(sql.next_due_at, read_only=True)
+
+    async def release_expired(self, now: float) -> int:
+        return await self._run(lambda db: sql.release_expired(db, now))
+
+    # ------------------------------------------------------------ digests
+
+    async def due_digests(self, now: float) -> list[DigestBatch]:
+        return await self._run(lambda db: sql.due_digests(db, now), read_only=True)
+
+    async def next_digest_at(self) -> float | None:
+        return await self._run(sql.next_digest_at, read_only=True)
+
+    async def flush_digest(
+        self, batch: DigestBatch, message: NewMessage | None, now: float
+    ) -> None:
+        # another replica may have posted this batch first: its transaction is the one that counts
+        with contextlib.suppress(sql.AlreadyFlushed):
+            await self._run(lambda db: sql.flush_digest(db, batch, message, now))
+
+    # ------------------------------------------------------------ housekeeping and reports
+
+    async def prune(self, now: float, dedup_ttl: float, keep_sent: float) -> tuple[int, int]:
+        return await self._run(lambda db: sql.prune(db, now, dedup_ttl, keep_sent))
+
+    async def stats(self) -> list[DestinationStats]:
+        # one snapshot for both queries: a digest moving into the outbox in between must not
+        # look like nothing waiting anywhere
+        return await self._run(sql.stats, read_only=True)
+
+    async def rows(self, status: Status, limit: int = 1000) -> list[OutboxRow]:
+        return await self._run(lambda db: sql.rows(db, status, limit), read_only=True)
+
+    async def replay_dead(self, ids: Sequence[int] | None, now: float) -> int:
+        return await self._run(lambda db: sql.replay_dead(db, ids, now))
+
+    async def drop_dead(self, ids: Sequence[int] | None) -> int:
+        return await self._run(lambda db: sql.drop_dead(db, ids))

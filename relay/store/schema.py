@@ -1,0 +1,204 @@
+"""relay's database schema, written once for both SQL dialects, and what differs between them.
+
+`MIGRATIONS` is the ordered history of the schema: migration N brings a database from version
+N-1 to N. Each script is written once with a few `{tokens}` (`{id}` for an auto-numbered key,
+`{real}`, `{blob}`, `{rowid}`) that `Dialect.ddl` fills in for SQLite or PostgreSQL, so both
+backends always have the same tables, columns and indexes (a test compares them). Statements
+marked `POSTGRES_ONLY` ran only there in a version where SQLite did not need them; later
+migrations gave SQLite the same tables, so today's schemas are equal. A migration is never
+edited once released: users' databases were built by it.
+
+`Dialect` also carries the SQL fragments the shared store logic (`relay.store.sql`) needs in
+each dialect: row locking, index hints, the scalar `greatest`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+POSTGRES_ONLY = "-- postgres only\n"
+
+_PACE = """
+    CREATE TABLE IF NOT EXISTS pace (
+        key          TEXT PRIMARY KEY,
+        tokens       {real} NOT NULL,
+        updated      {real} NOT NULL,
+        paused_until {real} NOT NULL DEFAULT 0
+    )"""
+_ROUTING_LEASE = """
+    CREATE TABLE IF NOT EXISTS routing_lease (
+        id     INTEGER PRIMARY KEY CHECK (id = 1),
+        holder TEXT NOT NULL,
+        until  {real} NOT NULL
+    )"""
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: seen events and the outbox
+    (
+        """
+    CREATE TABLE events (
+        source      TEXT NOT NULL,
+        id          TEXT NOT NULL,
+        type        TEXT NOT NULL,
+        received_at {real} NOT NULL,
+        PRIMARY KEY (source, id)
+    ){rowid}""",
+        "CREATE INDEX events_received ON events (received_at)",
+        """
+    CREATE TABLE outbox (
+        id              {id},
+        event_source    TEXT NOT NULL,
+        event_id        TEXT NOT NULL,
+        event_type      TEXT NOT NULL,
+        destination     TEXT NOT NULL,
+        pace_key        TEXT NOT NULL,
+        template        TEXT NOT NULL,
+        payload         TEXT NOT NULL,
+        status          TEXT NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        created_at      {real} NOT NULL,
+        next_attempt_at {real} NOT NULL,
+        lease_until     {real},
+        last_reason     TEXT,
+        last_error      TEXT,
+        channel_id      TEXT,
+        ts              TEXT,
+        finished_at     {real}
+    )""",
+        "CREATE INDEX outbox_head ON outbox (pace_key, status, id)",
+        "CREATE INDEX outbox_status ON outbox (status, next_attempt_at)",
+    ),
+    # 2: conversations (threads, updates, repeats), digests, muted rows; shared pacing
+    (
+        "ALTER TABLE outbox ADD COLUMN step TEXT",
+        """
+    CREATE TABLE messages (
+        pace_key    TEXT NOT NULL,
+        key         TEXT NOT NULL,
+        channel_id  TEXT,
+        ts          TEXT NOT NULL,
+        order_at    {real},
+        count       INTEGER NOT NULL DEFAULT 1,
+        first_at    {real} NOT NULL,
+        last_at     {real} NOT NULL,
+        expires_at  {real} NOT NULL,
+        PRIMARY KEY (pace_key, key)
+    ){rowid}""",
+        "CREATE INDEX messages_expiry ON messages (expires_at)",
+        """
+    CREATE TABLE digest_groups (
+        id            {id},
+        route         TEXT NOT NULL,
+        group_key     TEXT NOT NULL,
+        destination   TEXT NOT NULL,
+        pace_key      TEXT NOT NULL,
+        wait          {real} NOT NULL,
+        interval      {real} NOT NULL,
+        max_items     INTEGER NOT NULL,
+        show          INTEGER NOT NULL,
+        flush_at      {real},
+        last_flush_at {real},
+        UNIQUE (route, group_key, destination)
+    )""",
+        "CREATE INDEX digest_due ON digest_groups (flush_at)",
+        """
+    CREATE TABLE digest_items (
+        id           {id},
+        group_id     {bigint} NOT NULL REFERENCES digest_groups (id),
+        event_source TEXT NOT NULL,
+        event_id     TEXT NOT NULL,
+        event_type   TEXT NOT NULL,
+        template     TEXT NOT NULL,
+        payload      TEXT NOT NULL,
+        created_at   {real} NOT NULL
+    )""",
+        "CREATE INDEX digest_items_group ON digest_items (group_id, id)",
+        POSTGRES_ONLY + _PACE,
+    ),
+    # 3: the undelivered rows alone, so finding each key's head costs O(keys · log n)
+    ("CREATE INDEX outbox_open ON outbox (pace_key, id) WHERE status IN ('pending','inflight')",),
+    # 4: accepted events waiting to be routed and rendered (`seq` never repeats, even once the
+    # inbox was empty, so it orders acceptances across restarts); which replica routes them
+    (
+        """
+    CREATE TABLE inbox (
+        seq         {id},
+        source      TEXT NOT NULL,
+        event_id    TEXT NOT NULL,
+        type        TEXT NOT NULL,
+        provider    TEXT NOT NULL,
+        created     TEXT,
+        text        TEXT,
+        body        {blob},
+        envelope    TEXT,
+        data        TEXT,
+        received_at {real} NOT NULL
+    )""",
+        POSTGRES_ONLY + _ROUTING_LEASE,
+    ),
+    # 5: one logic for both backends: SQLite paces and leads routing through the same tables
+    (_PACE, _ROUTING_LEASE),
+)
+
+VERSION = len(MIGRATIONS)
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between SQLite and PostgreSQL, as DDL types and SQL fragments."""
+
+    name: str
+    id: str  # an auto-numbered primary key whose numbers are never reused
+    real: str
+    blob: str
+    bigint: str
+    rowid: str  # a table clustered on its primary key
+    greatest: str  # the scalar maximum of its arguments
+    skip_locked: str  # take the selected rows, skipping those another transaction holds
+    lock: str  # take the selected rows, waiting for them
+    open_index: str  # read the index of undelivered rows (SQLite's planner needs the hint)
+
+    def ddl(self, statement: str) -> str | None:
+        """A migration statement in this dialect, or None when it is not for this dialect."""
+        if statement.startswith(POSTGRES_ONLY) and self.name != "postgresql":
+            return None
+        return statement.format(
+            id=self.id, real=self.real, blob=self.blob, bigint=self.bigint, rowid=self.rowid
+        )
+
+    def tokens(self) -> dict[str, str]:
+        """The fragments a shared SQL statement may name as `{greatest}`, `{skip_locked}`..."""
+        return {
+            "greatest": self.greatest,
+            "skip_locked": self.skip_locked,
+            "lock": self.lock,
+            "open_index": self.open_index,
+        }
+
+
+SQLITE = Dialect(
+    name="sqlite",
+    id="INTEGER PRIMARY KEY AUTOINCREMENT",
+    real="REAL",
+    blob="BLOB",
+    bigint="INTEGER",
+    rowid=" WITHOUT ROWID",
+    greatest="MAX",
+    # one writer at a time: a transaction that writes holds the whole database already
+    skip_locked="",
+    lock="",
+    open_index=" INDEXED BY outbox_open",
+)
+
+POSTGRES = Dialect(
+    name="postgresql",
+    id="BIGSERIAL PRIMARY KEY",
+    real="DOUBLE PRECISION",
+    blob="BYTEA",
+    bigint="BIGINT",
+    rowid="",
+    greatest="GREATEST",
+    skip_locked=" FOR UPDATE SKIP LOCKED",
+    lock=" FOR UPDATE",
+    open_index="",
+)

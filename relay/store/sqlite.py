@@ -1,0 +1,194 @@
+"""The SQLite store: one process, one file, the shared logic on a thread of its own.
+
+SQLite runs in WAL mode with `synchronous=NORMAL`: a committed transaction survives `kill -9` of
+relay (the OS holds it); only a power loss of the host may lose the last commits
+(`RELAY_SQLITE_SYNCHRONOUS=FULL` trades throughput for that too).
+
+Every transaction runs on one dedicated thread, which also checkpoints the WAL, so the event
+loop never waits on disk. The exception is the hottest path in relay, accepting events: a group
+of accepts is committed on the event loop's own thread through a connection of its own (the hop
+to another thread and back, and the GIL hand-offs it brings, cost more than a few small
+writes; `bench/ingest.py` measures it). That connection never waits for a lock: when another
+write holds the database, the group is committed by the store's thread instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import sqlite3
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from relay.records import Acceptance
+from relay.store import sql
+from relay.store.interface import SqlStore
+from relay.store.schema import MIGRATIONS, SQLITE
+
+T = TypeVar("T")
+
+_CHECKPOINT_EVERY = 64  # intake groups between two WAL checkpoints (on the store's thread)
+
+
+def sqlite_path(url: str | None, cwd: Path) -> Path:
+    """`RELAY_DATABASE_URL` (`sqlite:///abs/path.db`, `sqlite:relative.db` or a plain path)."""
+    if not url:
+        return cwd / "data" / "relay.db"
+    for prefix in ("sqlite:///", "sqlite://", "sqlite:"):
+        if url.startswith(prefix):
+            rest = url[len(prefix) :]
+            return Path("/" + rest) if prefix == "sqlite:///" else cwd / rest
+    if "://" in url:
+        raise ValueError(f"RELAY_DATABASE_URL '{url.split('://')[0]}://...' is not supported")
+    return cwd / url
+
+
+def migrate(db: sqlite3.Connection) -> int:
+    """Apply pending migrations in order; returns the schema version now in force."""
+    version: int = db.execute("PRAGMA user_version").fetchone()[0]
+    for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in statements:
+                ddl = SQLITE.ddl(statement)
+                if ddl is not None:
+                    db.execute(ddl)
+            db.execute(f"PRAGMA user_version={number}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    return max(version, len(MIGRATIONS))
+
+
+def _transaction(db: sqlite3.Connection, fn: Callable[[sql.Db], T], begin: str) -> T:
+    db.execute(begin)
+    try:
+        result = fn(sql.Db(db, SQLITE))
+        db.execute("COMMIT")
+        return result
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
+class SqliteStore(SqlStore):
+    """relay's store in one SQLite file."""
+
+    dialect = SQLITE
+
+    def __init__(self, path: Path, *, synchronous: str | None = None) -> None:
+        super().__init__()
+        self.path = path
+        self._synchronous = synchronous or os.environ.get("RELAY_SQLITE_SYNCHRONOUS", "NORMAL")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-store")
+        self._db: sqlite3.Connection | None = None
+        self._intake_db: sqlite3.Connection | None = None  # used on the loop's thread only
+        self._commits = 0
+        self._background: set[asyncio.Future[Any]] = set()
+
+    def __repr__(self) -> str:
+        return f"SqliteStore('{self.path}')"
+
+    # ------------------------------------------------------------ connections
+
+    async def _on_thread(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, fn)
+
+    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._db is None:
+            raise RuntimeError("store is not open")
+        return fn(self._db)
+
+    async def _run(self, fn: Callable[[sql.Db], T], *, read_only: bool = False) -> T:
+        # a writer takes the lock up front: upgrading a read lock later can fail with BUSY
+        begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
+        return await self._on_thread(lambda db: _transaction(db, fn, begin))
+
+    async def open(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._open)
+        intake = sqlite3.connect(self.path, isolation_level=None)
+        intake.execute(f"PRAGMA synchronous={self._synchronous}")
+        intake.execute("PRAGMA busy_timeout=0")  # never wait on the loop: see _commit_intake
+        intake.execute("PRAGMA wal_autocheckpoint=0")  # the store's thread checkpoints
+        self._intake_db = intake
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={self._synchronous}")
+        db.execute("PRAGMA busy_timeout=5000")
+        db.execute("PRAGMA foreign_keys=ON")
+        migrate(db)
+        self._db = db
+
+    async def migrate(self) -> int:
+        """Migrations run at `open`; the schema version now in force."""
+        return await self._on_thread(migrate)
+
+    async def close(self) -> None:
+        await self._drain_groups()
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        if self._intake_db is not None:
+            self._intake_db.close()
+            self._intake_db = None
+        if self._db is not None:
+            await self._on_thread(lambda db: db.close())
+            self._db = None
+        self._executor.shutdown(wait=True)
+
+    async def ping(self) -> bool:
+        try:
+            return await self._on_thread(lambda db: db.execute("SELECT 1").fetchone() == (1,))
+        except (sqlite3.Error, RuntimeError):
+            return False
+
+    # ------------------------------------------------------------ intake
+
+    async def _commit_intake(self, batch: Sequence[sql.Incoming]) -> list[Acceptance]:
+        """On the loop's thread, unless another write holds the database: then on the store's
+        thread, which waits for it."""
+        receive = functools.partial(sql.receive_all, batch=batch)
+        if self._intake_db is None:
+            raise RuntimeError("store is not open")
+        try:
+            results = _transaction(self._intake_db, receive, "BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                raise
+            return await self._run(receive)
+        self._commits += 1
+        if self._commits % _CHECKPOINT_EVERY == 0:
+            self._in_background(self._on_thread(_checkpoint))
+        return results
+
+    def _in_background(self, work: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # ------------------------------------------------------------ what only SQLite answers
+
+    async def last_seq(self) -> int:
+        """The `seq` of the newest event ever received (0 if none)."""
+        return await self._on_thread(
+            lambda db: (
+                db.execute("SELECT seq FROM sqlite_sequence WHERE name='inbox'").fetchone() or (0,)
+            )[0]
+        )
+
+    async def release_orphans(self, now: float) -> int:
+        """At start-up of the one process every inflight row is an orphan of the last run."""
+        return await self.release_expired(float("inf"))
+
+
+def _checkpoint(db: sqlite3.Connection) -> None:
+    """Copy the WAL into the database without blocking writers (they append meanwhile)."""
+    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
