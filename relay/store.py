@@ -16,9 +16,11 @@ Accepted events, the hottest path in relay, are committed on the event loop's ow
 through a connection of their own: the accepts of one turn of the loop become one short
 transaction of a few statements (a hop to another thread and back, and the GIL hand-offs it
 brings, cost more than the write). That connection never waits for a lock: when another write
-holds the database, the group is committed by the store's thread instead. Everything else runs
-on that one dedicated thread, which also checkpoints the WAL, so the loop never waits on disk
-for longer than its own small writes.
+holds the database, the group is committed by the store's thread instead. A group the database
+refuses for any other reason is committed again there one member at a time, so that only the
+member that fails alone fails: requests share a group only because they arrived together.
+Everything else runs on that one dedicated thread, which also checkpoints the WAL, so the loop
+never waits on disk for longer than its own small writes.
 """
 
 from __future__ import annotations
@@ -434,26 +436,49 @@ class SqliteStore:
             results = _receive_all(self._intake_db, batch)
         except sqlite3.OperationalError as exc:
             if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
-                _fail(batch, exc)
+                self._isolate(batch, exc)
                 return
             # another write holds the database: wait for it on the store's thread instead
             self._in_background(self._commit_in_thread(batch))
             return
         except Exception as exc:  # nothing of this batch was written
-            _fail(batch, exc)
+            self._isolate(batch, exc)
             return
         _succeed(batch, results)
         self._commits += 1
         if self._commits % 64 == 0:  # about every 64 groups, and never on this thread
             self._in_background(self._run(_checkpoint))
 
+    def _isolate(self, batch: list[_Intake], exc: Exception) -> None:
+        """A group the database refused: its requests came together by chance, so one of them
+        must not fail the others. Commit each alone (rare: on the store's thread), so that only
+        the one that fails alone gets the error."""
+        if len(batch) == 1:
+            _fail(batch, exc)
+            return
+        self._in_background(self._commit_each(batch))
+
     async def _commit_in_thread(self, batch: list[_Intake]) -> None:
+        """Commit a group on the store's thread, which waits for locks; each alone if refused."""
         try:
             results = await self._run(functools.partial(_receive_all, batch=batch))
         except Exception as exc:
-            _fail(batch, exc)
+            if len(batch) == 1:
+                _fail(batch, exc)
+                return
+            await self._commit_each(batch)
             return
         _succeed(batch, results)
+
+    async def _commit_each(self, batch: list[_Intake]) -> None:
+        # in order and one after the other: an id twice in the group is still a duplicate
+        for intake in batch:
+            try:
+                results = await self._run(functools.partial(_receive_all, batch=[intake]))
+            except Exception as exc:
+                _fail([intake], exc)
+                continue
+            _succeed([intake], results)
 
     def _in_background(self, work: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(work)

@@ -5,11 +5,13 @@ that keeps its event instead of losing it, acknowledgements first, one router am
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from relay.config import parse_config
@@ -18,6 +20,7 @@ from relay.pipeline import BATCH, Pipeline
 from relay.render import RenderedMessage, Renderer
 from relay.runtime import Runtime, build_runtime
 from relay.store import Acceptance, SqliteStore, Status
+from relay.store_pg import PostgresStore
 from relay.stores import Store, open_store
 
 CONFIG = """
@@ -111,6 +114,45 @@ async def test_an_event_the_router_fails_on_stays_in_the_inbox_and_the_rest_flow
     await store.release_routing(pipeline.holder)  # as the first one does when it stops
     await route_all(Pipeline(base, store))
     assert (await store.inbox_stats()).waiting == 0
+
+
+async def refuse_messages_of(store: Store, event_id: str) -> None:
+    """Make the database itself refuse the outbox rows of one event (a trigger)."""
+    if isinstance(store, SqliteStore):
+        db = sqlite3.connect(store.path)
+        db.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON outbox"
+            f" WHEN NEW.event_id = '{event_id}' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+        db.close()
+        return
+    assert isinstance(store, PostgresStore)
+    async with await psycopg.AsyncConnection.connect(store.url, autocommit=True) as conn:
+        await conn.execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql"
+            " AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$"
+        )
+        await conn.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON outbox FOR EACH ROW"
+            f" WHEN (NEW.event_id = '{event_id}') EXECUTE FUNCTION refuse()"
+        )
+
+
+async def test_an_event_whose_messages_the_store_refuses_holds_up_no_other(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    await refuse_messages_of(store, "evt_2")
+    pipeline = Pipeline(runtime(tmp_path), store)
+    for n in range(1, 5):
+        await pipeline.accept(event(n))
+    await route_all(pipeline)  # one batch: its transaction fails, then each event alone
+    assert [r.event_id for r in await store.rows(Status.PENDING)] == ["evt_1", "evt_3", "evt_4"]
+    assert [r.event.id for r in await store.inbox(10)] == ["evt_2"]  # kept, not lost
+    failed = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert [getattr(r, "event_id", None) for r in failed] == ["evt_2"]
+    await pipeline.accept(event(5))  # and the events behind it still flow
+    await route_all(pipeline)
+    assert [r.event_id for r in await store.rows(Status.PENDING)][-1] == "evt_5"
 
 
 class GatedStore(SqliteStore):

@@ -544,3 +544,21 @@ async def test_an_accept_waits_for_another_writer_without_blocking_the_loop(
     assert [r.event.id for r in await store.inbox(10)] == ["e1"]
     other.close()
     await store.close()
+
+
+async def test_an_accept_the_database_refuses_fails_alone_not_with_its_group(
+    store: Store,
+) -> None:
+    import asyncio
+
+    # received at the same instant, they are committed as one group on SQLite; one event the
+    # database cannot hold (a lone surrogate in its id) must not fail the others with it
+    valid = [ev(f"e{i:02d}") for i in range(12)]
+    events = [*valid[:6], ev("bad\ud800"), *valid[6:]]
+    answers = await asyncio.gather(*(store.receive(e, 1.0) for e in events), return_exceptions=True)
+    assert isinstance(answers[6], UnicodeEncodeError)
+    assert answers[:6] + answers[7:] == [Acceptance.ACCEPTED] * 12
+    assert sorted(r.event.id for r in await store.inbox(100)) == [e.id for e in valid]
+    # the group commit keeps working afterwards
+    again = await asyncio.gather(*(store.receive(e, 2.0) for e in [ev("e00"), ev("e12")]))
+    assert again == [Acceptance.DUPLICATE, Acceptance.ACCEPTED]
