@@ -37,7 +37,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
-from relay.event import Event, Record, from_record, to_record
+from relay.event import Event, Record, from_record, json_text, to_record
 from relay.pacing import Pacer
 
 T = TypeVar("T")
@@ -933,7 +933,7 @@ def _receive_all(db: sqlite3.Connection, batch: Sequence[_Intake]) -> list[Accep
 
 def _message_rows(event: Event, messages: Sequence[NewMessage], now: float) -> _MessageRows:
     """An event's messages as outbox rows, and those parked for a digest with their payload
-    (serialized here, outside the transaction)."""
+    (serialized here, outside the transaction, as valid text: see `relay.event.json_text`)."""
     outbox = [
         (
             event.source,
@@ -942,21 +942,17 @@ def _message_rows(event: Event, messages: Sequence[NewMessage], now: float) -> _
             m.destination,
             m.pace_key,
             m.template,
-            json.dumps(m.payload, ensure_ascii=False),
+            json_text(m.payload),
             (Status.MUTED if m.muted else Status.PENDING).value,
             now,
             now,
-            json.dumps(m.step) if m.step else None,
+            json_text(m.step) if m.step else None,
             now if m.muted else None,
         )
         for m in messages
         if m.group is None or m.muted
     ]
-    grouped = [
-        (m, json.dumps(m.payload, ensure_ascii=False))
-        for m in messages
-        if m.group is not None and not m.muted
-    ]
+    grouped = [(m, json_text(m.payload)) for m in messages if m.group is not None and not m.muted]
     return outbox, grouped
 
 
@@ -996,7 +992,7 @@ def _enqueue_digest(
             batch.destination,
             batch.pace_key,
             message.template,
-            json.dumps(message.payload, ensure_ascii=False),
+            json_text(message.payload),
             Status.PENDING.value,
             now,
             now,

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from relay.event import Event, from_record, to_record
+from relay.event import Event, from_record, json_text, to_record
 from relay.pacing import Bucket, Pacer, refill, spend, wait
 from relay.store import (
     Acceptance,
@@ -590,7 +590,7 @@ class PostgresStore:
                         batch.destination,
                         batch.pace_key,
                         message.template,
-                        json.dumps(message.payload, ensure_ascii=False),
+                        json_text(message.payload),
                         Status.PENDING.value,
                         now,
                         now,

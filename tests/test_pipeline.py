@@ -5,6 +5,8 @@ that keeps its event instead of losing it, acknowledgements first, one router am
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -17,6 +19,8 @@ import pytest
 from relay.config import parse_config
 from relay.event import Event
 from relay.pipeline import BATCH, Pipeline
+from relay.providers.anchor import AnchorProvider
+from relay.providers.tabstack import TabstackProvider
 from relay.render import RenderedMessage, Renderer
 from relay.runtime import Runtime, build_runtime
 from relay.store import Acceptance, SqliteStore, Status
@@ -153,6 +157,37 @@ async def test_an_event_whose_messages_the_store_refuses_holds_up_no_other(
     await pipeline.accept(event(5))  # and the events behind it still flow
     await route_all(pipeline)
     assert [r.event_id for r in await store.rows(Status.PENDING)][-1] == "evt_5"
+
+
+# What JSON carries and no text column holds: lone surrogates (escaped, or the bytes ED A0 80,
+# which json.loads on bytes lets through) and NUL
+NOT_TEXT_ANCHOR = (
+    b'{"id": "evt_x", "type": "task.failed", "text": "\\udfff", "data": {"task_id": "tsk_\\ud800",'
+    b' "error": {"type": "x", "message": "broken \\ud800 page \xed\xa0\x80 \\u0000"}}}'
+)
+NOT_TEXT_RUN = (
+    b'event: start\ndata: {"task": "Find \\ud800 price"}\n\n'
+    b'event: complete\ndata: {"success": true, "result": {"finalAnswer": "costs \\udfff"}}\n\n'
+)
+
+
+async def test_events_with_text_that_is_not_valid_text_are_queued_showing_replacements(
+    store: Store, tmp_path: Path
+) -> None:
+    pipeline = Pipeline(runtime(tmp_path), store)
+    events = [
+        *AnchorProvider("anchor", []).parse({}, NOT_TEXT_ANCHOR),
+        *TabstackProvider("tabstack", "token").parse({"x-relay-run-id": "run_x"}, NOT_TEXT_RUN),
+    ]
+    for e in events:
+        assert await pipeline.accept(e) is Acceptance.ACCEPTED
+    await route_all(pipeline)
+    queued = [json.dumps(r.payload, ensure_ascii=False) for r in await store.rows(Status.PENDING)]
+    assert len(queued) == len(events) == 3
+    assert not any(re.search("[\ud800-\udfff\x00]", text) for text in queued)
+    failure, started, completed = queued
+    assert "tsk_\ufffd" in failure and "broken \ufffd page \ufffd \ufffd" in failure
+    assert "Find \ufffd price" in started and "costs \ufffd" in completed
 
 
 class GatedStore(SqliteStore):
