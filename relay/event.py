@@ -1,8 +1,17 @@
-"""The one Event model every provider normalizes into, and helpers to read its data safely."""
+"""The one Event model every provider normalizes into, and helpers to read its data safely.
+
+Also what "valid text" means for event strings. JSON can carry what no database text column
+holds: a lone UTF-16 surrogate (`"\\ud800"`, or the bytes `ED A0 80`, which `json.loads` on
+bytes lets through) cannot be encoded as UTF-8, and PostgreSQL's TEXT refuses NUL. An id or a
+type that is not valid text is refused by the providers (`is_text`); free text is kept, and an
+event as the stores hand it back (`from_record`) holds only valid text, each lone surrogate or
+NUL shown as U+FFFD, while the request body itself stays byte-exact.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -66,6 +75,58 @@ class Event:
         )
 
 
+# what no text column holds: a lone surrogate (not encodable as UTF-8) or NUL (PostgreSQL)
+_NOT_TEXT = re.compile("[\x00\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
+
+
+def is_text(value: str) -> bool:
+    """Whether a string can be stored and shown as it is (no lone surrogate, no NUL)."""
+    return _NOT_TEXT.search(value) is None
+
+
+def as_text(value: str) -> str:
+    """`value` with each lone surrogate and NUL replaced by U+FFFD."""
+    return value if is_text(value) else _NOT_TEXT.sub(REPLACEMENT, value)
+
+
+def as_text_json(value: Any) -> Any:
+    """A parsed JSON value (owned by the caller: changed in place) with every string, keys
+    included, made valid text by `as_text`. Iterative, so any nesting json accepts is safe."""
+    if isinstance(value, str):
+        return as_text(value)
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if not all(is_text(key) for key in item):
+                fixed = {as_text(key): child for key, child in item.items()}
+                item.clear()
+                item.update(fixed)
+            for key, child in item.items():
+                if isinstance(child, str):
+                    if not is_text(child):
+                        item[key] = as_text(child)  # an existing key: no resize while iterating
+                elif isinstance(child, dict | list):
+                    stack.append(child)
+        elif isinstance(item, list):
+            for index, child in enumerate(item):
+                if isinstance(child, str):
+                    if not is_text(child):
+                        item[index] = as_text(child)
+                elif isinstance(child, dict | list):
+                    stack.append(child)
+    return value
+
+
+def json_text(value: Any) -> str:
+    """`value` as JSON text a TEXT column holds: UTF-8 as it is, each lone surrogate U+FFFD.
+
+    `ensure_ascii=False` keeps a lone surrogate as it is, and it can only stand inside a JSON
+    string, so replacing it in the text keeps the JSON valid; NUL is escaped by json already."""
+    return as_text(json.dumps(value, ensure_ascii=False))
+
+
 # How the stores keep an event: its fields, and its payload the cheapest way there is
 Record = tuple[str, str, str | None, str | None, bytes | None, str | None, str | None]
 
@@ -73,31 +134,41 @@ Record = tuple[str, str, str | None, str | None, bytes | None, str | None, str |
 def to_record(event: Event) -> Record:
     """`(type, provider, created, text, body, envelope, data)` for the store; `from_record`
     reads it back. A webhook's envelope is its request body, kept as it came (no encoding);
-    `data` is stored only when it is not the envelope's own `data` object."""
+    `data` is stored only when it is not the envelope's own `data` object. Every text is valid
+    text (`as_text`); the id and type were checked by the provider."""
     envelope = None
     if event.body is None:
-        envelope = json.dumps(dict(event.envelope), ensure_ascii=False)
+        envelope = json_text(dict(event.envelope))
     data = None
     if event.body is None or event.data is not event.envelope.get("data"):
-        data = json.dumps(dict(event.data), ensure_ascii=False)
+        data = json_text(dict(event.data))
     created = event.created.isoformat() if event.created else None
-    return (event.type, event.provider, created, event.text, event.body, envelope, data)
+    text = as_text(event.text) if event.text is not None else None
+    return (event.type, event.provider, created, text, event.body, envelope, data)
 
 
 def from_record(source: str, event_id: str, record: Sequence[Any]) -> Event:
+    """The event `to_record` kept, holding only valid text: what routing and rendering see."""
     kind, provider, created, text, body, envelope, data = record
-    # the body is parsed exactly as the provider parsed it (json reads UTF-8, -16 and -32)
-    full = json.loads(bytes(body)) if body is not None else json.loads(envelope)
+    # the body is parsed exactly as the provider parsed it (json reads UTF-8, -16 and -32),
+    # lone surrogates included: they become U+FFFD here, the body itself stays as it came
+    full = as_text_json(json.loads(bytes(body)) if body is not None else json.loads(envelope))
     return Event(
         source=source,
         provider=provider,
         id=event_id,
         type=kind,
-        data=json.loads(data) if data is not None else (full.get("data") or {}),
+        data=as_text_json(json.loads(data)) if data is not None else (full.get("data") or {}),
         created=parse_time(created) if created else None,
-        text=text,
+        text=as_text(text) if text is not None else None,
         envelope=full,
     )
+
+
+def as_stored(event: Event) -> Event:
+    """The event as the stores hand it back to the router (valid text throughout): what
+    `relay render` and `relay routes` show, so that they show what relay would post."""
+    return from_record(event.source, event.id, to_record(event))
 
 
 _MISSING = object()

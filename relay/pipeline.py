@@ -253,7 +253,10 @@ class Pipeline:
             done = self._plan(received)
             if done is not None:
                 planned.append((received, done))
-        written = await self.store.enqueue([Routed(r, p.messages) for r, p in planned])
+        try:
+            written = await self.store.enqueue([Routed(r, p.messages) for r, p in planned])
+        except Exception:
+            written = await self._enqueue_each(planned)
         for received, done in planned:
             if received.seq in written:
                 self._routed(received.event, done)
@@ -271,6 +274,26 @@ class Pipeline:
             await asyncio.sleep(wait)
         self._last_render = time.monotonic()
         self._accepted_then = self._accepted
+
+    async def _enqueue_each(self, planned: list[tuple[Received, Planned]]) -> set[int]:
+        """The batch's transaction failed: write each event's messages alone, in order, so that
+        an event the store refuses holds up neither the others nor the events behind it (it
+        stays in the inbox, skipped until restart, like one whose routing failed). If the store
+        itself does not answer, the error is raised and the whole batch waits for it."""
+        written: set[int] = set()
+        for received, done in planned:
+            try:
+                written |= await self.store.enqueue([Routed(received, done.messages)])
+            except Exception:
+                if not await self.store.ping():
+                    raise
+                self._stuck.add(received.seq)
+                log.exception(
+                    "writing this event's messages failed; it stays in the inbox until relay"
+                    " restarts",
+                    extra=_fields(received.event),
+                )
+        return written
 
     def _plan(self, received: Received) -> Planned | None:
         try:

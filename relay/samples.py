@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from relay.errors import MalformedRequest
-from relay.event import Event
-from relay.providers.tabstack.provider import TabstackProvider
+from relay.event import Event, as_stored
+from relay.providers.tabstack import TabstackProvider
 from relay.providers.tabstack.sse import SSEDecoder
 from relay.providers.tabstack.story import RunStory
 from relay.runtime import Runtime
@@ -49,14 +49,15 @@ def _guess_source(runtime: Runtime, path: Path, body: bytes) -> str:
 
 
 def events_from_file(runtime: Runtime, path: Path, source: str | None) -> list[Event]:
+    """The events of a file, as relay would route them once accepted (`as_stored`)."""
     body = path.read_bytes()
     name = source or _guess_source(runtime, path, body)
     provider = runtime.providers.get(name)
     if provider is None:
         raise MalformedRequest(f"no source named '{name}' is configured")
     if isinstance(provider, TabstackProvider):
-        return story_of(provider, path.stem, body)
-    return provider.parse({"content-type": "application/json"}, body)
+        return [as_stored(e) for e in story_of(provider, path.stem, body)]
+    return [as_stored(e) for e in provider.parse({"content-type": "application/json"}, body)]
 
 
 def sample_events(runtime: Runtime) -> Iterator[Event]:

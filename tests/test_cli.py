@@ -52,6 +52,22 @@ def test_render_prints_what_goes_where(capsys: pytest.CaptureFixture[str]) -> No
     assert message["payload"]["text"] and message["payload"]["blocks"]
 
 
+def test_render_shows_text_that_is_not_valid_text_as_relay_would_post_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    event = tmp_path / "event.json"  # lone surrogates, escaped and as the bytes ED A0 80
+    event.write_bytes(
+        b'{"id": "e1", "type": "task.failed", "text": "\\udfff",'
+        b' "data": {"error": {"message": "broken \\ud800 page \xed\xa0\x80"}}}'
+    )
+    config = str(ROOT / "config.example.yaml")
+    assert main(["render", "--config", config, "--source", "anchor", str(event)]) == 0
+    printed = capsys.readouterr().out
+    assert not re.search("[\ud800-\udfff]", printed)  # relay posts valid text only
+    [message] = json.loads(printed)["messages"]
+    assert "broken \ufffd page \ufffd" in json.dumps(message["payload"], ensure_ascii=False)
+
+
 def test_render_tabstack_stream(capsys: pytest.CaptureFixture[str]) -> None:
     stream = SHARED / "fixtures" / "tabstack" / "run-success.sse"
     assert main(["render", "--config", str(ROOT / "config.example.yaml"), str(stream)]) == 0

@@ -7,6 +7,7 @@ nothing; a repeated event id gets 200 and posts nothing.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -254,3 +255,95 @@ def test_dry_run_prints_the_block_kit_message(
     # SIGTERM: graceful shutdown (uvicorn re-raises the signal once the app has shut down)
     assert relay.terminate() in (0, -15)
     assert "Application shutdown complete." in relay.stderr()
+
+
+# A lone surrogate: in free text (`\udfff` escaped, `\ud800` escaped and as the bytes ED A0 80,
+# which json.loads on bytes lets through) it is accepted and shown as U+FFFD; in the id, which
+# relay cannot show any other way, it is refused. Never a 500, for it or for its neighbours.
+POISONS = {
+    "text": ((b"@TEXT@", b"broken \\udfff page"), (b"@SHOWN@", b"broken \\ud800 \xed\xa0\x80")),
+    "id": ((b"@ID@", b"evt_poison_\\ud800"),),
+}
+
+
+def completed_task(i: int, event_id: str, shown: str = "confirmed", text: str = "") -> bytes:
+    base = json.loads((SHARED / "fixtures" / "anchor" / "task.completed.json").read_text())
+    data = {
+        **base["data"],
+        "task_id": f"tsk_poison_{i:02d}",
+        "session_id": f"ses_poison_{i:02d}",
+        "output": {"value": {"status": shown}},
+    }
+    return json.dumps({**base, "id": event_id, "text": text, "data": data}).encode()
+
+
+async def post_together(url: str, bodies: list[bytes]) -> list[httpx.Response]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        return await asyncio.gather(
+            *(
+                client.post(
+                    url + "/hooks/anchor", content=b, headers=anchor_headers(b, int(time.time()))
+                )
+                for b in bodies
+            )
+        )
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+@pytest.mark.parametrize("poison", sorted(POISONS))
+def test_an_event_with_a_lone_surrogate_never_fails_the_events_sent_with_it(
+    slack: FakeSlack,
+    relay_process: type[RelayProcess],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    backend: str,
+    poison: str,
+) -> None:
+    slack.reset()
+    config = tmp_path / "relay.yaml"  # unthrottled, so 13 messages arrive within a second
+    config.write_text(
+        (ROOT / "config.example.yaml")
+        .read_text()
+        .replace("templates: ./templates", "pacing: {rate: 100, burst: 100}")
+    )
+    database = f"sqlite:///{tmp_path}/relay.db"
+    if backend == "postgres":
+        database = request.getfixturevalue("pg_url")
+    env = {
+        "SLACK_BOT_TOKEN": SLACK_TOKEN,
+        "SLACK_API_URL": slack.api_url,
+        "ANCHOR_WEBHOOK_SECRET": ANCHOR_SECRET,
+        "RELAY_DATABASE_URL": database,
+    }
+    relay = relay_process(config, env, tmp_path).start()
+    bad = completed_task(99, "@ID@" if poison == "id" else "evt_poison_99", "@SHOWN@", "@TEXT@")
+    for placeholder, raw in POISONS[poison]:
+        bad = bad.replace(placeholder, raw)
+    valid = [completed_task(i, f"evt_poison_{i:02d}") for i in range(12)]
+    # sent at the same instant: on SQLite they are committed as one group
+    answers = asyncio.run(post_together(relay.url, [*valid[:6], bad, *valid[6:]]))
+    statuses = [a.status_code for a in answers]
+    assert statuses[:6] + statuses[7:] == [202] * 12, [a.text for a in answers]
+    refused = answers[6]
+    if poison == "id":
+        assert refused.status_code == 400, refused.text
+        assert refused.json() == {
+            "error": "malformed",
+            "detail": "field `id` must be valid text, without a lone surrogate (\\ud800-\\udfff)"
+            " or NUL (\\u0000), got 'evt_poison_\\ud800'",
+        }
+    else:
+        assert refused.status_code == 202, refused.text
+    wanted = 12 + (poison == "text")
+    messages = wait_for(slack, wanted, timeout=30)
+    time.sleep(0.5)  # anything extra would have arrived
+    assert len(slack.messages) == wanted
+    texts = [(m.text or "") + json.dumps(m.blocks, ensure_ascii=False) for m in messages]
+    for i in range(12):
+        assert sum(f"evt_poison_{i:02d}" in t for t in texts) == 1, i
+    shown = [t for t in texts if "evt_poison_99" in t]
+    if poison == "text":
+        (message,) = shown
+        assert "broken \ufffd \ufffd" in message  # the surrogates, shown as U+FFFD
+    else:
+        assert shown == []

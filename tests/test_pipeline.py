@@ -5,20 +5,26 @@ that keeps its event instead of losing it, acknowledgements first, one router am
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from relay.config import parse_config
 from relay.event import Event
 from relay.pipeline import BATCH, Pipeline
+from relay.providers.anchor import AnchorProvider
+from relay.providers.tabstack import TabstackProvider
 from relay.records import Acceptance, Status
 from relay.render.renderer import RenderedMessage, Renderer
 from relay.runtime import Runtime, build_runtime
-from relay.store import SqliteStore, Store, open_store
+from relay.store import PostgresStore, SqliteStore, Store, open_store
 
 CONFIG = """
 sources:
@@ -111,6 +117,79 @@ async def test_an_event_the_router_fails_on_stays_in_the_inbox_and_the_rest_flow
     await store.release_routing(pipeline.holder)  # as the first one does when it stops
     await route_all(Pipeline(base, store))
     assert (await store.inbox_stats()).waiting == 0
+
+
+async def refuse_messages_of(store: Store, event_id: str) -> None:
+    """Make the database itself refuse the outbox rows of one event (a trigger)."""
+    if isinstance(store, SqliteStore):
+        db = sqlite3.connect(store.path)
+        db.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON outbox"
+            f" WHEN NEW.event_id = '{event_id}' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+        db.close()
+        return
+    assert isinstance(store, PostgresStore)
+    async with await psycopg.AsyncConnection.connect(store.url, autocommit=True) as conn:
+        await conn.execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql"
+            " AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$"
+        )
+        await conn.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON outbox FOR EACH ROW"
+            f" WHEN (NEW.event_id = '{event_id}') EXECUTE FUNCTION refuse()"
+        )
+
+
+async def test_an_event_whose_messages_the_store_refuses_holds_up_no_other(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    await refuse_messages_of(store, "evt_2")
+    pipeline = Pipeline(runtime(tmp_path), store)
+    for n in range(1, 5):
+        await pipeline.accept(event(n))
+    await route_all(pipeline)  # one batch: its transaction fails, then each event alone
+    assert [r.event_id for r in await store.rows(Status.PENDING)] == ["evt_1", "evt_3", "evt_4"]
+    assert [r.event.id for r in await store.inbox(10)] == ["evt_2"]  # kept, not lost
+    failed = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert [getattr(r, "event_id", None) for r in failed] == ["evt_2"]
+    await pipeline.accept(event(5))  # and the events behind it still flow
+    await route_all(pipeline)
+    assert [r.event_id for r in await store.rows(Status.PENDING)][-1] == "evt_5"
+
+
+# What JSON carries and no text column holds: lone surrogates (escaped, or the bytes ED A0 80,
+# which json.loads on bytes lets through) and NUL
+NOT_TEXT_ANCHOR = (
+    b'{"id": "evt_x", "type": "task.failed", "text": "\\udfff", "data": {"task_id": "tsk_\\ud800",'
+    b' "error": {"type": "x", "message": "broken \\ud800 page \xed\xa0\x80 \\u0000"}}}'
+)
+NOT_TEXT_RUN = (
+    b'event: start\ndata: {"task": "Find \\ud800 price"}\n\n'
+    b'event: complete\ndata: {"success": true, "result": {"finalAnswer": "costs \\udfff"}}\n\n'
+)
+
+
+async def test_events_with_text_that_is_not_valid_text_are_queued_showing_replacements(
+    store: Store, tmp_path: Path
+) -> None:
+    pipeline = Pipeline(runtime(tmp_path), store)
+    events = [
+        *AnchorProvider("anchor", []).parse({}, NOT_TEXT_ANCHOR),
+        *TabstackProvider("tabstack", "token").parse({"x-relay-run-id": "run_x"}, NOT_TEXT_RUN),
+    ]
+    for e in events:
+        assert await pipeline.accept(e) is Acceptance.ACCEPTED
+    await route_all(pipeline)
+    queued = [
+        json.dumps(r.message.to_json(), ensure_ascii=False)
+        for r in await store.rows(Status.PENDING)
+    ]
+    assert len(queued) == len(events) == 3
+    assert not any(re.search("[\ud800-\udfff\x00]", text) for text in queued)
+    failure, started, completed = queued
+    assert "tsk_\ufffd" in failure and "broken \ufffd page \ufffd \ufffd" in failure
+    assert "Find \ufffd price" in started and "costs \ufffd" in completed
 
 
 class GatedStore(SqliteStore):

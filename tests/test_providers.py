@@ -204,6 +204,34 @@ def test_anchor_parse_errors_name_the_field(body: bytes, message: str) -> None:
         AnchorProvider("a", []).parse({}, body)
 
 
+NOT_TEXT = "must be valid text, without a lone surrogate (\\ud800-\\udfff) or NUL (\\u0000), got "
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (b'{"id": "e_\\ud800", "type": "t"}', "field `id` " + NOT_TEXT + r"'e_\ud800'"),
+        (b'{"id": "e_\xed\xa0\x80", "type": "t"}', "field `id` " + NOT_TEXT + r"'e_\ud800'"),
+        (b'{"id": "e_1", "type": "t.\\udfff"}', "field `type` " + NOT_TEXT + r"'t.\udfff'"),
+        (b'{"id": "e_\\u0000", "type": "t"}', "field `id` " + NOT_TEXT + r"'e_\x00'"),
+    ],
+)
+def test_an_id_or_type_that_is_not_valid_text_is_refused(body: bytes, detail: str) -> None:
+    # an id is the key of dedup and of every log line: it cannot be shown with U+FFFD the way
+    # free text is (two ids would become one), and no database text column can hold it
+    for provider in (AnchorProvider("a", []), DeckProvider("d", [DECK_SECRET])):
+        with pytest.raises(MalformedRequest) as refused:
+            provider.parse({}, body)
+        assert refused.value.detail == detail
+
+
+def test_free_text_that_is_not_valid_text_is_accepted_as_it_came() -> None:
+    body = b'{"id": "e1", "type": "t", "text": "\\udfff", "data": {"t": "\\ud800 \xed\xa0\x80"}}'
+    [event] = AnchorProvider("a", []).parse({}, body)
+    # U+FFFD replaces them where the event is stored and shown (relay.event.from_record)
+    assert (event.text, event.data, event.body) == ("\udfff", {"t": "\ud800 \ud800"}, body)
+
+
 def test_anchor_null_data_is_an_empty_object_and_bad_created_is_none() -> None:
     [event] = AnchorProvider("a", []).parse(
         {}, b'{"id": "e", "type": "t", "data": null, "created": "later"}'
@@ -461,6 +489,12 @@ def test_generic_parse_errors_name_the_path() -> None:
         provider.parse({}, b'{"event": {"kind": "k", "payload": 3}}')
     with pytest.raises(MalformedRequest, match="`id` must be a string or an integer, got list"):
         GenericProvider("gen", token="t").parse({}, b'{"id": [], "type": "k"}')
+    with pytest.raises(MalformedRequest) as refused:
+        GenericProvider("gen", id_path="e.id", token="t").parse({}, b'{"e": {"id": "\\ud800"}}')
+    assert refused.value.detail == "`e.id` " + NOT_TEXT + r"'\ud800'"
+    with pytest.raises(MalformedRequest) as refused:
+        provider.parse({}, b'{"event": {"kind": "k\\u0000"}}')
+    assert refused.value.detail == r"`event.kind` " + NOT_TEXT + r"'k\x00'"
 
 
 # ---------------------------------------------------------------- never anything else

@@ -8,6 +8,7 @@ import dataclasses
 import json
 import sqlite3
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from relay.records import (
     Routed,
     Settlement,
     Status,
+    Step,
 )
 from relay.store import PostgresStore, SqliteStore, Store, open_store
 from relay.store.postgres import redact
@@ -554,3 +556,101 @@ async def test_an_accept_waits_for_another_writer_without_blocking_the_loop(
     assert [r.event.id for r in await store.inbox(10)] == ["e1"]
     other.close()
     await store.close()
+
+
+# JSON carries what no text column holds: lone surrogates (`\ud800` escaped, or the bytes
+# ED A0 80, which json.loads on bytes lets through) and NUL, which PostgreSQL's TEXT refuses
+NOT_TEXT_BODY = (
+    b'{"id": "e1", "type": "task.failed", "text": "page \\udfff text \\u0000",'
+    b' "data": {"title": "broken \\ud800 page", "raw": "\xed\xa0\x80", "k\\ud800": ["\\u0000"]}}'
+)
+
+
+async def stored_body(store: Store, seq: int) -> bytes:
+    """The request body as the inbox holds it (BLOB / BYTEA)."""
+    if isinstance(store, SqliteStore):
+        db = sqlite3.connect(store.path)
+        try:
+            return bytes(db.execute("SELECT body FROM inbox WHERE seq=?", (seq,)).fetchone()[0])
+        finally:
+            db.close()
+    assert isinstance(store, PostgresStore)
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(store.url) as conn:
+        cur = await conn.execute("SELECT body FROM inbox WHERE seq=%s", (seq,))
+        found = await cur.fetchone()
+        assert found is not None
+        return bytes(found[0])
+
+
+async def test_text_that_is_not_valid_text_is_kept_and_read_back_with_replacements(
+    store: Store,
+) -> None:
+    from relay.providers.anchor import AnchorProvider
+
+    (event,) = AnchorProvider("anchor", ["secret"]).parse({}, NOT_TEXT_BODY)
+    assert await store.receive(event, 1.0) is Acceptance.ACCEPTED
+    # an event without a body (a Tabstack story event) is stored as JSON text instead
+    story = Event(
+        "tabstack",
+        "tabstack",
+        "run_1:end",
+        "run.completed",
+        {"answer": "broken \ud800 answer", "k\udfff": "\x00"},
+        text="run \udfff done\x00",
+        envelope={"raw": "\ud800"},
+    )
+    assert await store.receive(story, 2.0) is Acceptance.ACCEPTED
+    first, second = await store.inbox(10)
+    assert await stored_body(store, first.seq) == NOT_TEXT_BODY  # the body stays byte-exact
+    back = first.event
+    assert back.text == "page \ufffd text \ufffd"
+    assert back.data == {"title": "broken \ufffd page", "raw": "\ufffd", "k\ufffd": ["\ufffd"]}
+    assert back.envelope["data"] == back.data
+    assert second.event.data == {"answer": "broken \ufffd answer", "k\ufffd": "\ufffd"}
+    assert second.event.text == "run \ufffd done\ufffd"
+    assert second.event.envelope == {"raw": "\ufffd"}
+
+
+async def test_messages_rendered_from_invalid_text_are_queued_with_replacements(
+    store: Store,
+) -> None:
+    from relay.conversation.digest import build
+
+    await store.receive(ev("e1"), 1.0)
+    (waiting,) = await store.inbox(1)
+    message = Message("broken \ud800 page", ({"type": "section", "text": "\udfff"},))
+    shown = Message("broken \ufffd page", ({"type": "section", "text": "\ufffd"},))
+    spec = GroupSpec("r", "k", wait=1.0, interval=60.0, max_items=100, show=5)
+    messages = [
+        NewMessage("alerts", "slack:alerts", "t", message, step=Step(thread="ses_\ud800")),
+        NewMessage("events", "slack:events", "t", message, muted=True),
+        NewMessage("digest", "slack:digest", "t", message, group=spec),
+    ]
+    assert await store.enqueue(routed(waiting, *messages)) == {waiting.seq}
+    (row,) = await store.rows(Status.PENDING)
+    assert (row.message, row.step) == (shown, Step(thread="ses_\ufffd"))
+    assert [r.message for r in await store.rows(Status.MUTED)] == [shown]
+    (batch,) = await store.due_digests(5.0)
+    assert [item.message for item in batch.items] == [shown]
+    await store.flush_digest(batch, replace(build(batch), message=message), 5.0)
+    assert [r.message.text for r in await store.rows(Status.PENDING)] == [shown.text] * 2
+
+
+async def test_an_accept_the_database_refuses_fails_alone_not_with_its_group(
+    store: Store,
+) -> None:
+    import asyncio
+
+    # received at the same instant, they are committed as one group on SQLite; one event the
+    # database cannot hold (a lone surrogate in its id) must not fail the others with it
+    valid = [ev(f"e{i:02d}") for i in range(12)]
+    events = [*valid[:6], ev("bad\ud800"), *valid[6:]]
+    answers = await asyncio.gather(*(store.receive(e, 1.0) for e in events), return_exceptions=True)
+    assert isinstance(answers[6], UnicodeEncodeError)
+    assert answers[:6] + answers[7:] == [Acceptance.ACCEPTED] * 12
+    assert sorted(r.event.id for r in await store.inbox(100)) == [e.id for e in valid]
+    # the group commit keeps working afterwards
+    again = await asyncio.gather(*(store.receive(e, 2.0) for e in [ev("e00"), ev("e12")]))
+    assert again == [Acceptance.DUPLICATE, Acceptance.ACCEPTED]

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Protocol
 
 from relay.errors import MalformedRequest, Unauthorized
-from relay.event import Event
+from relay.event import Event, is_text
 
 Headers = Mapping[str, str]
 
@@ -149,6 +149,18 @@ def required_str(obj: Mapping[str, Any], key: str) -> str:
     value = obj.get(key)
     if not isinstance(value, str) or not value.strip():
         raise MalformedRequest(f"field `{key}` must be a non-empty string, got {_show(value)}")
+    return identity_text(f"field `{key}`", value)
+
+
+def identity_text(what: str, value: str) -> str:
+    """An event's id or type, refused unless it is valid text (`relay.event.is_text`): it is a
+    key of the stores and a log field, so it cannot be shown with a replacement character the
+    way free text is (two different ids would become one)."""
+    if not is_text(value):
+        raise MalformedRequest(
+            f"{what} must be valid text, without a lone surrogate (\\ud800-\\udfff)"
+            f" or NUL (\\u0000), got {_show(value)}"
+        )
     return value
 
 

@@ -27,6 +27,7 @@ from relay.providers.base import (
     bearer_ok,
     check_timestamp,
     hmac_hex,
+    identity_text,
     json_object,
     lower_keys,
 )
@@ -136,7 +137,7 @@ class GenericProvider:
         if value is None or value == "":
             return "sha256:" + hashlib.sha256(body).hexdigest()
         if isinstance(value, str):
-            return value
+            return identity_text(f"`{self.id_path}`", value)
         if isinstance(value, int) and not isinstance(value, bool):
             return str(value)
         raise MalformedRequest(
@@ -148,7 +149,7 @@ class GenericProvider:
         if not isinstance(value, str) or not value.strip():
             found = "nothing" if value is None else type(value).__name__
             raise MalformedRequest(f"`{self.type_path}` must be a non-empty string, got {found}")
-        return value
+        return identity_text(f"`{self.type_path}`", value)
 
     def _data(self, obj: dict[str, Any]) -> dict[str, Any]:
         if self.data_path is None:

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from relay.conversation.grouping import GroupTimes, flush_at_after_flush, flush_at_on_add
 from relay.delivery.pacing import Bucket, refill, spend, wait
-from relay.event import Event, Record, from_record
+from relay.event import Event, Record, from_record, json_text
 from relay.records import (
     Acceptance,
     Claim,
@@ -98,7 +98,9 @@ def marks(count: int) -> str:
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    """JSON for a TEXT column: valid text (a lone surrogate from event data is shown as U+FFFD,
+    see `relay.event.json_text`)."""
+    return json_text(value)
 
 
 # ------------------------------------------------------------------ intake
