@@ -1,0 +1,87 @@
+"""Escaping for templates: how a value from an event becomes text in a message, safely.
+
+Everything a template outputs is mrkdwn inside a JSON string literal. `SlackText` is Markup
+that holds such text already escaped; a plain value passes through `finalize` (`finalize`),
+which escapes it for mrkdwn (`&`, `<`, `>`) and for JSON. The renderer's own filters record the
+control sequences they produce (links, dates) with `allow`, for `mrkdwn.neutralize` to keep;
+any other `<...>` in the output came from data by some path and is shown as text.
+"""
+
+from __future__ import annotations
+
+import json
+from contextvars import ContextVar
+from datetime import datetime
+from typing import Any
+
+from markupsafe import Markup
+
+from relay.render import mrkdwn
+
+ALLOWED: ContextVar[set[str] | None] = ContextVar("relay_allowed_sequences", default=None)
+
+
+def to_text(value: Any) -> str:
+    """How a value reads in a message: None is empty, bools are `true`/`false`."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+class SlackText(Markup):
+    """Markup holding text that is already mrkdwn-escaped and escaped for a JSON string.
+
+    Its `escape` (used by `+`, `%`, `.join` and `.format`) escapes plain strings the Slack way
+    instead of the HTML way.
+    """
+
+    __slots__ = ()
+
+    @classmethod
+    def escape(cls, s: Any) -> SlackText:
+        if hasattr(s, "__html__"):
+            return cls(s.__html__())
+        return cls(mrkdwn_json(to_text(s)))
+
+
+def json_escape(text: str) -> str:
+    """The inside of a JSON string literal for `text`."""
+    return json.dumps(text, ensure_ascii=False)[1:-1]
+
+
+def mrkdwn_json(text: str) -> str:
+    return json_escape(mrkdwn.escape(text))
+
+
+def unjson(value: Any) -> str:
+    """The text a Markup value stands for (undoing the JSON string escaping)."""
+    text = str(value)
+    try:
+        decoded = json.loads(f'"{text}"')
+    except ValueError:
+        return text
+    return decoded if isinstance(decoded, str) else text
+
+
+def raw_text(value: Any) -> str:
+    """What a value shows as, without any escaping (Markup is decoded, entities undone)."""
+    if hasattr(value, "__html__"):
+        return unjson(value).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    return to_text(value)
+
+
+def finalize(value: Any) -> Any:
+    if hasattr(value, "__html__"):
+        return value
+    return SlackText.escape(value)
+
+
+def allow(token: str) -> str:
+    allowed = ALLOWED.get()
+    if allowed is not None:
+        allowed.add(token)
+    return token
