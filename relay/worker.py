@@ -194,6 +194,7 @@ class Worker:
             if result.reason is Reason.NOT_FOUND and move.key is not None:
                 # the message to update was deleted: forget it; the retry posts anew
                 await self.store.forget_message(pace_key, move.key)
+                await self._close(pace_key, step, move)
                 return replace(result, outcome=Outcome.RETRY, retry_after=0.0)
             return result
         if move.kind in ("update", "repeat"):
@@ -201,6 +202,7 @@ class Worker:
             await self.store.touch_message(
                 pace_key, move.key, order_at=step.order_at, count=move.count, now=now
             )
+            await self._close(pace_key, step, move)
             return result
         if result.ts is None:
             return result  # an incoming webhook: no ts, nothing to thread onto or update
@@ -208,10 +210,13 @@ class Worker:
         keys = []
         if move.kind == "post" and step.thread is not None:
             keys.append((step.thread, now + step.ttl))
-        if step.update is not None and step.update != step.thread:
+        # a resolution that found no open request to update is not itself an open request
+        if step.update is not None and step.update not in (step.thread, step.closes):
             keys.append((step.update, now + step.ttl))
         if step.register is not None:
             keys.append((step.register, now + step.ttl))
+        if step.opens is not None:
+            keys.append((step.opens, now + step.ttl))
         if step.repeat is not None:
             keys.append((step.repeat, now + step.repeat_interval))
         for name, expires in keys:
@@ -221,6 +226,16 @@ class Worker:
                 pace_key, step.thread, order_at=None, count=None, now=now, expires_at=now + step.ttl
             )
         return result
+
+    async def _close(self, pace_key: str, step: Step, move: Move) -> None:
+        """Free the slot `step.closes` if it still names the message this move updated: that
+        request is resolved (or gone), so it is no longer its session's open request."""
+        ts = move.message.update_ts
+        if step.closes is None or move.kind != "update" or ts is None:
+            return
+        slot = await self.store.get_message(pace_key, step.closes, self.clock())
+        if slot is not None and slot.ts == ts:
+            await self.store.forget_message(pace_key, step.closes)
 
     async def _flush_digests(self, now: float) -> None:
         for batch in await self.store.due_digests(now):
