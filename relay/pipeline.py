@@ -72,7 +72,11 @@ def plan(runtime: Runtime, event: Event, now: float | None = None) -> Planned:
             muted = active(config.time_intervals, route.mute_during, now) is not None
             if active(config.time_intervals, route.mentions_off_during, now) is not None:
                 mention = None
-        rendered = runtime.renderer.render(event, template=target.template, mention=mention)
+        grouped = route is not None and route.group is not None
+        # a digest lists its events by their notification text: ids in full tell them apart
+        rendered = runtime.renderer.render(
+            event, template=target.template, mention=mention, full_ids=grouped
+        )
         if rendered.error:
             errors.append(f"{target.destination}: {rendered.error}")
         payload: dict[str, Any] = {"text": rendered.text, "blocks": rendered.blocks}

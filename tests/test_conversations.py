@@ -405,6 +405,26 @@ async def test_a_burst_of_25_failures_becomes_one_digest(rig: Rig, slack: FakeSl
     assert shown.count("\\u2022 ") + shown.count("• ") == 5
 
 
+async def test_a_digest_lists_ids_in_full(rig: Rig, slack: FakeSlack) -> None:
+    # five sessions whose ids differ only after their 8th character, in the middle
+    sessions = [f"ses_8d2c1fda-{i}e7f-4a1b-9c3d-5e6f7a8b9c0d" for i in range(5)]
+    for i, session in enumerate(sessions):
+        body = sample("anchor", "session.failed", batch_id="bat_ids", session_id=session)
+        await rig.accept("anchor", with_id(body, f"ids{i}"))
+    await rig.settle()
+
+    (digest,) = slack.messages_in("#browser-batches")
+    lines = [
+        line
+        for block in digest.blocks or []
+        for line in block.get("text", {}).get("text", "").splitlines()
+        if line.startswith("• ")
+    ]
+    assert len(lines) == len(set(lines)) == 5  # five lines a reader tells apart
+    for line, session in zip(lines, sessions, strict=True):
+        assert session in line
+
+
 async def test_digest_survives_a_restart_and_a_lone_event_posts_as_itself(
     rig: Rig, slack: FakeSlack
 ) -> None:
