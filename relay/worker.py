@@ -148,14 +148,16 @@ class Worker:
                     extra={"event_id": row.event_id, "destination": row.destination},
                 )
                 return
+            started = time.perf_counter()
             try:
                 result = await sender.send(move.message)
             except Exception as exc:  # a sender bug must not lose the row
                 log.exception("sender failed", extra={"event_id": row.event_id})
                 result = DeliveryResult.retry_unknown(type(exc).__name__)
+            took = time.perf_counter() - started
             if step is not None and threads:
                 result = await self._remember(row, step, move, result)
-            await self._record(row, result)
+            await self._record(row, result, move, took)
         finally:
             self._busy.pop(row.pace_key, None)
             self._wake.set()
@@ -253,8 +255,20 @@ class Worker:
                 },
             )
 
-    async def _record(self, row: OutboxRow, result: DeliveryResult) -> None:
+    async def _record(
+        self, row: OutboxRow, result: DeliveryResult, move: Move, took: float
+    ) -> None:
+        """Write an attempt's outcome: sent, retried later (paced by Retry-After), or dead."""
         now = self.clock()
+        retry_in = None
+        if result.outcome is Outcome.RETRY and now - row.created_at < self.max_age:
+            retry_in = backoff(
+                row.attempts,
+                self.random,
+                base=self.backoff_base,
+                cap=self.backoff_cap,
+                retry_after=result.retry_after,
+            )
         fields = {
             "event_id": row.event_id,
             "event_type": row.event_type,
@@ -263,6 +277,19 @@ class Worker:
             "reason": result.reason.value,
             "attempt": row.attempts,
         }
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "send attempt",
+                extra={
+                    **fields,
+                    "move": move.kind,
+                    "key": move.key,
+                    "detail": result.detail,
+                    "duration_ms": round(took * 1000, 1),
+                    "age_ms": round(max(0.0, now - row.created_at) * 1000),
+                    "retry_in": retry_in,
+                },
+            )
         self.metrics.deliveries.labels(
             row.destination, result.outcome.value, result.reason.value
         ).inc()
@@ -274,18 +301,13 @@ class Worker:
         if result.outcome is Outcome.RETRY:
             if result.retry_after is not None and result.reason.value == "rate_limited":
                 await self.store.pause_key(row.pace_key, now, result.retry_after, self.pacer)
-            if now - row.created_at < self.max_age:
-                delay = backoff(
-                    row.attempts,
-                    self.random,
-                    base=self.backoff_base,
-                    cap=self.backoff_cap,
-                    retry_after=result.retry_after,
+            if retry_in is not None:
+                await self.store.mark_retry(
+                    row.id, now + retry_in, result.reason.value, result.detail
                 )
-                await self.store.mark_retry(row.id, now + delay, result.reason.value, result.detail)
                 log.warning(
                     "delivery will be retried",
-                    extra={**fields, "retry_in": delay, "detail": result.detail},
+                    extra={**fields, "retry_in": retry_in, "detail": result.detail},
                 )
                 return
             fields["reason"] = "max_age"
