@@ -58,6 +58,9 @@ SUFFIX = ".j2"
 _STYLES = ("primary", "danger")
 _MENTION_TYPES = frozenset({"broadcast", "user", "usergroup", "channel"})
 _ALLOWED: ContextVar[set[str] | None] = ContextVar("relay_allowed_sequences", default=None)
+# set while rendering a message whose ids must read in full (a digest line lists many events,
+# and ids that differ only where `short_id` cuts would read as identical lines)
+_FULL_IDS: ContextVar[bool] = ContextVar("relay_full_ids", default=False)
 
 
 @dataclass(frozen=True)
@@ -371,6 +374,13 @@ def f_error_text(value: Any, limit: int = 5) -> SlackText:
     return SlackText(json_escape("\n".join(parts)))
 
 
+def f_short_id(value: Any, length: int = humanize.SHORT_ID_WHOLE) -> str:
+    """`humanize.short_id`, or the whole id while rendering with `full_ids`."""
+    if _FULL_IDS.get():
+        return humanize.id_text(value)
+    return humanize.short_id(value, length)
+
+
 def f_context_text(extra: Any, event: Any) -> SlackText:
     """The context line: the template's items, then source · short event id · event time."""
     parts: list[str] = []
@@ -379,9 +389,9 @@ def f_context_text(extra: Any, event: Any) -> SlackText:
             parts.append(str(item) if hasattr(item, "__html__") else SlackText.escape(item))
     if isinstance(event, Event):
         parts.append(mrkdwn_json(event.source))
-        short = humanize.short_id(event.id, 12)
+        short = f_short_id(event.id)
         if short:
-            parts.append(mrkdwn_json(f_code(short, 40)))
+            parts.append(mrkdwn_json(f_code(short)))
         date = f_slack_date(event.created)
         if date:
             parts.append(str(date))
@@ -454,7 +464,7 @@ FILTERS: dict[str, Any] = {
     "duration": humanize.duration,
     "bytes": humanize.filesize,
     "money": humanize.money,
-    "short_id": humanize.short_id,
+    "short_id": f_short_id,
     "words": humanize.words,
     "number": humanize.number,
     "plural": humanize.plural,
@@ -582,14 +592,24 @@ class Renderer:
         return FALLBACK
 
     def render(
-        self, event: Event, *, template: str | None = None, mention: str | None = None
+        self,
+        event: Event,
+        *,
+        template: str | None = None,
+        mention: str | None = None,
+        full_ids: bool = False,
     ) -> RenderedMessage:
+        """The message for `event`; `full_ids`: the `short_id` filter shows ids whole."""
         name = FALLBACK
         try:
             name = self.resolve(event, template)
             if name == FALLBACK:
                 raise TemplateNotFound(template or candidates(event)[0])
-            message = self._render(name, event)
+            token = _FULL_IDS.set(full_ids)
+            try:
+                message = self._render(name, event)
+            finally:
+                _FULL_IDS.reset(token)
             problem = None
             if template and name != _strip_suffix(template):
                 problem = f"template '{template}' not found; used '{name}'"
@@ -728,7 +748,7 @@ def _default_message(event: Event) -> dict[str, Any]:
             break
     if fields:
         blocks.append({"type": "section", "fields": fields})
-    context = [f"event `{mrkdwn.escape(humanize.short_id(event.id, 24) or '?')}`"]
+    context = [f"event `{mrkdwn.escape(humanize.short_id(event.id) or '?')}`"]
     if isinstance(event.created, datetime):
         context.append(mrkdwn.date_token(event.created))
     blocks.append(

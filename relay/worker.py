@@ -148,14 +148,16 @@ class Worker:
                     extra={"event_id": row.event_id, "destination": row.destination},
                 )
                 return
+            started = time.perf_counter()
             try:
                 result = await sender.send(move.message)
             except Exception as exc:  # a sender bug must not lose the row
                 log.exception("sender failed", extra={"event_id": row.event_id})
                 result = DeliveryResult.retry_unknown(type(exc).__name__)
+            took = time.perf_counter() - started
             if step is not None and threads:
                 result = await self._remember(row, step, move, result)
-            await self._record(row, result)
+            await self._record(row, result, move, took)
         finally:
             self._busy.pop(row.pace_key, None)
             self._wake.set()
@@ -194,6 +196,7 @@ class Worker:
             if result.reason is Reason.NOT_FOUND and move.key is not None:
                 # the message to update was deleted: forget it; the retry posts anew
                 await self.store.forget_message(pace_key, move.key)
+                await self._close(pace_key, step, move)
                 return replace(result, outcome=Outcome.RETRY, retry_after=0.0)
             return result
         if move.kind in ("update", "repeat"):
@@ -201,6 +204,7 @@ class Worker:
             await self.store.touch_message(
                 pace_key, move.key, order_at=step.order_at, count=move.count, now=now
             )
+            await self._close(pace_key, step, move)
             return result
         if result.ts is None:
             return result  # an incoming webhook: no ts, nothing to thread onto or update
@@ -208,10 +212,13 @@ class Worker:
         keys = []
         if move.kind == "post" and step.thread is not None:
             keys.append((step.thread, now + step.ttl))
-        if step.update is not None and step.update != step.thread:
+        # a resolution that found no open request to update is not itself an open request
+        if step.update is not None and step.update not in (step.thread, step.closes):
             keys.append((step.update, now + step.ttl))
         if step.register is not None:
             keys.append((step.register, now + step.ttl))
+        if step.opens is not None:
+            keys.append((step.opens, now + step.ttl))
         if step.repeat is not None:
             keys.append((step.repeat, now + step.repeat_interval))
         for name, expires in keys:
@@ -221,6 +228,16 @@ class Worker:
                 pace_key, step.thread, order_at=None, count=None, now=now, expires_at=now + step.ttl
             )
         return result
+
+    async def _close(self, pace_key: str, step: Step, move: Move) -> None:
+        """Free the slot `step.closes` if it still names the message this move updated: that
+        request is resolved (or gone), so it is no longer its session's open request."""
+        ts = move.message.update_ts
+        if step.closes is None or move.kind != "update" or ts is None:
+            return
+        slot = await self.store.get_message(pace_key, step.closes, self.clock())
+        if slot is not None and slot.ts == ts:
+            await self.store.forget_message(pace_key, step.closes)
 
     async def _flush_digests(self, now: float) -> None:
         for batch in await self.store.due_digests(now):
@@ -238,8 +255,20 @@ class Worker:
                 },
             )
 
-    async def _record(self, row: OutboxRow, result: DeliveryResult) -> None:
+    async def _record(
+        self, row: OutboxRow, result: DeliveryResult, move: Move, took: float
+    ) -> None:
+        """Write an attempt's outcome: sent, retried later (paced by Retry-After), or dead."""
         now = self.clock()
+        retry_in = None
+        if result.outcome is Outcome.RETRY and now - row.created_at < self.max_age:
+            retry_in = backoff(
+                row.attempts,
+                self.random,
+                base=self.backoff_base,
+                cap=self.backoff_cap,
+                retry_after=result.retry_after,
+            )
         fields = {
             "event_id": row.event_id,
             "event_type": row.event_type,
@@ -248,6 +277,19 @@ class Worker:
             "reason": result.reason.value,
             "attempt": row.attempts,
         }
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "send attempt",
+                extra={
+                    **fields,
+                    "move": move.kind,
+                    "key": move.key,
+                    "detail": result.detail,
+                    "duration_ms": round(took * 1000, 1),
+                    "age_ms": round(max(0.0, now - row.created_at) * 1000),
+                    "retry_in": retry_in,
+                },
+            )
         self.metrics.deliveries.labels(
             row.destination, result.outcome.value, result.reason.value
         ).inc()
@@ -259,18 +301,13 @@ class Worker:
         if result.outcome is Outcome.RETRY:
             if result.retry_after is not None and result.reason.value == "rate_limited":
                 await self.store.pause_key(row.pace_key, now, result.retry_after, self.pacer)
-            if now - row.created_at < self.max_age:
-                delay = backoff(
-                    row.attempts,
-                    self.random,
-                    base=self.backoff_base,
-                    cap=self.backoff_cap,
-                    retry_after=result.retry_after,
+            if retry_in is not None:
+                await self.store.mark_retry(
+                    row.id, now + retry_in, result.reason.value, result.detail
                 )
-                await self.store.mark_retry(row.id, now + delay, result.reason.value, result.detail)
                 log.warning(
                     "delivery will be retried",
-                    extra={**fields, "retry_in": delay, "detail": result.detail},
+                    extra={**fields, "retry_in": retry_in, "detail": result.detail},
                 )
                 return
             fields["reason"] = "max_age"
