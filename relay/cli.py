@@ -127,10 +127,7 @@ def explain(runtime: Runtime, event: Event) -> list[str]:
     lines = [f"{event.source} {event.type} ({event.id})"]
     width = max((len(t.route) for t in decision.trace), default=0)
     for t in decision.trace:
-        verdict = f"match, {t.reason}" if t.matched else f"no match: {t.reason}"
-        if t.route == "default":
-            verdict = "applies" if t.matched else "applies, but sends nowhere"
-        lines.append(f"  {t.route:<{width}}  {verdict}")
+        lines.append(f"  {t.route:<{width}}  {t.verdict}")
     if decision.dropped_by:
         lines.append(f"=> dropped by {decision.dropped_by}")
     elif not decision.targets:
@@ -256,7 +253,11 @@ def parser() -> argparse.ArgumentParser:
     _config_arg(serve)
     serve.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))
     serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
-    serve.add_argument("--log-level", default=os.environ.get("RELAY_LOG_LEVEL", "info"))
+    serve.add_argument(
+        "--log-level",
+        default=os.environ.get("RELAY_LOG_LEVEL", "info"),
+        help="debug, info, warning or error (default: $RELAY_LOG_LEVEL, else info)",
+    )
     serve.set_defaults(fn=cmd_serve)
 
     check = sub.add_parser("check", help="validate config and templates")

@@ -74,7 +74,11 @@ def plan(runtime: Runtime, event: Event, now: float | None = None) -> Planned:
             muted = active(config.time_intervals, route.mute_during, now) is not None
             if active(config.time_intervals, route.mentions_off_during, now) is not None:
                 mention = None
-        rendered = runtime.renderer.render(event, template=target.template, mention=mention)
+        grouped = route is not None and route.group is not None
+        # a digest lists its events by their notification text: ids in full tell them apart
+        rendered = runtime.renderer.render(
+            event, template=target.template, mention=mention, full_ids=grouped
+        )
         if rendered.error:
             errors.append(f"{target.destination}: {rendered.error}")
         message = Message(rendered.text, tuple(rendered.blocks))
@@ -325,6 +329,8 @@ class Pipeline:
                 "event routed",
                 extra={**fields, "destinations": [m.destination for m in planned.messages]},
             )
+        if log.isEnabledFor(logging.DEBUG):
+            _debug_plan(fields, planned)
         m = self.metrics
         if planned.decision.dropped_by:
             m.dropped.labels(planned.decision.dropped_by).inc()
@@ -335,6 +341,35 @@ class Pipeline:
             m.rendered.labels(target.destination).inc()
         for error in planned.template_errors:
             m.fallbacks.labels(error.split(":", 1)[0]).inc()
+
+
+def _debug_plan(fields: dict[str, Any], planned: Planned) -> None:
+    """Why an event goes where it goes: every rule's verdict, then each message's template and
+    how it joins its conversation, quiet hours or digest (what to look at when a message does
+    not appear)."""
+    decision = planned.decision
+    log.debug(
+        "routing decision",
+        extra={
+            **fields,
+            "rules": [f"{t.route}: {t.verdict}" for t in decision.trace],
+            "dropped_by": decision.dropped_by,
+            "destinations": [t.destination for t in decision.targets],
+        },
+    )
+    for message, route in zip(planned.messages, planned.routes, strict=True):
+        log.debug(
+            "message planned",
+            extra={
+                **fields,
+                "destination": message.destination,
+                "route": route,
+                "template": message.template,
+                "conversation": message.step.to_json() if message.step else None,
+                "muted": message.muted,
+                "digest": message.group.key if message.group is not None else None,
+            },
+        )
 
 
 def _fields(event: Event) -> dict[str, Any]:

@@ -107,11 +107,19 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """How one outbox row joins its conversation (see `relay.conversation.steps`)."""
+    """How one outbox row joins its conversation (see `relay.conversation.steps`).
+
+    Rows stored by an older relay lack the newer fields, which then take their defaults, and an
+    older relay reading a newer row ignores the fields it does not know (`from_json`).
+    """
 
     thread: str | None = None
     update: str | None = None
     register: str | None = None
+    # a slot naming the latest open request of a session: this message takes it once sent
+    opens: str | None = None
+    # that slot is freed once this message's update lands on the message the slot names
+    closes: str | None = None
     broadcast: bool = False
     order_at: float | None = None
     ttl: float = 7 * 86400.0
@@ -121,11 +129,12 @@ class Step:
     @property
     def joins(self) -> bool:
         """False for a plain flat post that needs nothing from the store."""
-        return any((self.thread, self.update, self.register, self.repeat))
+        return any((self.thread, self.update, self.register, self.opens, self.repeat))
 
     def keys(self) -> tuple[str, ...]:
         """The message keys whose messages a delivery of this step may need to know."""
-        return tuple(k for k in (self.repeat, self.update, self.thread) if k is not None)
+        found = (self.repeat, self.update, self.thread, self.closes)
+        return tuple(dict.fromkeys(k for k in found if k is not None))
 
     def to_json(self) -> JsonObject:
         return {k: v for k, v in asdict(self).items() if v not in (None, False)}

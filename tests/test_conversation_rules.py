@@ -40,21 +40,47 @@ def test_anchor_falls_back_to_execution_id_and_failures_are_broadcast() -> None:
     assert step.thread == "thread:anchor:x9" and step.broadcast
 
 
-def test_anchor_intervention_is_registered_then_updated() -> None:
+@pytest.mark.parametrize("field", ["requestId", "request_id", "intervention_id"])
+def test_anchor_intervention_pairs_by_whichever_id_it_carries(field: str) -> None:
     (ask,) = steps(
-        event("anchor", "intervention.requested", session_id="s", intervention_id="i1"),
+        event("anchor", "intervention.requested", session_id="s", **{field: "i1"}),
         AUTO,
         None,
         route="r",
     )
     (done,) = steps(
-        event("anchor", "intervention.resolved", session_id="s", intervention_id="i1"),
+        event("anchor", "intervention.resolved", session_id="s", **{field: "i1"}),
         AUTO,
         None,
         route="r",
     )
     assert ask.register == done.update == "intervention:anchor:i1"
-    assert ask.broadcast and ask.thread == done.thread
+    assert ask.opens == done.closes == "intervention-open:anchor:s"  # the session's latest
+    assert ask.broadcast and ask.thread == done.thread == "thread:anchor:s"
+    assert not done.broadcast
+
+
+def test_anchor_intervention_without_an_id_pairs_by_its_session() -> None:
+    (ask,) = steps(event("anchor", "intervention.requested", session_id="s"), AUTO, None, route="r")
+    (done,) = steps(event("anchor", "intervention.resolved", session_id="s"), AUTO, None, route="r")
+    assert ask.register is None and ask.opens == "intervention-open:anchor:s"
+    assert done.update == done.closes == "intervention-open:anchor:s"
+    assert ask.thread == done.thread == "thread:anchor:s"
+
+
+def test_steps_stored_before_the_intervention_slots_still_read() -> None:
+    stored = {  # a resolution's step as an older relay stored it
+        "thread": "thread:anchor:s",
+        "update": "intervention:anchor:i1",
+        "order_at": 1.0,
+        "ttl": 60.0,
+    }
+    step = Step.from_json(stored)
+    assert step == Step(
+        thread="thread:anchor:s", update="intervention:anchor:i1", order_at=1.0, ttl=60.0
+    )
+    assert step.closes is None and step.opens is None
+    assert Step.from_json({**stored, "a_later_field": 1}) == step  # and newer rows, for older
 
 
 def test_deck_task_runs_update_their_parent_and_failures_also_reply() -> None:

@@ -225,6 +225,70 @@ async def test_intervention_request_is_updated_when_resolved(rig: Rig, slack: Fa
     assert "dana@example.com" in json.dumps(now["blocks"])
 
 
+def intervention(kind: str, event_id: str, session: str = "ses_iv", **ids: str) -> dict[str, Any]:
+    """An Anchor intervention event of `session` carrying exactly the id fields given."""
+    body = sample("anchor", f"intervention.{kind}")
+    del body["data"]["intervention_id"]
+    body["data"].update(session_id=session, **ids)
+    return with_id(body, event_id)
+
+
+def reads(slack: FakeSlack, message: Any) -> str:
+    return str(slack.current(message.channel, message.ts)["text"]).lower()
+
+
+@pytest.mark.parametrize("field", ["requestId", "request_id", "intervention_id", None])
+async def test_an_intervention_resolution_updates_its_request_whatever_its_id_is_called(
+    rig: Rig, slack: FakeSlack, field: str | None
+) -> None:
+    ids = {field: "a1b2c3"} if field else {}  # None: no id at all, paired by the session
+    await rig.accept("anchor", intervention("requested", f"q-{field}", **ids))
+    await rig.settle()
+    await rig.restart()  # which message is the open request lives in the store
+    await rig.accept("anchor", intervention("resolved", f"r-{field}", **ids))
+    await rig.settle()
+
+    (request,) = slack.messages_in("#browser-ops")  # no reply: the alert itself is resolved
+    assert [u.ts for u in slack.updates] == [request.ts]
+    assert "resolved" in reads(slack, request) and "needs a human" not in reads(slack, request)
+
+
+async def test_two_open_requests_in_a_session_are_resolved_by_id_then_the_latest(
+    rig: Rig, slack: FakeSlack
+) -> None:
+    await rig.accept("anchor", intervention("requested", "q1", requestId="req-1"))
+    await rig.accept("anchor", intervention("requested", "q2", requestId="req-2"))
+    await rig.settle()
+    first, second = slack.messages_in("#browser-ops")
+    assert second.thread_ts == first.ts  # the session's thread
+
+    await rig.accept("anchor", intervention("resolved", "r1", requestId="req-1"))
+    await rig.settle()
+    assert [u.ts for u in slack.updates] == [first.ts]  # by its id, though not the latest
+    await rig.accept("anchor", intervention("resolved", "r2"))  # no id: the latest open one
+    await rig.settle()
+    assert [u.ts for u in slack.updates] == [first.ts, second.ts]
+    assert "resolved" in reads(slack, first) and "resolved" in reads(slack, second)
+    assert len(slack.messages_in("#browser-ops")) == 2
+
+
+async def test_an_unpaired_resolution_replies_in_the_sessions_thread(
+    rig: Rig, slack: FakeSlack
+) -> None:
+    await rig.accept("anchor", intervention("requested", "q1"))
+    await rig.accept("anchor", intervention("resolved", "r1"))  # resolves it, closing it
+    await rig.settle()
+    await rig.accept("anchor", intervention("resolved", "r2"))  # nothing open any more
+    await rig.accept("anchor", intervention("resolved", "r3", requestId="never-seen"))
+    await rig.settle()
+
+    request, *replies = slack.messages_in("#browser-ops")
+    assert [u.ts for u in slack.updates] == [request.ts]
+    assert [r.thread_ts for r in replies] == [request.ts, request.ts]
+    assert all("intervention resolved" in (r.text or "").lower() for r in replies)
+    assert "resolved" in reads(slack, request)  # the request still reads resolved
+
+
 async def test_webhook_destinations_degrade_to_flat_posts(rig: Rig, slack: FakeSlack) -> None:
     await rig.accept("anchor", with_id(sample("anchor", "identity.authenticated"), "w1"))
     await rig.accept("anchor", with_id(sample("anchor", "identity.authentication_failed"), "w2"))
@@ -341,6 +405,26 @@ async def test_a_burst_of_25_failures_becomes_one_digest(rig: Rig, slack: FakeSl
     assert "25 x `session.failed`" in shown
     assert "and 20 more events" in shown
     assert shown.count("\\u2022 ") + shown.count("• ") == 5
+
+
+async def test_a_digest_lists_ids_in_full(rig: Rig, slack: FakeSlack) -> None:
+    # five sessions whose ids differ only after their 8th character, in the middle
+    sessions = [f"ses_8d2c1fda-{i}e7f-4a1b-9c3d-5e6f7a8b9c0d" for i in range(5)]
+    for i, session in enumerate(sessions):
+        body = sample("anchor", "session.failed", batch_id="bat_ids", session_id=session)
+        await rig.accept("anchor", with_id(body, f"ids{i}"))
+    await rig.settle()
+
+    (digest,) = slack.messages_in("#browser-batches")
+    lines = [
+        line
+        for block in digest.blocks or []
+        for line in block.get("text", {}).get("text", "").splitlines()
+        if line.startswith("• ")
+    ]
+    assert len(lines) == len(set(lines)) == 5  # five lines a reader tells apart
+    for line, session in zip(lines, sessions, strict=True):
+        assert session in line
 
 
 async def test_digest_survives_a_restart_and_a_lone_event_posts_as_itself(

@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from relay.render import humanize
 
@@ -58,18 +60,56 @@ def test_money(cost: Any, expected: str) -> None:
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        ("tsk_4f8w9n2b-3d5a-45e7-89ab-cdef0123456f", "tsk_4f8w9n2b"),
+        ("tsk_4f8w9n2b-3d5a-45e7-89ab-cdef0123456f", "tsk_4f8w9n2b…0123456f"),
+        ("5d2c31f6-ab7e-481a-b6fd-8b4a96a4e197", "5d2c31f6-ab7…96a4e197"),
+        ("evt_01HXJ4MZ7K9P3Q6R8S2T4V5W7Y", "evt_01HXJ4MZ…2T4V5W7Y"),
         ("trun_a1b2c3d4", "trun_a1b2c3d4"),
-        ("5d2c31f6-ab7e-481a-b6fd-8b4a96a4e197", "5d2c31f6"),
-        ("evt_01HXJ4MZ7K9P3Q6R8S2T4V5W7Y", "evt_01HXJ4MZ"),
-        ("plainid", "plainid"),
+        ("nightly-42-run1", "nightly-42-run1"),  # 20 characters or fewer: whole
+        ("nightly-42-run1:17", "nightly-42-run1:17"),
+        ("ses_8d2c1fda0001abcd", "ses_8d2c1fda0001abcd"),
+        ("ses_8d2c1fda0001abcde", "ses_8d2c1fda…001abcde"),  # 21: the first one cut
+        ("  plainid ", "plainid"),
         (12345, "12345"),
         (None, ""),
+        (True, ""),
         ({"id": 1}, ""),
     ],
 )
 def test_short_id(value: Any, expected: str) -> None:
     assert humanize.short_id(value) == expected
+
+
+def test_short_id_length_raises_what_is_shown_whole_never_lowers_it() -> None:
+    uuid = "5d2c31f6-ab7e-481a-b6fd-8b4a96a4e197"
+    assert humanize.short_id(uuid, 8) == humanize.short_id(uuid) == "5d2c31f6-ab7…96a4e197"
+    assert humanize.short_id(uuid, 36) == uuid
+    assert humanize.short_id(uuid, 30) == "5d2c31f6-ab7e-481a-b6f…96a4e197"
+
+
+IDS = st.text(alphabet=st.sampled_from("abc01_-:…é"), max_size=40)
+
+
+@st.composite
+def id_pairs(draw: st.DrawFn) -> tuple[str, str]:
+    """Two ids, often one character apart, anywhere (the hard case for a short form)."""
+    a = draw(IDS)
+    if not a or draw(st.booleans()):
+        return a, draw(IDS)
+    at = draw(st.integers(0, len(a) - 1))
+    return a, a[:at] + draw(st.sampled_from("ab0…")) + a[at + 1 :]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(id_pairs())
+def test_different_ids_look_different(pair: tuple[str, str]) -> None:
+    """What `short_id` guarantees, exactly: different ids get different short forms unless
+    both are longer than 20 characters and share their first 12 and their last 8."""
+    a, b = pair
+    alike = len(a) > 20 and len(b) > 20 and a[:12] == b[:12] and a[-8:] == b[-8:]
+    if a != b and not alike:
+        assert humanize.short_id(a) != humanize.short_id(b)
+    short = humanize.short_id(a)
+    assert short == a if len(a) <= 20 else short == a[:12] + "…" + a[-8:]
 
 
 def test_words_number_plural_percent_bar() -> None:

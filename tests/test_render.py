@@ -349,7 +349,7 @@ def render_text(tmp_path: Path, expr: str, data: Any) -> str:
         ("{{ data.b|bytes }}", {"b": 2621440}, "2.5 MB"),
         ("{{ data.c|money }}", {"c": {"amount": 0.012, "currency": "EUR"}}, "0.012 EUR"),
         ("{{ data.c|money }}|", {"c": 0.5}, "|"),
-        ("{{ data.i|short_id }}", {"i": "trun_a1b2c3d4e5f6"}, "trun_a1b2c3d4"),
+        ("{{ data.i|short_id }}", {"i": "trun_a1b2c3d4e5f6"}, "trun_a1b2c3d4e5f6"),
         ("{{ dig(data, 'a.0.b', 'none') }}", {"a": [{"b": "x"}]}, "x"),
         ("{{ dig(data, 'a.5.b', 'none') }}", {"a": "str"}, "none"),
         ("{{ count(data.a) }}/{{ count(data.b) }}", {"a": [1, 2], "b": "s"}, "2/"),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -243,5 +244,14 @@ def test_buttons_link_dashboard_recording_live_view_and_artifacts() -> None:
 
 def test_humanized_facts_in_anchor_task_completed() -> None:
     shown = json.dumps(RENDERER.render(CASES["anchor/task.completed"]).blocks, ensure_ascii=False)
-    for fact in ("4.2s", "$0.012", "37.5 KB", "`tsk_4f8w9n2b`", "<!date^"):
+    for fact in ("4.2s", "$0.012", "37.5 KB", "`tsk_4f8w9n2b…0123456f`", "<!date^"):
         assert fact in shown
+
+
+@pytest.mark.parametrize("kind", ["intervention.requested", "intervention.resolved"])
+def test_an_intervention_shows_its_id_whatever_its_name(kind: str) -> None:
+    event = CASES[f"anchor/{kind}"]
+    data = {k: v for k, v in event.data.items() if k != "intervention_id"}
+    for field in ("request_id", "requestId"):
+        named = replace(event, data={**data, field: "req_7Qx2"})
+        assert "*Intervention*\\n`req_7Qx2`" in json.dumps(RENDERER.render(named).blocks)

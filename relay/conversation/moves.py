@@ -28,6 +28,7 @@ from relay.records import (
     Outgoing,
     Reason,
     Remember,
+    Step,
     Touch,
 )
 
@@ -68,7 +69,11 @@ def move(row: OutboxRow, refs: Mapping[str, MessageRef], now: float) -> Move:
 
 
 def effects(
-    row: OutboxRow, done: Move, result: DeliveryResult, now: float
+    row: OutboxRow,
+    done: Move,
+    result: DeliveryResult,
+    refs: Mapping[str, MessageRef],
+    now: float,
 ) -> tuple[tuple[Effect, ...], DeliveryResult]:
     """What the conversation remembers after the chat answered `result`, and the result as the
     worker should record it (an edit of a message the chat no longer has becomes a retry that
@@ -79,24 +84,39 @@ def effects(
     if result.outcome is not Outcome.SENT:
         if result.reason is Reason.NOT_FOUND and done.key is not None:
             # the message to update was deleted: forget it; the retry posts anew
-            return (Forget(done.key),), replace(result, outcome=Outcome.RETRY, retry_after=0.0)
+            forget = (Forget(done.key), *_close(step, done, refs))
+            return forget, replace(result, outcome=Outcome.RETRY, retry_after=0.0)
         return (), result
     if done.kind in (MoveKind.UPDATE, MoveKind.REPEAT):
         assert done.key is not None
-        return (Touch(done.key, step.order_at, done.count),), result
+        return (Touch(done.key, step.order_at, done.count), *_close(step, done, refs)), result
     if result.ts is None:
         return (), result  # an incoming webhook: no ts, nothing to thread onto or update
     ref = MessageRef(result.channel_id, result.ts, step.order_at, 1, now, now)
     keys: list[tuple[str, float]] = []
     if done.kind is MoveKind.POST and step.thread is not None:
         keys.append((step.thread, now + step.ttl))
-    if step.update is not None and step.update != step.thread:
+    # a resolution that found no open request to update is not itself an open request
+    if step.update is not None and step.update not in (step.thread, step.closes):
         keys.append((step.update, now + step.ttl))
     if step.register is not None:
         keys.append((step.register, now + step.ttl))
+    if step.opens is not None:
+        keys.append((step.opens, now + step.ttl))
     if step.repeat is not None:
         keys.append((step.repeat, now + step.repeat_interval))
     remembered: list[Effect] = [Remember(key, ref, expires) for key, expires in keys]
     if done.kind is MoveKind.REPLY and step.thread is not None:
         remembered.append(Touch(step.thread, None, None, now + step.ttl))
     return tuple(remembered), result
+
+
+def _close(step: Step, done: Move, refs: Mapping[str, MessageRef]) -> tuple[Effect, ...]:
+    """Free the slot `step.closes` if it still names the message this move updated: that
+    request is resolved (or gone), so it is no longer its session's open request."""
+    if step.closes is None or done.kind is not MoveKind.UPDATE or done.out.update is None:
+        return ()
+    slot = refs.get(step.closes)
+    if slot is not None and slot.ts == done.out.update.ts:
+        return (Forget(step.closes),)
+    return ()

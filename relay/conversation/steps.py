@@ -9,8 +9,12 @@ fingerprint. The worker acts on the step at send time, when the parent's `ts` is
 
 Built-in behaviour for `thread: auto`, per provider:
 - anchor: one thread per session (`session_id`, else `execution_id`, else `batch_id`);
-  `intervention.requested` registers its message and `intervention.resolved` updates it;
-  failures and interventions are broadcast.
+  failures and interventions are broadcast. `intervention.requested` registers its message
+  under its id (`request_id`, `requestId` or `intervention_id`, whichever is present: Anchor's
+  API calls it `requestId`) and as its session's latest open request; `intervention.resolved`
+  updates the request with the same id or, carrying no id, the session's latest request while it
+  is still open. A resolution closes that slot, so an unpaired resolution after it (or one whose
+  request relay never saw) replies in the session's thread instead.
 - deck: one message per task run (`task_run.*`) and per session (`session.*`) whose status is
   updated in place; failures and `interaction_required` also reply, broadcast to the channel.
 - tabstack: one message per run, updated with live progress and the final answer; a failure also
@@ -95,6 +99,25 @@ def _auto_key(event: Event) -> str | None:
     return None
 
 
+_INTERVENTION = frozenset({"intervention.requested", "intervention.resolved"})
+# Anchor's webhook docs show no id on intervention events; its API names the intervention
+# `requestId` (respond-to-human-intervention); `intervention_id` is what relay's samples carried
+_INTERVENTION_IDS = ("data.request_id", "data.requestId", "data.intervention_id")
+
+
+def _intervention(event: Event, common: Step, session: str) -> Step:
+    """An Anchor intervention: the request registers under its id and as its session's latest
+    open request; the resolution updates the request of the same id, else (no id) the
+    session's latest open request, and closes that slot."""
+    found = (key_value(path, event) for path in _INTERVENTION_IDS)
+    intervention = next((value for value in found if value is not None), None)
+    mark = f"intervention:{event.source}:{intervention}" if intervention is not None else None
+    slot = f"intervention-open:{event.source}:{session}"
+    if event.type == "intervention.requested":
+        return replace(common, register=mark, opens=slot)
+    return replace(common, update=mark or slot, closes=slot)
+
+
 def _defaults(provider: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(update, broadcast) globs of `thread: auto` for a provider."""
     if provider == "anchor":
@@ -157,14 +180,8 @@ def _steps(
     common = Step(thread=key, order_at=order_at, ttl=thread.ttl)
 
     auto = thread.key == "auto"
-    if auto and event.provider == "anchor" and event.type.startswith("intervention."):
-        intervention = key_value("data.intervention_id", event)
-        if intervention is not None:
-            mark = f"intervention:{event.source}:{intervention}"
-            if event.type == "intervention.requested":
-                return (replace(common, register=mark, broadcast=broadcast),)
-            if event.type == "intervention.resolved":
-                return (replace(common, update=mark),)
+    if auto and event.provider == "anchor" and event.type in _INTERVENTION:
+        return (_intervention(event, replace(common, broadcast=broadcast), raw_key),)
 
     if _matches(event.type, update_globs):
         update = replace(common, update=key)

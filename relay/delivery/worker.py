@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from relay.config import Config
-from relay.conversation.moves import MoveKind, effects, move
+from relay.conversation.moves import Move, MoveKind, effects, move
 from relay.delivery import policy
 from relay.delivery.senders import Sender
 from relay.ops.metrics import Metrics
@@ -139,16 +139,16 @@ class Worker:
             if planned.kind is MoveKind.SUPERSEDED:
                 await self._settle(claim, policy.superseded(row, self.clock()), None)
                 return
-            started = time.monotonic()
+            started = time.perf_counter()
             try:
                 result = await sender.send(planned.out)
             except Exception as exc:  # a sender bug must not lose the row
                 log.exception("sender failed", extra={"event_id": row.event_id})
                 result = DeliveryResult.retry_unknown(type(exc).__name__)
             now = self.clock()
-            remembered, result = effects(row, planned, result, now)
+            remembered, result = effects(row, planned, result, claim.refs, now)
             decided = policy.settlement(row, result, remembered, now, self._retry, self.random)
-            self._count(claim, decided, result, planned.kind, time.monotonic() - started)
+            self._observe(claim, planned, result, decided, time.perf_counter() - started)
             await self._settle(claim, decided, result)
         finally:
             self._busy.pop(row.pace_key, None)
@@ -188,22 +188,43 @@ class Worker:
                 what = "destination no longer configured: dead letter"
             log.error(what, extra={**fields, "detail": decided.error})
 
-    def _count(
+    def _observe(
         self,
         claim: Claim,
-        decided: Settlement,
+        planned: Move,
         result: DeliveryResult,
-        kind: MoveKind,
-        seconds: float,
+        decided: Settlement,
+        took: float,
     ) -> None:
+        """Count an attempt; at debug level, say what it was and what came of it."""
         row = claim.row
         self.metrics.deliveries.labels(
             row.destination, result.outcome.value, result.reason.value
         ).inc()
+        age = max(0.0, decided.at - row.created_at)
         if decided.status is Status.SENT:
-            latency = max(0.0, decided.at - row.created_at)
-            self.metrics.latency.labels(row.destination).observe(latency)
-        del kind, seconds  # for the debug log
+            self.metrics.latency.labels(row.destination).observe(age)
+        if log.isEnabledFor(logging.DEBUG):
+            retry_in = None
+            if decided.next_attempt_at is not None:
+                retry_in = decided.next_attempt_at - decided.at
+            log.debug(
+                "send attempt",
+                extra={
+                    "event_id": row.event_id,
+                    "event_type": row.event_type,
+                    "destination": row.destination,
+                    "outcome": result.outcome.value,
+                    "reason": result.reason.value,
+                    "attempt": row.attempts,
+                    "move": planned.kind.value,
+                    "key": planned.key,
+                    "detail": result.detail,
+                    "duration_ms": round(took * 1000, 1),
+                    "age_ms": round(age * 1000),
+                    "retry_in": retry_in,
+                },
+            )
 
     async def drain(self, timeout: float) -> bool:
         """Wait for in-flight sends up to `timeout`; True if none is left."""

@@ -19,6 +19,9 @@ from markupsafe import Markup
 from relay.render import mrkdwn
 
 ALLOWED: ContextVar[set[str] | None] = ContextVar("relay_allowed_sequences", default=None)
+# set while rendering a message whose ids must read in full (a digest line lists many events,
+# and ids that differ only where `short_id` cuts would read as identical lines)
+FULL_IDS: ContextVar[bool] = ContextVar("relay_full_ids", default=False)
 
 
 def to_text(value: Any) -> str:

@@ -38,7 +38,7 @@ def default_message(event: Event) -> dict[str, Any]:
             break
     if fields:
         blocks.append({"type": "section", "fields": fields})
-    context = [f"event `{mrkdwn.escape(humanize.short_id(event.id, 24) or '?')}`"]
+    context = [f"event `{mrkdwn.escape(humanize.short_id(event.id) or '?')}`"]
     if isinstance(event.created, datetime):
         context.append(mrkdwn.date_token(event.created))
     blocks.append(

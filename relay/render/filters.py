@@ -17,6 +17,7 @@ from markupsafe import Markup
 from relay.event import Event, dig, parse_time
 from relay.render import humanize, mrkdwn
 from relay.render.escaping import (
+    FULL_IDS,
     SlackText,
     allow,
     json_escape,
@@ -260,6 +261,13 @@ def f_error_text(value: Any, limit: int = 5) -> SlackText:
     return SlackText(json_escape("\n".join(parts)))
 
 
+def f_short_id(value: Any, length: int = humanize.SHORT_ID_WHOLE) -> str:
+    """`humanize.short_id`, or the whole id while rendering with `full_ids`."""
+    if FULL_IDS.get():
+        return humanize.id_text(value)
+    return humanize.short_id(value, length)
+
+
 def f_context_text(extra: Any, event: Any) -> SlackText:
     """The context line: the template's items, then source · short event id · event time."""
     parts: list[str] = []
@@ -268,9 +276,9 @@ def f_context_text(extra: Any, event: Any) -> SlackText:
             parts.append(str(item) if hasattr(item, "__html__") else SlackText.escape(item))
     if isinstance(event, Event):
         parts.append(mrkdwn_json(event.source))
-        short = humanize.short_id(event.id, 12)
+        short = f_short_id(event.id)
         if short:
-            parts.append(mrkdwn_json(f_code(short, 40)))
+            parts.append(mrkdwn_json(f_code(short)))
         date = f_slack_date(event.created)
         if date:
             parts.append(str(date))
@@ -343,7 +351,7 @@ FILTERS: dict[str, Any] = {
     "duration": humanize.duration,
     "bytes": humanize.filesize,
     "money": humanize.money,
-    "short_id": humanize.short_id,
+    "short_id": f_short_id,
     "words": humanize.words,
     "number": humanize.number,
     "plural": humanize.plural,

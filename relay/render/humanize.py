@@ -100,19 +100,34 @@ def money(cost: Any) -> str:
     return f"{sign}{text} {code[:8]}".rstrip()
 
 
-def short_id(value: Any, length: int = 8) -> str:
-    """`tsk_4f8w9n2b-3d5a-...` -> `tsk_4f8w9n2b`; a UUID -> its first group; "" if empty.
+SHORT_ID_WHOLE = 20  # ids up to this many characters are shown whole
+_ID_TAIL = 8
 
-    Keeps the type prefix (`trun_`, `evt_`) that tells a reader what the id is.
-    """
+
+def id_text(value: Any) -> str:
+    """An id as text, whole: "" for nothing, an object or a list."""
     if value is None or isinstance(value, bool | Mapping | list):
         return ""
-    text = str(value).strip()
-    prefix, sep, body = text.partition("_")
-    if not sep or not prefix.isalnum() or len(prefix) > 6:
-        prefix, sep, body = "", "", text
-    head = body.split("-", 1)[0] or body
-    return prefix + sep + head[:length]
+    return str(value).strip()
+
+
+def short_id(value: Any, length: int = SHORT_ID_WHOLE) -> str:
+    """An id short enough to scan that still tells ids apart; "" if empty.
+
+    An id of at most `length` characters (never fewer than 20) is shown whole: `ses_8d2c1fda`,
+    `nightly-42-run1:3`. A longer one keeps its first `length - 8` characters (its type prefix,
+    `tsk_` or `trun_`, among them) and its last 8 around a `…`:
+    `tsk_4f8w9n2b-3d5a-45e7-89ab-cdef0123456f` -> `tsk_4f8w9n2b…0123456f`.
+
+    Guaranteed: two ids whose texts (stripped) differ get different short forms, unless both are
+    longer than `length` and agree on their first `length - 8` and last 8 characters. (A
+    shortened form is `length + 1` characters, so it never equals an id shown whole.)
+    """
+    text = id_text(value)
+    whole = max(length, SHORT_ID_WHOLE)
+    if len(text) <= whole:
+        return text
+    return text[: whole - _ID_TAIL] + "…" + text[-_ID_TAIL:]
 
 
 def words(value: Any) -> str:

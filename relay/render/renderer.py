@@ -47,7 +47,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from relay.event import Event
 from relay.render import mrkdwn
 from relay.render.blockkit import fit
-from relay.render.escaping import ALLOWED, finalize
+from relay.render.escaping import ALLOWED, FULL_IDS, finalize
 from relay.render.fallback import default_message
 from relay.render.filters import FILTERS, TemplateOutputError, f_concat
 
@@ -174,14 +174,24 @@ class Renderer:
         return FALLBACK
 
     def render(
-        self, event: Event, *, template: str | None = None, mention: str | None = None
+        self,
+        event: Event,
+        *,
+        template: str | None = None,
+        mention: str | None = None,
+        full_ids: bool = False,
     ) -> RenderedMessage:
+        """The message for `event`; `full_ids`: the `short_id` filter shows ids whole."""
         name = FALLBACK
         try:
             name = self.resolve(event, template)
             if name == FALLBACK:
                 raise TemplateNotFound(template or candidates(event)[0])
-            message = self._render(name, event)
+            token = FULL_IDS.set(full_ids)
+            try:
+                message = self._render(name, event)
+            finally:
+                FULL_IDS.reset(token)
             problem = None
             if template and name != _strip_suffix(template):
                 problem = f"template '{template}' not found; used '{name}'"

@@ -33,11 +33,18 @@ class Target:
 
 @dataclass(frozen=True, slots=True)
 class RuleTrace:
-    """Why one rule did or did not match (for `relay routes`)."""
+    """Why one rule did or did not match (for `relay routes` and the debug log)."""
 
     route: str
     matched: bool
     reason: str
+
+    @property
+    def verdict(self) -> str:
+        """`match, stop`, `no match: <why>`; for the default, whether it applies."""
+        if self.route == "default":
+            return "applies" if self.matched else "applies, but sends nowhere"
+        return f"match, {self.reason}" if self.matched else f"no match: {self.reason}"
 
 
 @dataclass(frozen=True, slots=True)
