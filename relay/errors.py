@@ -1,4 +1,5 @@
-"""The error tree of relay and the one place that maps it to HTTP status codes.
+"""The error tree of relay, the one place that maps it to HTTP status codes, and the JSON body
+of every error answer relay sends.
 
 RelayError
 ├── ConfigError            config file invalid (names the YAML path)
@@ -8,9 +9,26 @@ RelayError
     ├── UnknownSource          404
     ├── PayloadTooLarge        413
     └── UnsupportedMediaType   415
+
+The other error answers of the HTTP edge, by `error` code: `400 malformed` (not valid HTTP/1.1,
+answered by `relay.httpproto`), `401 unauthorized` and `404 admin_disabled` (the admin token),
+`404 not_found` (no endpoint at the path), `405 method_not_allowed` (with `Allow`), `422
+invalid_config` (a reload), `431 headers_too_large`, `500 internal`, `502 tabstack_refused` and
+`tabstack_unreachable`, `503 shutting_down`, `not_ready` (`/readyz`) and `overloaded` (too many
+requests open at once). Every one carries the body `error_body` makes.
 """
 
 from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+
+def error_body(code: str, detail: str, more: Mapping[str, Any] | None = None) -> bytes:
+    """The body of every error answer: `{"error": <stable code>, "detail": <for humans>}`, and
+    `more` fields where an endpoint says more (`/readyz`)."""
+    return json.dumps({"error": code, "detail": detail, **(more or {})}).encode()
 
 
 class RelayError(Exception):
