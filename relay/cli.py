@@ -294,7 +294,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.fn(args)
         return code
     except ConfigError as exc:
-        for line in exc.errors:
+        # the operator's terminal sees the values (`${VAR}` for those from the environment);
+        # `relay serve` writes to the service's log, which gets the public form, as every log
+        lines = exc.public if args.command == "serve" else exc.detailed
+        for line in lines:
             print(f"error: {line}", file=sys.stderr)
         return 1
     except IngestError as exc:

@@ -2,7 +2,7 @@
 of every error answer relay sends.
 
 RelayError
-├── ConfigError            config file invalid (names the YAML path)
+├── ConfigError            config file invalid (each `Problem` names its YAML path)
 └── IngestError            a request that cannot be accepted (carries its HTTP status)
     ├── MalformedRequest       400
     ├── Unauthorized           401 (bad, missing or stale signature/token)
@@ -21,7 +21,8 @@ requests open at once). Every one carries the body `error_body` makes.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -35,12 +36,39 @@ class RelayError(Exception):
     """Base of every error relay raises on purpose."""
 
 
-class ConfigError(RelayError):
-    """The configuration cannot be used; `errors` lists one message per problem."""
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a config, in two forms.
 
-    def __init__(self, errors: list[str]) -> None:
-        self.errors = errors
-        super().__init__("\n".join(errors))
+    `public` names the YAML path and what was expected, never the value found: a secret typed
+    into the wrong field must not travel further, so every HTTP answer and every log line shows
+    this form. `detailed` may also show the value, for the operator's own terminal (`relay
+    check`); a value an environment variable brought in shows there as the `${VAR}` it was
+    written as."""
+
+    public: str
+    detailed: str
+
+
+class ConfigError(RelayError):
+    """The configuration cannot be used: one `Problem` per thing wrong, all found at once.
+
+    A plain string is a problem that quotes no value (the same text in both forms). `str()` of
+    the error is the public form."""
+
+    def __init__(self, problems: Sequence[Problem | str]) -> None:
+        self.problems = [p if isinstance(p, Problem) else Problem(p, p) for p in problems]
+        super().__init__("\n".join(self.public))
+
+    @property
+    def public(self) -> list[str]:
+        """What HTTP answers and logs say: paths and expectations, no value."""
+        return [p.public for p in self.problems]
+
+    @property
+    def detailed(self) -> list[str]:
+        """What `relay check` prints: with the values, `${VAR}` for those from the environment."""
+        return [p.detailed for p in self.problems]
 
 
 class IngestError(RelayError):

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -186,3 +189,43 @@ def test_render_shows_how_messages_join_their_thread(
     assert [d for d, _ in steps] == ["alerts", "alerts", "events", "events"]
     assert [s.get("update") for _, s in steps] == ["thread:deck:trun_9", None] * 2
     assert [s.get("broadcast", False) for _, s in steps] == [False, True] * 2
+
+
+WRONG_VALUES = """
+sources: {anchor: {provider: anchor, secrets: [s], tolerance: 2 minutes}}
+slack: {timeout: "${RELAY_TEST_WRONG}"}
+destinations: {events: {type: console}}
+"""
+
+
+def test_check_shows_values_but_those_from_the_environment_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RELAY_TEST_WRONG", "xoxb-9999-FromTheEnvironment")
+    config = tmp_path / "relay.yaml"
+    config.write_text(WRONG_VALUES)
+    assert main(["check", "--config", str(config)]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "error: sources.anchor.tolerance: '2 minutes' is not a duration "
+        "(expected e.g. 30s, 5m, 24h)",
+        "error: slack.timeout: '${RELAY_TEST_WRONG}' is not a duration "
+        "(expected e.g. 30s, 5m, 24h)",
+    ]
+
+
+def test_serve_logs_a_config_it_refuses_without_its_values(tmp_path: Path) -> None:
+    config = tmp_path / "relay.yaml"
+    config.write_text(WRONG_VALUES.replace("${RELAY_TEST_WRONG}", "xoxb-9999-TypedInTheFile"))
+    relay = Path(sys.executable).parent / "relay"
+    done = subprocess.run(
+        [str(relay), "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "RELAY_DATABASE_URL": f"sqlite:///{tmp_path}/relay.db"},
+    )
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "error: sources.anchor.tolerance: not a duration (expected e.g. 30s, 5m, 24h)",
+        "error: slack.timeout: not a duration (expected e.g. 30s, 5m, 24h)",
+    ]
