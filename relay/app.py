@@ -3,7 +3,10 @@
 `POST /hooks/{source}`, the acknowledgement path, is `relay.hooks` (a bare ASGI app, dispatched
 to before any framework layer); Starlette serves the other endpoints. A `Request` never travels
 past this module: handlers read headers and the body (bounded), hand bytes to the provider and
-events to the pipeline, and map relay's error tree to HTTP in one exception handler. Lifespan
+events to the pipeline, and map relay's error tree to HTTP in one exception handler. Starlette's
+own refusals (`404` for a path no route has, `405` for a method a route does not take) and any
+unexpected exception (`500`) get the same JSON body, and a path is never redirected (Starlette
+would redirect `/hooks/anchor/` to an address built from the client's `Host` header). Lifespan
 opens the store, starts the router and the delivery worker and, on SIGTERM, stops intake and
 lets in-flight deliveries finish up to a deadline.
 """
@@ -16,12 +19,14 @@ import hmac
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 import httpx
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -37,6 +42,7 @@ from relay.errors import (
     MalformedRequest,
     UnknownSource,
     UnsupportedMediaType,
+    error_body,
 )
 from relay.hooks import Hooks, is_hook, media_type, read_body, stream_limits
 from relay.httpproto import HEAD_TOO_LARGE_DETAIL, MAX_HEAD_BYTES, head_size
@@ -106,7 +112,8 @@ class Services:
     async def reload(self) -> None:
         """Load the config file and templates again and swap them in atomically.
 
-        Raises ConfigError (the old config keeps serving) when the new one is invalid."""
+        Raises ConfigError (the old config keeps serving) when the new one is invalid; logs its
+        public form."""
         async with self._reloading:
             path = self.runtime.loaded.path
             try:
@@ -125,7 +132,8 @@ class Services:
                 self.metrics.reloads.labels("rejected").inc()
                 log.error(
                     "new config rejected; the previous one keeps serving",
-                    extra={"problems": rejected.errors, "config": self.runtime.digest},
+                    # the public form: a value typed into the wrong field may be a secret
+                    extra={"problems": rejected.public, "config": self.runtime.digest},
                 )
                 raise rejected from None
             heap.unsettle()  # the old config can go once no waiting event needs it
@@ -143,8 +151,29 @@ class Services:
             )
 
 
-def error_response(status: int, error: str, detail: str) -> JSONResponse:
-    return JSONResponse({"error": error, "detail": detail}, status_code=status)
+def error_response(
+    status: int,
+    error: str,
+    detail: str,
+    headers: Mapping[str, str] | None = None,
+    more: Mapping[str, Any] | None = None,
+) -> Response:
+    body = error_body(error, detail, more)
+    return Response(body, status, headers=headers, media_type="application/json")
+
+
+def _http_error(exc: HTTPException) -> Response:
+    """Starlette's refusals: no route has the path (`404`), or the route takes other methods
+    (`405`, with the `Allow` Starlette sets). The detail never quotes the request."""
+    if exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        return error_response(
+            405, "method_not_allowed", f"this endpoint takes {allowed}", exc.headers
+        )
+    if exc.status_code == 404:
+        return error_response(404, "not_found", "no endpoint at this path", exc.headers)
+    code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+    return error_response(exc.status_code, code, exc.detail, exc.headers)
 
 
 def _admin(services: Services, request: Request) -> Response | None:
@@ -204,6 +233,14 @@ def build_app(services: Services) -> RelayApp:
             services.metrics.rejected.labels(source_label(request), exc.code).inc()
         return error_response(exc.status, exc.code, exc.detail)
 
+    async def http_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return _http_error(exc)
+
+    async def internal_error(_request: Request, _exc: Exception) -> Response:
+        # Starlette logs nothing itself: uvicorn logs the traceback once this answer is sent
+        return error_response(500, "internal", "relay failed on this request; retry")
+
     async def start_tabstack_run(request: Request) -> Response:
         refused = _admin(services, request)
         if refused is not None:
@@ -248,13 +285,12 @@ def build_app(services: Services) -> RelayApp:
         return JSONResponse({"status": "ok"})
 
     async def readyz(_request: Request) -> Response:
-        ready = services.accepting and await services.store.ping()
-        body = {
-            "status": "ready" if ready else "not_ready",
-            "config": services.runtime.digest,
-            "generation": services.generation,
-        }
-        return JSONResponse(body, status_code=200 if ready else 503)
+        state = {"config": services.runtime.digest, "generation": services.generation}
+        if services.accepting and await services.store.ping():
+            return JSONResponse({"status": "ready", **state})
+        why = "the store does not answer" if services.accepting else "relay is shutting down"
+        # an error answer like any other, with the config it would serve
+        return error_response(503, "not_ready", why, more={"status": "not_ready", **state})
 
     async def metrics(_request: Request) -> Response:
         try:
@@ -271,7 +307,8 @@ def build_app(services: Services) -> RelayApp:
         try:
             await services.reload()
         except ConfigError as exc:
-            return error_response(422, "invalid_config", "\n".join(exc.errors))
+            # paths and what was expected, never a value: `relay check` shows those
+            return error_response(422, "invalid_config", "\n".join(exc.public))
         body = {"generation": services.generation, "config": services.runtime.digest}
         return JSONResponse(body)
 
@@ -327,10 +364,16 @@ def build_app(services: Services) -> RelayApp:
             Route("/metrics", metrics, methods=["GET"]),
             Route("/admin/reload", admin_reload, methods=["POST"]),
         ],
-        exception_handlers={IngestError: ingest_error},
+        exception_handlers={
+            IngestError: ingest_error,
+            HTTPException: http_error,
+            Exception: internal_error,
+        },
         middleware=[Middleware(HeadLimit, refused=services.head_refused)],
         lifespan=lifespan,
     )
+    # a trailing slash is a different path (404), never a redirect to the client's Host header
+    rest.router.redirect_slashes = False
     return RelayApp(hooks, rest)
 
 

@@ -26,6 +26,7 @@ from relay.errors import (
     PayloadTooLarge,
     UnknownSource,
     UnsupportedMediaType,
+    error_body,
 )
 from relay.httpproto import HEAD_TOO_LARGE_DETAIL, MAX_HEAD_BYTES, head_size
 from relay.providers.base import LowerCased
@@ -50,10 +51,6 @@ def is_hook(scope: Scope) -> bool:
         return False
     path: str = scope["path"]
     return path.startswith(PREFIX) and len(path) > len(PREFIX) and "/" not in path[len(PREFIX) :]
-
-
-def error_body(code: str, detail: str) -> bytes:
-    return json.dumps({"error": code, "detail": detail}).encode()
 
 
 async def respond(send: Send, status: int, body: bytes) -> None:
