@@ -1,13 +1,18 @@
 """The `relay` command line: parses arguments, calls the library, prints, sets the exit code.
 
-relay serve  --config FILE            run the HTTP service
+relay serve  --config FILE            run the HTTP service (--host, --port)
 relay check  --config FILE            validate config, render every template on the samples
 relay render --config FILE EVENT      print, as JSON, what would be posted where
 relay routes --config FILE EVENT      which rules match an event and why, and where it goes
-relay migrate                         create or upgrade the schema of RELAY_DATABASE_URL
-relay outbox --config FILE            pending / in flight / dead / sent / muted / waiting for a
-                                      digest / oldest age per destination; events not yet routed
-relay dead list|replay|drop ...       inspect and act on dead letters
+relay migrate [--config FILE]         create or upgrade the schema of RELAY_DATABASE_URL
+relay outbox [--config FILE]          pending / in flight / dead / sent / muted / waiting for a
+                                      digest / oldest age per destination (every configured
+                                      one, given a config); events not yet routed
+relay dead list|replay|drop [--config FILE] ...   inspect and act on dead letters
+
+Every command takes `--config FILE`, by default `$RELAY_CONFIG`. The store commands (migrate,
+outbox, dead) work without one; a config they are given is validated as `relay serve` would,
+and refused with its problems if it is invalid.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from relay.delivery.destinations import describe
 from relay.errors import ConfigError, IngestError
 from relay.event import Event
 from relay.pipeline import plan
-from relay.records import Status
+from relay.records import DestinationStats, Status
 from relay.runtime import Runtime, build_runtime
 from relay.samples import events_from_file, sample_events
 from relay.store import Store, open_store
@@ -46,6 +51,11 @@ def _load(args: argparse.Namespace) -> LoadedConfig:
     if not args.config:
         raise ConfigError(["no config file: pass --config FILE or set RELAY_CONFIG"])
     return load_config(args.config)
+
+
+def _given(args: argparse.Namespace) -> Runtime | None:
+    """The config a store command was given, if any, checked as `relay serve` would check it."""
+    return build_runtime(_load(args)) if args.config else None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -177,6 +187,8 @@ async def _with_store(args: argparse.Namespace, action: Any) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Bring the database schema up to date (relay serve also does this at start-up)."""
 
+    _given(args)  # a release step that migrates also refuses a config relay would not serve
+
     async def show(store: Store) -> int:
         print(f"ok: {store!r} is at schema version {await store.migrate()}")
         return 0
@@ -185,9 +197,19 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
+    runtime = _given(args)
+
     async def show(store: Store) -> int:
         now = time.time()
         stats = await store.stats()
+        if runtime is not None:  # a configured destination with nothing stored yet shows zeros
+            stored = {s.destination for s in stats}
+            stats += [
+                DestinationStats(name, 0, 0, 0, 0, None)
+                for name in runtime.config.destinations
+                if name not in stored
+            ]
+        stats.sort(key=lambda s: s.destination)
         print(
             f"{'destination':<24}{'pending':>9}{'inflight':>10}{'dead':>7}{'sent':>8}"
             f"{'muted':>7}{'digest':>8}  oldest"
@@ -214,6 +236,7 @@ def cmd_dead(args: argparse.Namespace) -> int:
     if args.action in ("replay", "drop") and not args.all and not args.ids:
         print("error: name dead letter IDs or pass --all", file=sys.stderr)
         return 2
+    _given(args)
 
     async def act(store: Store) -> int:
         if args.action == "list":
@@ -251,8 +274,17 @@ def parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the HTTP service")
     _config_arg(serve)
-    serve.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))
-    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
+    serve.add_argument(
+        "--host",
+        default=os.environ.get("HOST", "0.0.0.0"),
+        help="address to listen on (default: $HOST, else 0.0.0.0)",
+    )
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("PORT", "8080")),
+        help="port to listen on (default: $PORT, else 8080)",
+    )
     serve.add_argument(
         "--log-level",
         default=os.environ.get("RELAY_LOG_LEVEL", "info"),
@@ -271,6 +303,7 @@ def parser() -> argparse.ArgumentParser:
     render.set_defaults(fn=cmd_render)
 
     migrate = sub.add_parser("migrate", help="create or upgrade the database schema")
+    _config_arg(migrate)
     migrate.set_defaults(fn=cmd_migrate)
 
     routes = sub.add_parser("routes", help="explain which routes an event matches and why")
@@ -280,12 +313,14 @@ def parser() -> argparse.ArgumentParser:
     routes.set_defaults(fn=cmd_routes)
 
     outbox = sub.add_parser("outbox", help="outbox depth and age per destination")
+    _config_arg(outbox)
     outbox.set_defaults(fn=cmd_outbox)
 
     dead = sub.add_parser("dead", help="dead letters: list, replay, drop")
     dead.add_argument("action", choices=["list", "replay", "drop"])
     dead.add_argument("ids", nargs="*", help="dead letter IDs")
     dead.add_argument("--all", action="store_true", help="every dead letter")
+    _config_arg(dead)
     dead.set_defaults(fn=cmd_dead)
     return root
 
@@ -296,7 +331,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.fn(args)
         return code
     except ConfigError as exc:
-        for line in exc.errors:
+        # the operator's terminal sees the values (`${VAR}` for those from the environment);
+        # `relay serve` writes to the service's log, which gets the public form, as every log
+        lines = exc.public if args.command == "serve" else exc.detailed
+        for line in lines:
             print(f"error: {line}", file=sys.stderr)
         return 1
     except IngestError as exc:

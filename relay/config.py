@@ -1,8 +1,13 @@
 """The YAML configuration: `${VAR}` interpolation, strict frozen models, errors that name the path.
 
 `load_config(path)` is the only entry point. Every problem is reported as
-`<yaml.path>: <what is wrong>` (for example `routes[3].to[0]: unknown destination 'opps'
-(known: alerts, events)`), all problems at once, in a `ConfigError`.
+`<yaml.path>: <what is wrong>`, all problems at once, in a `ConfigError`, in two forms (see
+`relay.errors.Problem`): the public one names the path and what was expected, never the value
+(`routes[3].to[0]: unknown destination (known: alerts, events)`), the detailed one, for the
+operator's terminal, shows the value too (`... unknown destination 'opps' ...`), except that a
+value from an environment variable shows as the `${VAR}` it was written as. A validator that
+quotes a value therefore raises `_invalid` (or `_not`), which keeps the value apart from the
+message.
 """
 
 from __future__ import annotations
@@ -26,14 +31,28 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
-from relay.errors import ConfigError
+from relay.errors import ConfigError, Problem
 
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _MENTION = re.compile(r"^(@here|@channel|@everyone|[UW][A-Z0-9]{2,}|S[A-Z0-9]{2,})$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2})+")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_INVALID = "relay_invalid"  # the pydantic error type of `_invalid`
+
+
+def _invalid(value: Any, public: str, detailed: str) -> PydanticCustomError:
+    """A validation error whose value travels apart from its message: `public` says what was
+    expected without the value; `detailed` shows it where it says `{value}`."""
+    return PydanticCustomError(_INVALID, public, {"value": value, "detailed": detailed})
+
+
+def _not(value: Any, what: str) -> PydanticCustomError:
+    """`'<value>' is not <what>` on the operator's terminal, `not <what>` everywhere else."""
+    return _invalid(value, f"not {what}", f"'{{value}}' is not {what}")
 
 
 class _Strict(BaseModel):
@@ -45,7 +64,7 @@ def _seconds(value: Any) -> Any:
     if isinstance(value, str):
         found = _DURATION.match(value.strip())
         if not found:
-            raise ValueError(f"'{value}' is not a duration (expected e.g. 30s, 5m, 24h)")
+            raise _not(value, "a duration (expected e.g. 30s, 5m, 24h)")
         return float(found.group(1)) * _DURATION_UNITS[found.group(2)]
     return value
 
@@ -165,7 +184,7 @@ class SlackConfig(_Strict):
     @classmethod
     def _http(cls, value: str) -> str:
         if not re.match(r"^https?://", value):
-            raise ValueError(f"'{value}' is not an http(s) URL")
+            raise _not(value, "an http(s) URL")
         return value if value.endswith("/") else value + "/"
 
 
@@ -230,8 +249,12 @@ class Condition(_Strict):
         if self.matches is not None:
             try:
                 re.compile(self.matches)
-            except re.error as exc:
-                raise ValueError(f"matches: '{self.matches}' is not a valid regex: {exc}") from exc
+            except re.error as exc:  # its message may quote part of the pattern
+                raise _invalid(
+                    self.matches,
+                    f"matches: not a valid regex (error at position {exc.pos})",
+                    f"matches: '{{value}}' is not a valid regex: {exc}",
+                ) from None
         return self
 
     @property
@@ -262,16 +285,19 @@ def _check_keys(values: list[str]) -> list[str]:
 
     for value in values:
         if not _KEY.match(value):
-            raise ValueError(
-                f"'{value}' is not a key (expected `auto`, a dotted path such as "
-                "data.session_id, or a Jinja expression such as '{{ data.task_id }}')"
+            raise _not(
+                value,
+                "a key (expected `auto`, a dotted path such as data.session_id, or a Jinja "
+                "expression such as '{{ data.task_id }}')",
             )
         if "{{" in value:
             try:
                 ImmutableSandboxedEnvironment().parse(value)
-            except TemplateSyntaxError as exc:
-                raise ValueError(
-                    f"'{value}' is not a valid Jinja expression: {exc.message}"
+            except TemplateSyntaxError as exc:  # its message may quote part of the value
+                raise _invalid(
+                    value,
+                    "not a valid Jinja expression",
+                    f"'{{value}}' is not a valid Jinja expression: {exc.message}",
                 ) from None
     return values
 
@@ -331,7 +357,7 @@ class TimeRange(_Strict):
     def _clock(cls, value: str) -> str:
         found = _CLOCK.match(value)
         if not found or (found.group(1) == "24" and found.group(2) != "00"):
-            raise ValueError(f"'{value}' is not a time of day (expected HH:MM, 00:00 to 24:00)")
+            raise _not(value, "a time of day (expected HH:MM, 00:00 to 24:00)")
         return value
 
 
@@ -350,7 +376,7 @@ class TimeInterval(_Strict):
         for item in value or []:
             for day in item.lower().split(":"):
                 if day not in _WEEKDAYS:
-                    raise ValueError(f"'{item}' is not a weekday or range like monday:friday")
+                    raise _not(item, "a weekday or range like monday:friday")
         return value
 
     @field_validator("location")
@@ -361,7 +387,7 @@ class TimeInterval(_Strict):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"'{value}' is not a known time zone (e.g. Europe/Paris)") from None
+            raise _not(value, "a known time zone (e.g. Europe/Paris)") from None
         return value
 
 
@@ -397,9 +423,10 @@ class Route(_Strict):
     def _mentions(cls, value: list[str]) -> list[str]:
         for item in value:
             if not _MENTION.match(item):
-                raise ValueError(
-                    f"'{item}' is not a mention (expected @here, @channel, @everyone, "
-                    "a user ID like U0123ABCD or a user group ID like S0123ABCD)"
+                raise _not(
+                    item,
+                    "a mention (expected @here, @channel, @everyone, a user ID like U0123ABCD "
+                    "or a user group ID like S0123ABCD)",
                 )
         return value
 
@@ -463,9 +490,13 @@ class Config(_Strict):
     @field_validator("sources", "destinations")
     @classmethod
     def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for name in value:
-            if not re.match(r"^[a-z0-9][a-z0-9_-]*$", name):
-                raise ValueError(f"name '{name}' must be lower-case letters, digits, - or _")
+        for number, name in enumerate(value, 1):
+            if not _NAME.match(name):  # perhaps a secret pasted one line too high
+                raise _invalid(
+                    name,
+                    f"name #{number} must be lower-case letters, digits, - or _",
+                    "name '{value}' must be lower-case letters, digits, - or _",
+                )
         return value
 
 
@@ -482,15 +513,23 @@ class LoadedConfig(BaseModel):
     digest: str
 
 
-def interpolate(value: Any, env: Mapping[str, str], path: str, errors: list[str]) -> Any:
-    """Replace `${VAR}` and `${VAR:-default}` in every string; `$$` is a literal `$`."""
+def interpolate(
+    value: Any, env: Mapping[str, str], path: str, errors: list[str], written: dict[str, str]
+) -> Any:
+    """Replace `${VAR}` and `${VAR:-default}` in every string; `$$` is a literal `$`.
+
+    Every string an environment variable went into is recorded in `written` (its value -> the
+    text as written), so that a problem quoting it shows `${VAR}`: secrets arrive this way."""
     if isinstance(value, str):
+        from_env = False
 
         def sub(found: re.Match[str]) -> str:
+            nonlocal from_env
             if found.group(0) == "$$":
                 return "$"
             name, default = found.group(1), found.group(2)
             if name in env:
+                from_env = True
                 return env[name]
             if default is not None:
                 return default
@@ -500,11 +539,16 @@ def interpolate(value: Any, env: Mapping[str, str], path: str, errors: list[str]
             )
             return ""
 
-        return _VAR.sub(sub, value)
+        resolved = _VAR.sub(sub, value)
+        if from_env:
+            written[resolved] = value
+        return resolved
     if isinstance(value, list):
-        return [interpolate(v, env, f"{path}[{i}]", errors) for i, v in enumerate(value)]
+        return [interpolate(v, env, f"{path}[{i}]", errors, written) for i, v in enumerate(value)]
     if isinstance(value, dict):
-        return {k: interpolate(v, env, _join(path, str(k)), errors) for k, v in value.items()}
+        return {
+            k: interpolate(v, env, _join(path, str(k)), errors, written) for k, v in value.items()
+        }
     return value
 
 
@@ -513,85 +557,113 @@ def _join(base: str, key: str) -> str:
 
 
 _TAGS = ("anchor", "deck", "tabstack", "generic", "slack", "webhook", "console")
+_NAMED = ("sources", "destinations")  # mappings whose keys are checked names
 
 
-def _loc(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif (
-            part in _TAGS and out.startswith(("sources.", "destinations.")) and out.count(".") == 1
-        ):
-            continue  # the discriminator's tag pydantic adds to the location
-        else:
-            out = _join(out, str(part))
-    return out
+class _Quoting:
+    """How the problems of one config file show values: `shown` gives what the detailed form
+    prints for a value; `where` a YAML path, in which the public form gives a mapping key that
+    is not a valid name (a value in the wrong place, perhaps a secret) by its number, `#2`."""
+
+    def __init__(self, raw: Mapping[str, Any], written: Mapping[str, str]) -> None:
+        self.raw = raw
+        self.written = written
+
+    def shown(self, value: Any) -> Any:
+        return self.written.get(value, value) if isinstance(value, str) else value
+
+    def where(self, loc: tuple[int | str, ...], *, public: bool) -> str:
+        out = ""
+        for depth, part in enumerate(loc):
+            if isinstance(part, int):
+                out += f"[{part}]"
+            elif part in _TAGS and out.startswith(_NAMED) and out.count(".") == 1:
+                continue  # the discriminator's tag pydantic adds to the location
+            elif public and depth == 1 and out in _NAMED and not _NAME.match(part):
+                names = self.raw.get(out)
+                keys = list(names) if isinstance(names, dict) else []
+                out = _join(out, f"#{keys.index(part) + 1 if part in keys else '?'}")
+            else:
+                out = _join(out, str(part))
+        return out or "<top>"
 
 
-def _message(err: Mapping[str, Any]) -> str:
-    kind, msg = err["type"], err["msg"]
-    if kind == "extra_forbidden":
-        return "unknown key"
-    if kind == "missing":
-        return "required key is missing"
-    if kind == "union_tag_invalid":
-        ctx = err.get("ctx", {})
+def _problem(err: Mapping[str, Any], quoting: _Quoting) -> Problem:
+    """One pydantic error as a problem: its path, and its message with and without the value."""
+    kind, msg = err["type"], str(err["msg"]).removeprefix("Value error, ")
+    ctx = err.get("ctx", {})
+    loc, suffix = err["loc"], ""
+    public = detailed = msg
+    if kind == _INVALID:
+        shown = str(quoting.shown(ctx["value"]))
+        detailed = str(ctx["detailed"]).replace("{value}", shown)
+    elif kind == "extra_forbidden":
+        public = detailed = "unknown key"
+    elif kind == "missing":
+        public = detailed = "required key is missing"
+    elif kind == "union_tag_invalid":
         field = str(ctx.get("discriminator", "kind")).strip("'")
-        return f"unknown {field} '{ctx.get('tag')}' (expected {ctx.get('expected_tags')})"
-    if kind == "union_tag_not_found":
-        return "needs a `provider`" if "provider" in msg else "needs a `type`"
-    got = err.get("input")
-    if kind == "value_error":
-        return str(msg).removeprefix("Value error, ")
-    shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
-    if isinstance(got, SecretStr) or "secret" in str(err.get("loc", "")).lower():
-        shown = ""
-    return str(msg).removeprefix("Value error, ") + shown
+        suffix = "." + field
+        expected = f"(expected {ctx.get('expected_tags')})"
+        public = f"unknown {field} {expected}"
+        detailed = f"unknown {field} '{quoting.shown(ctx.get('tag'))}' {expected}"
+    elif kind == "union_tag_not_found":
+        public = detailed = "needs a `provider`" if "provider" in msg else "needs a `type`"
+    elif kind != "value_error":  # pydantic's own message, which never quotes the input
+        got = err.get("input")
+        hidden = isinstance(got, dict | list | SecretStr) or got is None
+        if not hidden and "secret" not in str(loc).lower():
+            detailed = f"{msg} (got {quoting.shown(got)!r})"
+    return Problem(
+        f"{quoting.where(loc, public=True)}{suffix}: {public}",
+        f"{quoting.where(loc, public=False)}{suffix}: {detailed}",
+    )
 
 
-def _describe(err: Mapping[str, Any]) -> str:
-    where = _loc(err["loc"]) or "<top>"
-    if err["type"] == "union_tag_invalid":
-        where += "." + str(err.get("ctx", {}).get("discriminator", "")).strip("'")
-    return f"{where}: {_message(err)}"
+def _cross_references(config: Config, quoting: _Quoting) -> list[Problem]:
+    problems: list[Problem] = []
 
+    def unknown(where: str, what: str, name: str, known: str) -> None:
+        problems.append(
+            Problem(
+                f"{where}: unknown {what} (known: {known})",
+                f"{where}: unknown {what} '{quoting.shown(name)}' (known: {known})",
+            )
+        )
 
-def _cross_references(config: Config) -> list[str]:
-    errors: list[str] = []
-    known = ", ".join(sorted(config.destinations)) or "none defined"
+    destinations = ", ".join(sorted(config.destinations)) or "none defined"
     sources = set(config.sources)
 
     def check_to(path: str, names: list[str]) -> None:
         for i, name in enumerate(names):
             if name not in config.destinations:
-                errors.append(f"{path}.to[{i}]: unknown destination '{name}' (known: {known})")
+                unknown(f"{path}.to[{i}]", "destination", name, destinations)
 
     for r, route in enumerate(config.routes):
         check_to(f"routes[{r}]", route.to)
         for s, src in enumerate(route.match.source or []):
             if src not in sources:
-                errors.append(
-                    f"routes[{r}].match.source[{s}]: unknown source '{src}' "
-                    f"(known: {', '.join(sorted(sources))})"
-                )
+                unknown(f"routes[{r}].match.source[{s}]", "source", src, ", ".join(sorted(sources)))
     check_to("default", config.default.to)
     intervals = ", ".join(sorted(config.time_intervals)) or "none defined"
     for r, route in enumerate(config.routes):
         for field in ("mute_during", "mentions_off_during"):
             for i, name in enumerate(getattr(route, field)):
                 if name not in config.time_intervals:
-                    errors.append(
-                        f"routes[{r}].{field}[{i}]: unknown time interval '{name}' "
-                        f"(known: {intervals})"
-                    )
+                    unknown(f"routes[{r}].{field}[{i}]", "time interval", name, intervals)
     if config.store.lease <= config.slack.timeout:
-        errors.append(
-            f"store.lease: {config.store.lease:g}s must be longer than slack.timeout "
-            f"({config.slack.timeout:g}s): a delivery still waiting for Slack would be taken "
-            "over by another replica and posted twice"
+        why = (
+            "a delivery still waiting for Slack would be taken over by another replica and "
+            "posted twice"
         )
-    return errors
+        problems.append(
+            Problem(
+                f"store.lease: must be longer than slack.timeout: {why}",
+                f"store.lease: {config.store.lease:g}s must be longer than slack.timeout "
+                f"({config.slack.timeout:g}s): {why}",
+            )
+        )
+    return problems
 
 
 def parse_config(text: str, path: Path, env: Mapping[str, str]) -> LoadedConfig:
@@ -599,7 +671,12 @@ def parse_config(text: str, path: Path, env: Mapping[str, str]) -> LoadedConfig:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError([f"{path}: not valid YAML: {exc}"]) from exc
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        # PyYAML's message quotes the lines around the mistake
+        raise ConfigError(
+            [Problem(f"{path}: not valid YAML{at}", f"{path}: not valid YAML: {exc}")]
+        ) from None
     if not isinstance(raw, dict):
         raise ConfigError([f"{path}: expected a mapping at the top level"])
     raw.setdefault(
@@ -607,21 +684,31 @@ def parse_config(text: str, path: Path, env: Mapping[str, str]) -> LoadedConfig:
         {"token": "${SLACK_BOT_TOKEN:-}", "api_url": "${SLACK_API_URL:-https://slack.com/api/}"},
     )
     errors: list[str] = []
-    resolved = interpolate(raw, env, "", errors)
+    written: dict[str, str] = {}
+    resolved = interpolate(raw, env, "", errors, written)
     if errors:
         raise ConfigError(errors)
+    quoting = _Quoting(resolved, written)
     try:
         config = Config.model_validate(resolved)
     except ValidationError as exc:
-        raise ConfigError([_describe(e) for e in exc.errors()]) from None
-    problems = _cross_references(config)
+        raise ConfigError([_problem(e, quoting) for e in exc.errors()]) from None
+    problems = _cross_references(config, quoting)
     if problems:
         raise ConfigError(problems)
     templates_dir = None
     if config.templates:
         templates_dir = (path.parent / config.templates).resolve()
         if not templates_dir.is_dir():
-            raise ConfigError([f"templates: folder '{config.templates}' does not exist"])
+            folder = quoting.shown(config.templates)
+            raise ConfigError(
+                [
+                    Problem(
+                        "templates: folder does not exist",
+                        f"templates: folder '{folder}' does not exist",
+                    )
+                ]
+            )
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
     return LoadedConfig(config=config, path=path, templates_dir=templates_dir, digest=digest)
 

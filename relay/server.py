@@ -90,7 +90,11 @@ def serve(loaded: LoadedConfig, host: str, port: int) -> None:
         # beyond 1000 open requests answer 503 at once instead of queueing without bound
         limit_concurrency=1000,
         # httptools (C) with a bound on the request head: a head still incomplete past 64 KiB
-        # is refused by the protocol, a complete one over it by the app (431 either way)
+        # is refused by the protocol, a complete one over it by the app (431 either way); the
+        # protocol also answers an unparseable request (400) and the 503 above in JSON
         http=bounded_protocol(services.head_refused),
+        # relay has no WebSocket endpoint: an `Upgrade` header is ignored and the request
+        # answered as plain HTTP, instead of refused with uvicorn's bodiless 403
+        ws="none",
         server_header=False,
     )

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,7 +15,7 @@ import pytest
 from harness import ROOT, SHARED
 from inbox import accept
 
-from relay.cli import main
+from relay.cli import main, parser
 from relay.event import Event
 from relay.records import Message, NewMessage, Reason, Settlement, Status
 from relay.store import SqliteStore
@@ -211,3 +214,111 @@ def test_render_shows_how_messages_join_their_thread(
     assert [d for d, _ in steps] == ["alerts", "alerts", "events", "events"]
     assert [s.get("update") for _, s in steps] == ["thread:deck:trun_9", None] * 2
     assert [s.get("broadcast", False) for _, s in steps] == [False, True] * 2
+
+
+WRONG_VALUES = """
+sources: {anchor: {provider: anchor, secrets: [s], tolerance: 2 minutes}}
+slack: {timeout: "${RELAY_TEST_WRONG}"}
+destinations: {events: {type: console}}
+"""
+
+
+def test_check_shows_values_but_those_from_the_environment_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RELAY_TEST_WRONG", "xoxb-9999-FromTheEnvironment")
+    config = tmp_path / "relay.yaml"
+    config.write_text(WRONG_VALUES)
+    assert main(["check", "--config", str(config)]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "error: sources.anchor.tolerance: '2 minutes' is not a duration "
+        "(expected e.g. 30s, 5m, 24h)",
+        "error: slack.timeout: '${RELAY_TEST_WRONG}' is not a duration "
+        "(expected e.g. 30s, 5m, 24h)",
+    ]
+
+
+def test_serve_logs_a_config_it_refuses_without_its_values(tmp_path: Path) -> None:
+    config = tmp_path / "relay.yaml"
+    config.write_text(WRONG_VALUES.replace("${RELAY_TEST_WRONG}", "xoxb-9999-TypedInTheFile"))
+    relay = Path(sys.executable).parent / "relay"
+    done = subprocess.run(
+        [str(relay), "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "RELAY_DATABASE_URL": f"sqlite:///{tmp_path}/relay.db"},
+    )
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "error: sources.anchor.tolerance: not a duration (expected e.g. 30s, 5m, 24h)",
+        "error: slack.timeout: not a duration (expected e.g. 30s, 5m, 24h)",
+    ]
+
+
+COMMANDS = [
+    ["serve"], ["check"], ["render", "e.json"], ["routes", "e.json"], ["migrate"], ["outbox"],
+    ["dead", "list"], ["dead", "replay", "--all"], ["dead", "drop", "7"],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(c) for c in COMMANDS])
+def test_every_command_takes_config_alike(
+    command: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RELAY_CONFIG", raising=False)
+    assert parser().parse_args([*command, "--config", "given.yaml"]).config == "given.yaml"
+    monkeypatch.setenv("RELAY_CONFIG", "from-env.yaml")
+    assert parser().parse_args(command).config == "from-env.yaml"
+
+
+def test_serve_listens_where_host_and_port_say(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HOST", raising=False)
+    monkeypatch.delenv("PORT", raising=False)
+    assert (parser().parse_args(["serve"]).host, parser().parse_args(["serve"]).port) == (
+        "0.0.0.0",
+        8080,
+    )
+    monkeypatch.setenv("HOST", "127.0.0.2")
+    monkeypatch.setenv("PORT", "9000")
+    args = parser().parse_args(["serve"])
+    assert (args.host, args.port) == ("127.0.0.2", 9000)
+    assert parser().parse_args(["serve", "--host", "::1"]).host == "::1"
+
+
+def test_outbox_with_a_config_lists_every_configured_destination(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RELAY_DATABASE_URL", f"sqlite:///{tmp_path}/relay.db")
+    config = tmp_path / "relay.yaml"
+    config.write_text(ROUTES_CONFIG)
+    assert main(["outbox"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == ["(outbox is empty)"]
+    assert main(["outbox", "--config", str(config)]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    assert rows == [
+        ["alerts", "0", "0", "0", "0", "0", "0", "-"],
+        ["events", "0", "0", "0", "0", "0", "0", "-"],
+    ]
+    monkeypatch.setenv("RELAY_CONFIG", str(config))
+    assert main(["outbox"]) == 0
+    assert [line.split() for line in capsys.readouterr().out.splitlines()[1:]] == rows
+
+
+@pytest.mark.parametrize("command", [["migrate"], ["outbox"], ["dead", "list"]])
+def test_a_store_command_refuses_an_invalid_config_and_leaves_the_store_alone(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+) -> None:
+    monkeypatch.setenv("RELAY_DATABASE_URL", f"sqlite:///{tmp_path}/relay.db")
+    config = tmp_path / "relay.yaml"
+    config.write_text(ROUTES_CONFIG.replace("to: [alerts]", "to: [alrets]"))
+    assert main([*command, "--config", str(config)]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "error: routes[1].to[0]: unknown destination 'alrets' (known: alerts, events)"
+    ]
+    assert not (tmp_path / "relay.db").exists()
+    config.write_text(ROUTES_CONFIG)
+    assert main([*command, "--config", str(config)]) == 0

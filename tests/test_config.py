@@ -15,10 +15,12 @@ BAD = sorted((ROOT / "tests" / "configs" / "bad").glob("*.yaml"))
 
 @pytest.mark.parametrize("path", BAD, ids=[p.stem for p in BAD])
 def test_bad_config_names_the_yaml_path(path: Path) -> None:
-    expected = path.with_suffix(".expected").read_text().strip().replace("{file}", str(path))
+    """`.expected` is what `relay check` prints, `.public` what HTTP answers and logs say."""
     with pytest.raises(ConfigError) as caught:
         load_config(path, env={})
-    assert "\n".join(caught.value.errors) == expected
+    for form, problems in (("expected", caught.value.detailed), ("public", caught.value.public)):
+        expected = path.with_suffix(f".{form}").read_text().strip().replace("{file}", str(path))
+        assert "\n".join(problems) == expected, form
 
 
 def test_example_config_loads_without_any_environment() -> None:
@@ -61,7 +63,7 @@ destinations:
 """
     with pytest.raises(ConfigError) as caught:
         parse_config(text, tmp_path / "c.yaml", {})
-    assert caught.value.errors == [
+    assert caught.value.detailed == [
         "sources.anchor.colour: unknown key",
         "destinations.alerts.type: unknown type 'pager' (expected 'slack', 'webhook', 'console')",
     ]
@@ -92,3 +94,107 @@ store: {dedup_ttl: 48h}
     config = parse_config(text, tmp_path / "c.yaml", {}).config
     assert config.sources["anchor"].tolerance == 120.0
     assert config.store.dedup_ttl == 172800.0
+
+
+SECRET = "xoxb-1234-WrongField"
+# a secret typed into the wrong field, through an environment variable: the public form names
+# the path and what was expected; the detailed form shows `${VAR}` where the value would be
+BASE = (
+    "sources: {anchor: {provider: anchor, secrets: [s]}}\ndestinations: {events: {type: console}}\n"
+)
+WRONG_FIELD = [
+    (
+        BASE + "slack: {timeout: '${TOKEN}'}",
+        "slack.timeout: not a duration (expected e.g. 30s, 5m, 24h)",
+        "slack.timeout: '${TOKEN}' is not a duration (expected e.g. 30s, 5m, 24h)",
+    ),
+    (
+        BASE + "pacing: {rate: '${TOKEN}'}",
+        "pacing.rate: Input should be a valid number, unable to parse string as a number",
+        "pacing.rate: Input should be a valid number, unable to parse string as a number "
+        "(got '${TOKEN}')",
+    ),
+    (
+        BASE + "routes: [{to: ['${TOKEN}']}]",
+        "routes[0].to[0]: unknown destination (known: events)",
+        "routes[0].to[0]: unknown destination '${TOKEN}' (known: events)",
+    ),
+    (
+        BASE + "routes: [{to: [events], mention: 'Bearer ${TOKEN}'}]",
+        "routes[0].mention: not a mention (expected @here, @channel, @everyone, a user ID like "
+        "U0123ABCD or a user group ID like S0123ABCD)",
+        "routes[0].mention: 'Bearer ${TOKEN}' is not a mention (expected @here, @channel, "
+        "@everyone, a user ID like U0123ABCD or a user group ID like S0123ABCD)",
+    ),
+    (
+        BASE + "routes: [{to: [events], match: {source: [anchor, '${TOKEN}']}}]",
+        "routes[0].match.source[1]: unknown source (known: anchor)",
+        "routes[0].match.source[1]: unknown source '${TOKEN}' (known: anchor)",
+    ),
+    (
+        BASE + "routes: [{to: [events], thread: {key: '${TOKEN}'}}]",
+        "routes[0].thread.key: not a key (expected `auto`, a dotted path such as "
+        "data.session_id, or a Jinja expression such as '{{ data.task_id }}')",
+        "routes[0].thread.key: '${TOKEN}' is not a key (expected `auto`, a dotted path such as "
+        "data.session_id, or a Jinja expression such as '{{ data.task_id }}')",
+    ),
+    (
+        BASE + "routes: [{to: [events], mute_during: ['${TOKEN}']}]",
+        "routes[0].mute_during[0]: unknown time interval (known: none defined)",
+        "routes[0].mute_during[0]: unknown time interval '${TOKEN}' (known: none defined)",
+    ),
+    (
+        BASE + "slack: {api_url: '${TOKEN}'}",
+        "slack.api_url: not an http(s) URL",
+        "slack.api_url: '${TOKEN}' is not an http(s) URL",
+    ),
+    (
+        "sources: {anchor: {provider: '${TOKEN}'}}\ndestinations: {events: {type: console}}",
+        "sources.anchor.provider: unknown provider (expected 'anchor', 'deck', 'tabstack', "
+        "'generic')",
+        "sources.anchor.provider: unknown provider '${TOKEN}' (expected 'anchor', 'deck', "
+        "'tabstack', 'generic')",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "public", "detailed"), WRONG_FIELD)
+def test_a_value_from_the_environment_is_never_shown(
+    tmp_path: Path, text: str, public: str, detailed: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, tmp_path / "c.yaml", {"TOKEN": SECRET})
+    assert (caught.value.public, caught.value.detailed) == ([public], [detailed])
+    assert "WrongField" not in str(caught.value)
+
+
+def test_a_name_that_is_not_a_name_is_shown_by_its_number_in_public(tmp_path: Path) -> None:
+    text = """
+sources:
+  anchor: {provider: anchor, secrets: [s]}
+  whsec_Pasted+Here==: {provider: nope}
+destinations:
+  events: {type: console}
+  xoxb-1234-PastedHere: {type: console}
+"""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, tmp_path / "c.yaml", {})
+    assert caught.value.public == [
+        "sources.#2.provider: unknown provider (expected 'anchor', 'deck', 'tabstack', 'generic')",
+        "destinations: name #2 must be lower-case letters, digits, - or _",
+    ]
+    assert "Pasted" not in str(caught.value)
+    # the operator's own file, on the operator's terminal: the names as written
+    assert caught.value.detailed == [
+        "sources.whsec_Pasted+Here==.provider: unknown provider 'nope' (expected 'anchor', "
+        "'deck', 'tabstack', 'generic')",
+        "destinations: name 'xoxb-1234-PastedHere' must be lower-case letters, digits, - or _",
+    ]
+
+
+def test_yaml_that_does_not_parse_is_located_without_its_text(tmp_path: Path) -> None:
+    text = "sources:\n  anchor: {provider: anchor, secrets: [xoxb-1234-Unclosed\n"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, tmp_path / "c.yaml", {})
+    assert caught.value.public == [f"{tmp_path / 'c.yaml'}: not valid YAML (line 3, column 1)"]
+    assert "Unclosed" in caught.value.detailed[0]  # PyYAML quotes the line, for the terminal

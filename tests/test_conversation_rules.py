@@ -173,7 +173,7 @@ routes:
 """
     with pytest.raises(ConfigError) as caught:
         parse_config(text, tmp_path / "relay.yaml", {})
-    problems = "\n".join(caught.value.errors)
+    problems = "\n".join(caught.value.detailed)
     assert "time_intervals.nights[0].weekdays: 'funday' is not a weekday" in problems
     assert "time_intervals.nights[0].times[0].start_time: '25:00' is not a time of day" in problems
     assert "time_intervals.nights[0].location: 'Mars/Olympus' is not a known time zone" in problems
@@ -190,7 +190,7 @@ routes: [{to: [c], mute_during: [nigths]}]
 """
     with pytest.raises(ConfigError) as caught:
         parse_config(text, tmp_path / "relay.yaml", {})
-    assert caught.value.errors == [
+    assert caught.value.detailed == [
         "routes[0].mute_during[0]: unknown time interval 'nigths' (known: nights)"
     ]
 

@@ -149,7 +149,7 @@ def test_reload_over_http_and_sighup_and_a_bad_config_keeps_the_old_one(
     assert answer.status_code == 422
     assert answer.json() == {
         "error": "invalid_config",
-        "detail": "routes[0].to[0]: unknown destination 'alrets' (known: alerts, events)",
+        "detail": "routes[0].to[0]: unknown destination (known: alerts, events)",
     }
     ready = httpx.get(relay.url + "/readyz").json()
     assert ready["generation"] == 2 and ready["config"] == second

@@ -72,7 +72,7 @@ async def test_a_runtime_that_cannot_be_built_is_rejected_not_a_crash(
     services.rebuild = broken
     with pytest.raises(ConfigError) as caught:
         await services.reload()
-    assert caught.value.errors == [
+    assert caught.value.public == [
         f"{tmp_path / 'relay.yaml'}: the new config cannot be used (RuntimeError); "
         "`relay check` shows why"
     ]
@@ -88,7 +88,7 @@ async def test_a_secret_a_provider_cannot_use_is_rejected_naming_the_source(
     (tmp_path / "relay.yaml").write_text(CONFIG.replace("]}", "], key_encoding: hex}", 1))
     with pytest.raises(ConfigError) as caught:
         await services.reload()
-    assert caught.value.errors == ["sources.anchor: key_encoding 'hex' needs secrets of hex digits"]
+    assert caught.value.public == ["sources.anchor: key_encoding 'hex' needs secrets of hex digits"]
     assert services.generation == 1
 
 
@@ -124,7 +124,7 @@ async def test_templates_reload_with_the_config_and_a_broken_one_is_rejected(
     (folder / "task.completed.j2").write_text('{"text": "{{ data.task_id }", "blocks": []}')
     with pytest.raises(ConfigError) as caught:
         await services.reload()
-    assert caught.value.errors == ["template anchor/task.completed.j2: line 1: unexpected '}'"]
+    assert caught.value.public == ["template anchor/task.completed.j2: line 1: unexpected '}'"]
     assert services.generation == 2 and services.runtime.digest == second
     assert services.pipeline.runtime.renderer.render(anchor_event()).text == "second tsk_1"
 

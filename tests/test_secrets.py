@@ -183,3 +183,63 @@ def test_every_config_secret_is_scrubbed_from_log_lines(tmp_path: Path) -> None:
     record.detail = {"url": "https://hooks.example/T1/B1/" + HOOK_PATH}
     line = JsonFormatter().format(record)
     assert SLACK not in line and HOOK_PATH not in line and "[redacted]" in line
+
+
+WRONG = "xoxb-2718-TypedInTheWrongField"
+RELOADED = """
+sources:
+  anchor: {provider: anchor, secrets: ["${ANCHOR_WEBHOOK_SECRET}"]}
+destinations:
+  events: {type: console}
+default: {to: [events]}
+"""
+MENTION = (
+    "not a mention (expected @here, @channel, @everyone, a user ID like U0123ABCD or a user "
+    "group ID like S0123ABCD)"
+)
+# where a secret lands in the wrong field (`{}`: the value, typed or through `${VAR}`), and the
+# problem a reload answers
+WRONG_FIELDS = [
+    (RELOADED + "slack: {timeout: '{}'}",
+     "slack.timeout: not a duration (expected e.g. 30s, 5m, 24h)"),
+    (RELOADED + "pacing: {rate: '{}'}",
+     "pacing.rate: Input should be a valid number, unable to parse string as a number"),
+    (RELOADED + "routes: [{to: ['{}']}]", "routes[0].to[0]: unknown destination (known: events)"),
+    (RELOADED + "routes: [{to: [events], mention: '{}'}]", f"routes[0].mention: {MENTION}"),
+    (RELOADED + "routes: [{to: [events], match: {source: ['{}']}}]",
+     "routes[0].match.source[0]: unknown source (known: anchor)"),
+    (RELOADED.replace("default", "  '{}': {type: console}\ndefault"),
+     "destinations: name #2 must be lower-case letters, digits, - or _"),
+    (RELOADED.replace("sources:\n", "sources:\n  '{}': {provider: generic, token: t}\n"),
+     "sources: name #1 must be lower-case letters, digits, - or _"),
+]  # fmt: skip
+
+
+def test_a_reload_never_echoes_a_value_typed_into_the_wrong_field(
+    relay_process: type[RelayProcess], tmp_path: Path
+) -> None:
+    config = tmp_path / "relay.yaml"
+    config.write_text(RELOADED)
+    env = {
+        "ANCHOR_WEBHOOK_SECRET": ANCHOR,
+        "WRONG_FIELD": WRONG,
+        "RELAY_ADMIN_TOKEN": ADMIN,
+        "RELAY_DATABASE_URL": f"sqlite:///{tmp_path}/relay.db",
+    }
+    relay = relay_process(config, env, tmp_path).start()
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    answers: list[str] = []
+    for template, problem in WRONG_FIELDS:
+        # keys are never interpolated: a name can only be typed
+        values = [WRONG] if "'{}':" in template else [WRONG, "${WRONG_FIELD}"]
+        for value in values:
+            config.write_text(template.replace("{}", value))
+            answer = httpx.post(relay.url + "/admin/reload", headers=admin)
+            answers.append(answer.text)
+            assert answer.status_code == 422, (value, answer.text)
+            assert answer.json() == {"error": "invalid_config", "detail": problem}
+    assert httpx.get(relay.url + "/readyz").json()["generation"] == 1
+    relay.terminate()
+    logs = relay.stdout() + relay.stderr()
+    assert logs.count("new config rejected") == len(answers) == 12
+    assert "TypedInTheWrongField" not in logs + "\n".join(answers)

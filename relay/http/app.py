@@ -4,7 +4,10 @@
 dispatched to before any framework layer); Starlette serves the other endpoints. A `Request`
 never travels past this package: handlers read headers and the body (bounded), hand bytes to
 the provider and events to the pipeline, and map relay's error tree to HTTP in one exception
-handler. The app's lifespan is the running relay's (`Services.running`).
+handler. Starlette's own refusals (`404` for a path no route has, `405` for a method a route
+does not take) and any unexpected exception (`500`) get the same JSON body, and a path is never
+redirected (Starlette would redirect `/hooks/anchor/` to an address built from the client's
+`Host` header). The app's lifespan is the running relay's (`Services.running`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import AsyncIterator, Callable
 
 import httpx
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -30,7 +34,7 @@ from relay.errors import (
     UnknownSource,
     UnsupportedMediaType,
 )
-from relay.http.answers import error_response
+from relay.http.answers import error_response, http_error
 from relay.http.hooks import Hooks, is_hook, media_type, read_body, stream_limits
 from relay.http.protocol import HEAD_TOO_LARGE_DETAIL, MAX_HEAD_BYTES, head_size
 from relay.http.streams import RunStartFailed, new_run_id, start_run
@@ -99,6 +103,14 @@ def build_app(services: Services) -> RelayApp:
             services.metrics.rejected.labels(source_label(request), exc.code).inc()
         return error_response(exc.status, exc.code, exc.detail)
 
+    async def starlette_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return http_error(exc)
+
+    async def internal_error(_request: Request, _exc: Exception) -> Response:
+        # Starlette logs nothing itself: uvicorn logs the traceback once this answer is sent
+        return error_response(500, "internal", "relay failed on this request; retry")
+
     async def start_tabstack_run(request: Request) -> Response:
         refused = _admin(services, request)
         if refused is not None:
@@ -142,13 +154,12 @@ def build_app(services: Services) -> RelayApp:
         return JSONResponse({"status": "ok"})
 
     async def readyz(_request: Request) -> Response:
-        ready = services.accepting and await services.store.ping()
-        body = {
-            "status": "ready" if ready else "not_ready",
-            "config": services.runtime.digest,
-            "generation": services.generation,
-        }
-        return JSONResponse(body, status_code=200 if ready else 503)
+        state = {"config": services.runtime.digest, "generation": services.generation}
+        if services.accepting and await services.store.ping():
+            return JSONResponse({"status": "ready", **state})
+        why = "the store does not answer" if services.accepting else "relay is shutting down"
+        # an error answer like any other, with the config it would serve
+        return error_response(503, "not_ready", why, more={"status": "not_ready", **state})
 
     async def metrics(_request: Request) -> Response:
         try:
@@ -165,7 +176,8 @@ def build_app(services: Services) -> RelayApp:
         try:
             await services.reload()
         except ConfigError as exc:
-            return error_response(422, "invalid_config", "\n".join(exc.errors))
+            # paths and what was expected, never a value: `relay check` shows those
+            return error_response(422, "invalid_config", "\n".join(exc.public))
         body = {"generation": services.generation, "config": services.runtime.digest}
         return JSONResponse(body)
 
@@ -183,8 +195,14 @@ def build_app(services: Services) -> RelayApp:
             Route("/metrics", metrics, methods=["GET"]),
             Route("/admin/reload", admin_reload, methods=["POST"]),
         ],
-        exception_handlers={IngestError: ingest_error},
+        exception_handlers={
+            IngestError: ingest_error,
+            HTTPException: starlette_error,
+            Exception: internal_error,
+        },
         middleware=[Middleware(HeadLimit, refused=services.head_refused)],
         lifespan=lifespan,
     )
+    # a trailing slash is a different path (404), never a redirect to the client's Host header
+    rest.router.redirect_slashes = False
     return RelayApp(hooks, rest)

@@ -25,8 +25,8 @@ from relay.errors import (
     PayloadTooLarge,
     UnknownSource,
     UnsupportedMediaType,
+    error_body,
 )
-from relay.http.answers import error_body
 from relay.http.protocol import HEAD_TOO_LARGE_DETAIL, MAX_HEAD_BYTES, head_size
 from relay.http.streams import StreamLimits, consume_stream, new_run_id
 from relay.ops.services import Services

@@ -98,7 +98,8 @@ class Services:
     async def reload(self) -> None:
         """Load the config file and templates again and swap them in atomically.
 
-        Raises ConfigError (the old config keeps serving) when the new one is invalid."""
+        Raises ConfigError (the old config keeps serving) when the new one is invalid; logs its
+        public form."""
         async with self._reloading:
             path = self.runtime.loaded.path
             try:
@@ -117,7 +118,8 @@ class Services:
                 self.metrics.reloads.labels("rejected").inc()
                 log.error(
                     "new config rejected; the previous one keeps serving",
-                    extra={"problems": rejected.errors, "config": self.runtime.digest},
+                    # the public form: a value typed into the wrong field may be a secret
+                    extra={"problems": rejected.public, "config": self.runtime.digest},
                 )
                 raise rejected from None
             heap.unsettle()  # the old config can go once no waiting event needs it
