@@ -326,6 +326,11 @@ def build_app(services: Services) -> RelayApp:
             services.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None))
         _on_sighup(services)
         services.settle()
+        # the heartbeat outlives the worker: the sends that drain at shutdown still need it
+        heartbeat, beating, beats_stop = services.worker.heartbeat, None, asyncio.Event()
+        if heartbeat is not None:
+            await heartbeat.renew()  # before the worker's first claim
+            beating = asyncio.create_task(heartbeat.run(beats_stop), name="relay-heartbeat")
         router = asyncio.create_task(services.pipeline.run(stop), name="relay-router")
         worker = asyncio.create_task(services.worker.run(stop), name="relay-worker")
         pruner = asyncio.create_task(_prune_forever(services, stop), name="relay-pruner")
@@ -351,6 +356,9 @@ def build_app(services: Services) -> RelayApp:
                 log.warning(
                     "shutdown deadline reached with deliveries in flight; they will be retried"
                 )
+            beats_stop.set()
+            if beating is not None:
+                await asyncio.gather(beating, return_exceptions=True)
             if owns_http and services.http is not None:
                 await services.http.aclose()
             await services.store.close()

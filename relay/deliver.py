@@ -52,6 +52,9 @@ class Reason(StrEnum):
     INVALID_PAYLOAD = "invalid_payload"
     NOT_FOUND = "not_found"  # the message to update (or thread onto) is gone or not ours
     UNKNOWN = "unknown"
+    # not Slack's answer: this replica could not renew its heartbeat in time and gave the send
+    # up, before another replica could take it over (see relay.heartbeat)
+    FENCED = "fenced"
 
 
 @dataclass(frozen=True)

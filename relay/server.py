@@ -20,9 +20,11 @@ from relay.app import Services, build_app
 from relay.config import LoadedConfig, SlackChannelDestination, WebhookDestination
 from relay.deliver import ConsoleSender, Sender, SlackChannelSender, SlackWebhookSender
 from relay.errors import ConfigError
+from relay.heartbeat import Heartbeat
 from relay.httpproto import bounded_protocol
 from relay.pacing import Pacer
 from relay.runtime import Runtime, build_runtime
+from relay.store_pg import PostgresStore
 from relay.stores import open_store
 from relay.worker import Worker
 
@@ -65,6 +67,9 @@ def build_services(
         pacer=Pacer(rate=config.pacing.rate, burst=config.pacing.burst),
         max_age=config.store.max_age,
         lease_seconds=config.store.lease,
+        # replicas take over the claims of one whose heartbeat is stale; one SQLite process has
+        # nobody to take its claims over, so it neither beats nor fences itself
+        heartbeat=Heartbeat(store) if isinstance(store, PostgresStore) else None,
     )
 
     def rebuild(new: LoadedConfig) -> tuple[Runtime, dict[str, Sender]]:

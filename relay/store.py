@@ -30,6 +30,7 @@ import functools
 import json
 import os
 import sqlite3
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -140,6 +141,11 @@ MIGRATIONS: tuple[str, ...] = (
         received_at REAL NOT NULL
     );
     """,
+    # 5: which process holds a claim (the same column as on PostgreSQL, where replicas release
+    # the claims of a process whose heartbeat is stale; one SQLite process holds them all)
+    """
+    ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
+    """,
 )
 
 # The head (oldest undelivered row) of every pacing key: a skip-scan over the distinct keys of
@@ -181,6 +187,15 @@ class ClaimOutcome(StrEnum):
 class Claim:
     outcome: ClaimOutcome
     wait: float = 0.0  # PACED: seconds until the key may send
+
+
+class Recording(StrEnum):
+    """What became of writing an attempt's outcome on its row."""
+
+    RECORDED = "recorded"
+    # the row is no longer this process's claim (another replica presumed it dead and took it
+    # over, or its lease expired): left as the new holder has it
+    LOST = "lost"
 
 
 class Acceptance(StrEnum):
@@ -354,6 +369,7 @@ class SqliteStore:
         self._intake_db: sqlite3.Connection | None = None  # used on the loop's thread only
         self._commits = 0
         self._background: set[asyncio.Future[Any]] = set()
+        self.holder = uuid.uuid4().hex  # this process, in the claims it makes
 
     # ------------------------------------------------------------ plumbing
 
@@ -555,9 +571,9 @@ class SqliteStore:
     async def claim(self, row_id: int, lease_until: float) -> bool:
         """Take a pending row for one attempt; False if someone else took it first."""
         changed = await self._exec(
-            "UPDATE outbox SET status='inflight', lease_until=?, attempts=attempts+1"
-            " WHERE id=? AND status='pending'",
-            (lease_until, row_id),
+            "UPDATE outbox SET status='inflight', lease_until=?, claimed_by=?,"
+            " attempts=attempts+1 WHERE id=? AND status='pending'",
+            (lease_until, self.holder, row_id),
         )
         return changed == 1
 
@@ -569,11 +585,12 @@ class SqliteStore:
         if seconds > 0:
             return Claim(ClaimOutcome.PACED, seconds)
         changed = await self._exec(
-            "UPDATE outbox SET status='inflight', lease_until=?, attempts=attempts+1"
+            "UPDATE outbox SET status='inflight', lease_until=?, claimed_by=?,"
+            " attempts=attempts+1"
             " WHERE id=? AND status='pending' AND next_attempt_at <= ? AND NOT EXISTS"
             " (SELECT 1 FROM outbox o INDEXED BY outbox_open WHERE o.pace_key=?"
             " AND o.status IN ('pending','inflight') AND o.id < ?)",
-            (lease_until, row.id, now, row.pace_key, row.id),
+            (lease_until, self.holder, row.id, now, row.pace_key, row.id),
         )
         if changed != 1:  # no longer due, or no longer the head of its key
             return Claim(ClaimOutcome.TAKEN)
@@ -583,6 +600,9 @@ class SqliteStore:
     async def pause_key(self, key: str, now: float, seconds: float, pacer: Pacer) -> None:
         """Slack answered 429 on `key`: nothing leaves on it for `seconds`."""
         pacer.pause(key, now, seconds)
+
+    async def beat(self) -> None:
+        """One process owns a SQLite database: no other could take its claims over."""
 
     async def next_due_at(self) -> float | None:
         """When the earliest pending head row (of any key) becomes due."""
@@ -598,27 +618,36 @@ class SqliteStore:
         now: float,
         *,
         reason: str = "ok",
-    ) -> None:
-        await self._exec(
-            "UPDATE outbox SET status='sent', channel_id=?, ts=?, finished_at=?, lease_until=NULL,"
-            " last_reason=? WHERE id=?",
-            (channel_id, ts, now, reason, row_id),
+    ) -> Recording:
+        """The outcome of an attempt. One process holds every claim, so the row is written
+        whatever its state (a lease this process let expire while its own send went on is still
+        its own send: its worker sends one row of a key at a time)."""
+        return _recording(
+            await self._exec(
+                "UPDATE outbox SET status='sent', channel_id=?, ts=?, finished_at=?,"
+                " lease_until=NULL, claimed_by=NULL, last_reason=? WHERE id=?",
+                (channel_id, ts, now, reason, row_id),
+            )
         )
 
     async def mark_retry(
         self, row_id: int, next_attempt_at: float, reason: str, error: str | None
-    ) -> None:
-        await self._exec(
-            "UPDATE outbox SET status='pending', next_attempt_at=?, lease_until=NULL,"
-            " last_reason=?, last_error=? WHERE id=?",
-            (next_attempt_at, reason, error, row_id),
+    ) -> Recording:
+        return _recording(
+            await self._exec(
+                "UPDATE outbox SET status='pending', next_attempt_at=?, lease_until=NULL,"
+                " claimed_by=NULL, last_reason=?, last_error=? WHERE id=?",
+                (next_attempt_at, reason, error, row_id),
+            )
         )
 
-    async def mark_dead(self, row_id: int, reason: str, error: str | None, now: float) -> None:
-        await self._exec(
-            "UPDATE outbox SET status='dead', finished_at=?, lease_until=NULL, last_reason=?,"
-            " last_error=? WHERE id=?",
-            (now, reason, error, row_id),
+    async def mark_dead(self, row_id: int, reason: str, error: str | None, now: float) -> Recording:
+        return _recording(
+            await self._exec(
+                "UPDATE outbox SET status='dead', finished_at=?, lease_until=NULL,"
+                " claimed_by=NULL, last_reason=?, last_error=? WHERE id=?",
+                (now, reason, error, row_id),
+            )
         )
 
     async def release_expired_leases(self, now: float) -> int:
@@ -626,7 +655,7 @@ class SqliteStore:
 
         def txn(db: sqlite3.Connection) -> int:
             return db.execute(
-                "UPDATE outbox SET status='pending', lease_until=NULL"
+                "UPDATE outbox SET status='pending', lease_until=NULL, claimed_by=NULL"
                 " WHERE status='inflight' AND (lease_until IS NULL OR lease_until <= ?)",
                 (now,),
             ).rowcount
@@ -860,6 +889,10 @@ _INSERT_OUTBOX = (
     " payload, status, created_at, next_attempt_at, step, finished_at)"
     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 )
+
+
+def _recording(changed: int) -> Recording:
+    return Recording.RECORDED if changed == 1 else Recording.LOST
 
 
 def _succeed(batch: Sequence[_Intake], results: Sequence[Acceptance]) -> None:

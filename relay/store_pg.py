@@ -7,9 +7,15 @@ Several relay processes may use one database at once. What makes that safe:
   batch and taken over when it expires), so events are routed once and in the order they were
   accepted; the transaction that writes an event's messages deletes it from the inbox, so even
   a replica that lost its lease unknowingly cannot enqueue an event twice;
-- a row is claimed with `FOR UPDATE SKIP LOCKED` and a lease (`lease_until`); a replica that
-  dies leaves its claims to expire, and any replica releases expired leases and re-sends them
-  (the documented at-least-once window); start-up never touches other replicas' claims;
+- a row is claimed with `FOR UPDATE SKIP LOCKED`, the claimer's id (`claimed_by`) and a lease
+  (`lease_until`). Every replica renews a heartbeat (its `replicas` row) every second; any
+  replica releases the claims of one whose heartbeat is older than `STALE_AFTER` (5 s), or
+  whose lease expired, and re-sends them (the documented at-least-once window). The release
+  reads heartbeats by the database's clock, holding the owner's `replicas` row, and a replica
+  that cannot renew stops sending before it can look dead (relay.heartbeat has the argument
+  and its one limit, a process frozen whole), so a claim is not released under a send still in
+  flight. Start-up never touches the claims of a live replica, and an outcome is recorded only
+  on a row its writer still holds;
 - the pacing token bucket of each channel is a row of the `pace` table; a claim locks it
   (`SKIP LOCKED`: a replica already claiming on that channel is not waited for), checks that
   the row is still its channel's head and due, and spends the token in the same transaction,
@@ -26,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -35,6 +42,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from relay.event import Event, from_record, json_text, to_record
+from relay.heartbeat import STALE_AFTER
 from relay.pacing import Bucket, Pacer, refill, spend, wait
 from relay.store import (
     Acceptance,
@@ -49,8 +57,10 @@ from relay.store import (
     NewMessage,
     OutboxRow,
     Received,
+    Recording,
     Status,
     _message_rows,
+    _recording,
     _row,
 )
 
@@ -164,6 +174,15 @@ MIGRATIONS: tuple[str, ...] = (
         until  DOUBLE PRECISION NOT NULL
     );
     """,
+    # 5: which replica holds a claim, and each replica's last heartbeat (the database's clock,
+    # in epoch seconds); claims of older relays (`claimed_by` NULL) are released by lease only
+    """
+    ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
+    CREATE TABLE replicas (
+        holder    TEXT PRIMARY KEY,
+        heartbeat DOUBLE PRECISION NOT NULL
+    );
+    """,
 )
 
 _ROW_COLUMNS = (
@@ -186,6 +205,26 @@ SELECT {columns} FROM keys JOIN outbox o ON o.id = (
 WHERE o.status = 'pending'
 """
 _O_COLUMNS = ", ".join("o." + c.strip() for c in _ROW_COLUMNS.split(","))
+# an outcome is written only on a row this replica still holds
+_OWN = " WHERE id=%s AND status='inflight' AND claimed_by=%s"
+# A claim goes back to pending when its lease ran out (the backstop) or when its holder is
+# presumed dead: its heartbeat is older than `stale_after` by the database's clock (`now()`, the
+# transaction's start: never later than the decision). The stale `replicas` rows are locked
+# (FOR SHARE), which re-reads a row renewed since this statement's snapshot and keeps any renewal
+# from landing until the release commits: a holder that renewed in time keeps its claims. A
+# claim without a heartbeat row (`claimed_by` NULL: written by an older relay) has only its
+# lease; a holder's row is pruned only once nothing is claimed in its name.
+_RELEASE = """
+WITH dead AS MATERIALIZED (
+    SELECT holder FROM replicas
+    WHERE heartbeat < EXTRACT(EPOCH FROM now()) - %(stale_after)s
+      AND holder IN (SELECT claimed_by FROM outbox WHERE status='inflight')
+    FOR SHARE
+)
+UPDATE outbox SET status='pending', lease_until=NULL, claimed_by=NULL
+WHERE status='inflight'
+  AND (lease_until IS NULL OR lease_until <= %(now)s OR claimed_by IN (SELECT holder FROM dead))
+"""
 _INSERT_OUTBOX = (
     "INSERT INTO outbox (event_source, event_id, event_type, destination, pace_key, template,"
     " payload, status, created_at, next_attempt_at, step, finished_at)"
@@ -194,7 +233,8 @@ _INSERT_OUTBOX = (
 # a claim takes the row only if it is still pending and due (another replica may have just sent
 # it or scheduled a retry) and no older row of its key is undelivered (head-of-line order)
 _CLAIM_HEAD = """
-UPDATE outbox SET status='inflight', lease_until=%(lease)s, attempts=attempts+1
+UPDATE outbox SET status='inflight', lease_until=%(lease)s, claimed_by=%(holder)s,
+                  attempts=attempts+1
 WHERE id = (SELECT id FROM outbox
             WHERE id=%(id)s AND status='pending' AND next_attempt_at <= %(now)s
             FOR UPDATE SKIP LOCKED)
@@ -222,12 +262,28 @@ def is_postgres_url(url: str | None) -> bool:
 
 
 class PostgresStore:
-    """Relay's store on PostgreSQL; every method is one short transaction from a pool."""
+    """Relay's store on PostgreSQL; every method is one short transaction from a pool.
 
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8) -> None:
+    `holder` names this process in its claims and its heartbeat; `stale_after` is how old
+    another replica's heartbeat must be for its claims to be released (tests shorten it)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 8,
+        stale_after: float = STALE_AFTER,
+    ) -> None:
         self.url = url
+        self.holder = uuid.uuid4().hex
+        self.stale_after = stale_after
         self._pool = AsyncConnectionPool(
             url, min_size=min_size, max_size=max_size, open=False, kwargs={"autocommit": False}
+        )
+        # the heartbeat has a connection of its own: a pool busy with intake never delays it
+        self._beats = AsyncConnectionPool(
+            url, min_size=1, max_size=1, open=False, kwargs={"autocommit": True}
         )
 
     def __repr__(self) -> str:
@@ -240,6 +296,7 @@ class PostgresStore:
             probe = await psycopg.AsyncConnection.connect(self.url, connect_timeout=10)
             await probe.close()
             await self._pool.open(wait=True, timeout=15)
+            await self._beats.open(wait=True, timeout=15)
         except Exception as exc:  # the pool's message would carry the connection string
             raise RuntimeError(
                 f"cannot connect to PostgreSQL at {redact(self.url)}: {type(exc).__name__}"
@@ -247,6 +304,7 @@ class PostgresStore:
         await self.migrate()
 
     async def close(self) -> None:
+        await self._beats.close()
         await self._pool.close()
 
     async def ping(self) -> bool:
@@ -377,12 +435,24 @@ class PostgresStore:
 
     async def claim(self, row_id: int, lease_until: float) -> bool:
         changed = await self._exec(
-            "UPDATE outbox SET status='inflight', lease_until=%s, attempts=attempts+1"
+            "UPDATE outbox SET status='inflight', lease_until=%s, claimed_by=%s,"
+            " attempts=attempts+1"
             " WHERE id = (SELECT id FROM outbox WHERE id=%s AND status='pending'"
             " FOR UPDATE SKIP LOCKED)",
-            (lease_until, row_id),
+            (lease_until, self.holder, row_id),
         )
         return changed == 1
+
+    async def beat(self) -> None:
+        """This replica is alive now, by the database's clock: read after the call started, so
+        never earlier than the moment relay.heartbeat counts its fence from."""
+        async with self._beats.connection() as conn:
+            await conn.execute(
+                "INSERT INTO replicas (holder, heartbeat)"
+                " VALUES (%s, EXTRACT(EPOCH FROM clock_timestamp()))"
+                " ON CONFLICT (holder) DO UPDATE SET heartbeat=excluded.heartbeat",
+                (self.holder,),
+            )
 
     async def next_due_at(self) -> float | None:
         rows = await self._all(_HEADS.format(columns="MIN(o.next_attempt_at)"))
@@ -396,38 +466,45 @@ class PostgresStore:
         now: float,
         *,
         reason: str = "ok",
-    ) -> None:
-        await self._exec(
-            "UPDATE outbox SET status='sent', channel_id=%s, ts=%s, finished_at=%s,"
-            " lease_until=NULL, last_reason=%s WHERE id=%s",
-            (channel_id, ts, now, reason, row_id),
+    ) -> Recording:
+        """The outcome of this replica's attempt; written only while the row is still its claim
+        (if it was presumed dead and another replica took the row over, the row is theirs)."""
+        return _recording(
+            await self._exec(
+                "UPDATE outbox SET status='sent', channel_id=%s, ts=%s, finished_at=%s,"
+                " lease_until=NULL, claimed_by=NULL, last_reason=%s" + _OWN,
+                (channel_id, ts, now, reason, row_id, self.holder),
+            )
         )
 
     async def mark_retry(
         self, row_id: int, next_attempt_at: float, reason: str, error: str | None
-    ) -> None:
-        await self._exec(
-            "UPDATE outbox SET status='pending', next_attempt_at=%s, lease_until=NULL,"
-            " last_reason=%s, last_error=%s WHERE id=%s",
-            (next_attempt_at, reason, error, row_id),
+    ) -> Recording:
+        return _recording(
+            await self._exec(
+                "UPDATE outbox SET status='pending', next_attempt_at=%s, lease_until=NULL,"
+                " claimed_by=NULL, last_reason=%s, last_error=%s" + _OWN,
+                (next_attempt_at, reason, error, row_id, self.holder),
+            )
         )
 
-    async def mark_dead(self, row_id: int, reason: str, error: str | None, now: float) -> None:
-        await self._exec(
-            "UPDATE outbox SET status='dead', finished_at=%s, lease_until=NULL, last_reason=%s,"
-            " last_error=%s WHERE id=%s",
-            (now, reason, error, row_id),
+    async def mark_dead(self, row_id: int, reason: str, error: str | None, now: float) -> Recording:
+        return _recording(
+            await self._exec(
+                "UPDATE outbox SET status='dead', finished_at=%s, lease_until=NULL,"
+                " claimed_by=NULL, last_reason=%s, last_error=%s" + _OWN,
+                (now, reason, error, row_id, self.holder),
+            )
         )
 
     async def release_expired_leases(self, now: float) -> int:
-        return await self._exec(
-            "UPDATE outbox SET status='pending', lease_until=NULL"
-            " WHERE status='inflight' AND (lease_until IS NULL OR lease_until <= %s)",
-            (now,),
-        )
+        """Claims whose lease ran out, or whose replica's heartbeat is older than
+        `stale_after`, back to pending; the rows released."""
+        return await self._exec(_RELEASE, {"now": now, "stale_after": self.stale_after})
 
     async def release_orphans(self, now: float) -> int:
-        """Start-up: other replicas' claims are alive; only expired leases are orphans."""
+        """Start-up: the claims of live replicas stay; those of dead ones (a stale heartbeat
+        or an expired lease) are orphans."""
         return await self.release_expired_leases(now)
 
     # ------------------------------------------------------------ shared pacing
@@ -456,7 +533,13 @@ class PostgresStore:
                 return Claim(ClaimOutcome.PACED, seconds)
             cur = await conn.execute(
                 _CLAIM_HEAD,
-                {"id": row.id, "key": row.pace_key, "now": now, "lease": lease_until},
+                {
+                    "id": row.id,
+                    "key": row.pace_key,
+                    "now": now,
+                    "lease": lease_until,
+                    "holder": self.holder,
+                },
             )
             if cur.rowcount != 1:
                 return Claim(ClaimOutcome.TAKEN)
@@ -622,6 +705,13 @@ class PostgresStore:
                 (now - keep_sent,),
             )
             await conn.execute("DELETE FROM messages WHERE expires_at <= %s", (now,))
+            # replicas gone for longer than dedup_ttl, once nothing is claimed in their name
+            await conn.execute(
+                "DELETE FROM replicas WHERE heartbeat < EXTRACT(EPOCH FROM now()) - %s"
+                " AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.status='inflight'"
+                " AND o.claimed_by = replicas.holder)",
+                (dedup_ttl,),
+            )
             await conn.execute(
                 "DELETE FROM digest_groups g WHERE flush_at IS NULL"
                 " AND last_flush_at < %s - interval AND NOT EXISTS"

@@ -22,6 +22,7 @@ from relay.store import (
     NewMessage,
     OutboxRow,
     Received,
+    Recording,
     SqliteStore,
     Status,
     sqlite_path,
@@ -41,6 +42,13 @@ class Store(Protocol):
     head and due, and the key's budget must allow it; the budget is `pacer` itself for SQLite
     (one process) and a row shared by all replicas for PostgreSQL (`pacer` gives only the rate
     and burst). `release_orphans` runs at start-up and frees only claims no live worker holds.
+
+    A claim records which process made it, and `beat` says that process is alive: on
+    PostgreSQL, the claims of a replica whose last beat is stale are released by
+    `release_expired_leases` before their lease (relay.heartbeat keeps the beat and the fence
+    that make that safe); `mark_sent`, `mark_retry` and `mark_dead` write only on a row that is
+    still this process's claim (`Recording.LOST` otherwise). One SQLite process holds every
+    claim: `beat` does nothing and an outcome is always its own.
     """
 
     async def open(self) -> None: ...
@@ -62,6 +70,7 @@ class Store(Protocol):
     async def claim_head(
         self, row: OutboxRow, now: float, lease_until: float, pacer: Pacer
     ) -> Claim: ...
+    async def beat(self) -> None: ...
     async def pause_key(self, key: str, now: float, seconds: float, pacer: Pacer) -> None: ...
     async def next_due_at(self) -> float | None: ...
     async def mark_sent(
@@ -72,11 +81,13 @@ class Store(Protocol):
         now: float,
         *,
         reason: str = "ok",
-    ) -> None: ...
+    ) -> Recording: ...
     async def mark_retry(
         self, row_id: int, next_attempt_at: float, reason: str, error: str | None
-    ) -> None: ...
-    async def mark_dead(self, row_id: int, reason: str, error: str | None, now: float) -> None: ...
+    ) -> Recording: ...
+    async def mark_dead(
+        self, row_id: int, reason: str, error: str | None, now: float
+    ) -> Recording: ...
     async def release_expired_leases(self, now: float) -> int: ...
     async def release_orphans(self, now: float) -> int: ...
     async def get_message(self, pace_key: str, key: str, now: float) -> MessageRef | None: ...

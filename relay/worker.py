@@ -4,6 +4,10 @@ One send at a time per pacing key (a channel or webhook URL), so messages to one
 the order they were accepted; different keys flow in parallel. Senders never sleep: a transient
 failure is written back with its next attempt time, a permanent one (or one older than
 `max_age`) becomes a dead letter carrying the last error.
+
+With a `heartbeat` (replicas on PostgreSQL) the worker claims and sends only while the heartbeat
+is alive, and each send runs within its fence (relay.heartbeat says why that is what makes
+another replica's early takeover of a dead replica's claims safe).
 """
 
 from __future__ import annotations
@@ -14,15 +18,17 @@ import logging
 import random as _random
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 
 from relay.conversation import Step
 from relay.deliver import DeliveryResult, Outcome, OutgoingMessage, Reason, Sender
 from relay.digest import build as build_digest
+from relay.heartbeat import Heartbeat
 from relay.metrics import Metrics
 from relay.pacing import Pacer, backoff
 from relay.repeat import with_counter
-from relay.store import ClaimOutcome, MessageRef, OutboxRow
+from relay.store import ClaimOutcome, MessageRef, OutboxRow, Recording
 from relay.stores import Store
 
 log = logging.getLogger("relay.worker")
@@ -63,6 +69,7 @@ class Worker:
         backoff_base: float = 1.0,
         backoff_cap: float = 300.0,
         metrics: Metrics | None = None,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self.store = store
         self.senders = dict(senders)
@@ -75,6 +82,8 @@ class Worker:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.metrics = metrics or Metrics()
+        self.heartbeat = heartbeat
+        self._fenced = False
         self._wake = asyncio.Event()
         self._busy: dict[str, asyncio.Task[None]] = {}
         self._next_release = 0.0
@@ -101,11 +110,20 @@ class Worker:
         if digest_at is not None:
             next_look = min(next_look, max(0.0, digest_at - now))
         if now >= self._next_release:
-            # claims of a worker that died (another replica, or this one before a crash)
-            self._next_release = now + max(1.0, self.lease_seconds / 4)
+            # claims of a worker that died (another replica, or this one before a crash); with
+            # replicas, a stale heartbeat tells within seconds, so look as often as it is renewed
+            beats = self.heartbeat
+            every = beats.renew_every if beats is not None else max(1.0, self.lease_seconds / 4)
+            self._next_release = now + every
             released = await self.store.release_expired_leases(now)
             if released:
-                log.warning("re-queued deliveries whose lease expired", extra={"count": released})
+                log.warning(
+                    "re-queued deliveries of a worker presumed dead (stale heartbeat or expired"
+                    " lease)",
+                    extra={"count": released},
+                )
+        if not self._may_send():
+            return next_look  # fenced: claim nothing until the heartbeat is renewed
         for row in await self.store.due_heads(now):
             if row.pace_key in self._busy:
                 continue
@@ -148,12 +166,15 @@ class Worker:
                     extra={"event_id": row.event_id, "destination": row.destination},
                 )
                 return
+            if not self._may_send():  # fenced since the claim: the row goes back unsent
+                await self.store.mark_retry(row.id, self.clock(), Reason.FENCED.value, None)
+                return
             started = time.perf_counter()
             try:
-                result = await sender.send(move.message)
-            except Exception as exc:  # a sender bug must not lose the row
-                log.exception("sender failed", extra={"event_id": row.event_id})
-                result = DeliveryResult.retry_unknown(type(exc).__name__)
+                async with self._fence():
+                    result = await _send(sender, move.message, row)
+            except TimeoutError:  # the fence closed first: the send is given up (its socket too)
+                result = DeliveryResult(Outcome.RETRY, Reason.FENCED)
             took = time.perf_counter() - started
             if step is not None and threads:
                 result = await self._remember(row, step, move, result)
@@ -161,6 +182,27 @@ class Worker:
         finally:
             self._busy.pop(row.pace_key, None)
             self._wake.set()
+
+    def _may_send(self) -> bool:
+        """False while fenced: the heartbeat was not renewed in time (relay.heartbeat)."""
+        if self.heartbeat is None:
+            return True
+        alive = self.heartbeat.alive()
+        if alive == self._fenced:  # log the changes only
+            self._fenced = not alive
+            if alive:
+                log.info("heartbeat renewed: deliveries resume")
+            else:
+                log.error(
+                    "heartbeat not renewed in time: no delivery starts until it is, and other"
+                    " replicas may take this one's claims over"
+                )
+        return alive
+
+    def _fence(self) -> AbstractAsyncContextManager[None]:
+        if self.heartbeat is None:
+            return contextlib.nullcontext()
+        return self.heartbeat.bound()
 
     async def _move(self, row: OutboxRow, step: Step | None) -> Move:
         message = message_of(row)
@@ -295,23 +337,27 @@ class Worker:
         ).inc()
         if result.outcome is Outcome.SENT:
             self.metrics.latency.labels(row.destination).observe(max(0.0, now - row.created_at))
-            await self.store.mark_sent(row.id, result.channel_id, result.ts, now)
+            recorded = await self.store.mark_sent(row.id, result.channel_id, result.ts, now)
             log.info("delivered", extra=fields)
+            _lost(recorded, fields)
             return
         if result.outcome is Outcome.RETRY:
             if result.retry_after is not None and result.reason.value == "rate_limited":
                 await self.store.pause_key(row.pace_key, now, result.retry_after, self.pacer)
             if retry_in is not None:
-                await self.store.mark_retry(
+                recorded = await self.store.mark_retry(
                     row.id, now + retry_in, result.reason.value, result.detail
                 )
-                log.warning(
-                    "delivery will be retried",
-                    extra={**fields, "retry_in": retry_in, "detail": result.detail},
-                )
+                if not _lost(recorded, fields):
+                    log.warning(
+                        "delivery will be retried",
+                        extra={**fields, "retry_in": retry_in, "detail": result.detail},
+                    )
                 return
             fields["reason"] = "max_age"
-        await self.store.mark_dead(row.id, str(fields["reason"]), result.detail, now)
+        recorded = await self.store.mark_dead(row.id, str(fields["reason"]), result.detail, now)
+        if _lost(recorded, fields):
+            return
         self.metrics.dead.labels(row.destination, str(fields["reason"])).inc()
         log.error(
             "delivery failed for good: dead letter", extra={**fields, "detail": result.detail}
@@ -324,6 +370,25 @@ class Worker:
             return True
         _done, pending = await asyncio.wait(tasks, timeout=timeout)
         return not pending
+
+
+async def _send(sender: Sender, message: OutgoingMessage, row: OutboxRow) -> DeliveryResult:
+    try:
+        return await sender.send(message)
+    except Exception as exc:  # a sender bug must not lose the row
+        log.exception("sender failed", extra={"event_id": row.event_id})
+        return DeliveryResult.retry_unknown(type(exc).__name__)
+
+
+def _lost(recorded: Recording, fields: Mapping[str, object]) -> bool:
+    """True (and logged) when the outcome was not written: the row had been taken over."""
+    if recorded is Recording.LOST:
+        log.warning(
+            "outcome not recorded: another replica took this delivery over meanwhile",
+            extra=dict(fields),
+        )
+        return True
+    return False
 
 
 def _update(message: OutgoingMessage, ref: MessageRef) -> OutgoingMessage:

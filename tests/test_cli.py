@@ -128,12 +128,12 @@ def test_migrate_creates_the_schema_on_either_backend(
 ) -> None:
     monkeypatch.setenv("RELAY_DATABASE_URL", f"sqlite:///{tmp_path}/relay.db")
     assert main(["migrate"]) == 0
-    assert "is at schema version 4" in capsys.readouterr().out
+    assert "is at schema version 5" in capsys.readouterr().out
     monkeypatch.setenv("RELAY_DATABASE_URL", pg_url)
     assert main(["migrate"]) == 0
     assert main(["migrate"]) == 0  # idempotent
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("ok: PostgresStore(") and out[0].endswith("is at schema version 4")
+    assert out[0].startswith("ok: PostgresStore(") and out[0].endswith("is at schema version 5")
 
 
 def test_an_unreachable_database_is_named_without_its_password(
