@@ -463,7 +463,10 @@ class ServerConfig(_Strict):
 class StoreConfig(_Strict):
     dedup_ttl: Seconds = 86400.0
     max_age: Seconds = 86400.0
-    lease: Seconds = 60.0  # a claimed delivery is retaken by any replica after this
+    # a claimed delivery is retaken by any replica after this, even from a live one (the
+    # backstop: a dead replica's claims are retaken once its heartbeat is stale, see
+    # relay.delivery.heartbeat)
+    lease: Seconds = 60.0
 
     _durations = field_validator("dedup_ttl", "max_age", "lease", mode="before")(_seconds)
 

@@ -65,6 +65,18 @@ class Reason(StrEnum):
     SUPERSEDED = "superseded"  # an older event did not overwrite a newer state (not sent)
     MAX_AGE = "max_age"  # still failing when older than `store.max_age`
     DESTINATION_GONE = "destination_gone"  # a reload removed the destination
+    # this replica could not renew its heartbeat in time and gave the send up, before another
+    # replica could take it over (see relay.delivery.heartbeat)
+    FENCED = "fenced"
+
+
+class Recording(StrEnum):
+    """What became of writing an attempt's outcome on its row."""
+
+    RECORDED = "recorded"
+    # the row is no longer this process's claim (another replica presumed it dead and took it
+    # over, or its lease expired): left as the new holder has it
+    LOST = "lost"
 
 
 # ---------------------------------------------------------------- what the render stage makes

@@ -16,6 +16,7 @@ import uvicorn
 
 from relay.config import LoadedConfig
 from relay.delivery.destinations import Clients, build_senders
+from relay.delivery.heartbeat import Heartbeat
 from relay.delivery.senders import Sender
 from relay.delivery.slack import web_client
 from relay.delivery.worker import Worker, settings
@@ -24,7 +25,7 @@ from relay.http.app import build_app
 from relay.http.protocol import bounded_protocol
 from relay.ops.services import Services
 from relay.runtime import Runtime, build_runtime
-from relay.store import open_store
+from relay.store import PostgresStore, open_store
 
 
 def senders_for(runtime: Runtime, console: TextIO) -> dict[str, Sender]:
@@ -50,6 +51,9 @@ def build_services(
         pacing=pacing,
         retry=retry,
         lease_seconds=runtime.config.store.lease,
+        # replicas take over the claims of one whose heartbeat is stale; one SQLite process has
+        # nobody to take its claims over, so it neither beats nor fences itself
+        heartbeat=Heartbeat(store) if isinstance(store, PostgresStore) else None,
     )
 
     def rebuild(new: LoadedConfig) -> tuple[Runtime, dict[str, Sender]]:

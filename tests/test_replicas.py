@@ -1,8 +1,8 @@
 """Three relay processes on one PostgreSQL, one of them killed with SIGKILL mid-run while Slack
 holds a message it posted but has not answered: every accepted event reaches the fake Slack,
-the dead replica's claim is taken over by another when its lease expires, nothing is posted
-twice outside the documented window, and no channel ever exceeds its pacing budget although
-three replicas post to it."""
+the dead replica's claim is taken over by another once its heartbeat is stale (seconds, not the
+60 s lease), nothing is posted twice outside the documented window, and no channel ever exceeds
+its pacing budget although three replicas post to it."""
 
 from __future__ import annotations
 
@@ -20,10 +20,13 @@ from fakeslack import FakeSlack
 from harness import RelayProcess
 from signing import ANCHOR_SECRET, SLACK_TOKEN, anchor_headers
 
+from relay.delivery.heartbeat import RENEW_EVERY, STALE_AFTER
+
 RATE, BURST = 4.0, 2.0
 CHANNELS = {"replica-a": "C0REPLICAA", "replica-b": "C0REPLICAB", "replica-c": "C0REPLICAC"}
 TYPES = {"task.completed": "a", "task.failed": "b", "session.completed": "c"}
 EVENTS = 90
+LEASE = 60.0  # store.lease left at its default: the stall must not wait for it
 
 CONFIG = f"""
 sources:
@@ -38,7 +41,6 @@ routes:
   - {{match: {{type: task.failed}}, to: [b]}}
   - {{match: {{type: session.completed}}, to: [c]}}
 pacing: {{rate: {RATE}, burst: {BURST}}}
-store: {{lease: 3s}}
 """
 
 
@@ -121,6 +123,7 @@ def test_three_replicas_one_killed_deliver_everything_within_the_rate(
         time.sleep(0.01)
     assert hung is not None and hung.client is not None and hung.body is not None
     victim = replicas[int(hung.client.removeprefix("r"))]
+    killed_at = time.monotonic()  # the fake Slack stamps what it receives on the same clock
     victim.kill()
     (in_flight,) = set(marker(json.dumps(hung.body.get("blocks"))))
 
@@ -141,12 +144,19 @@ def test_three_replicas_one_killed_deliver_everything_within_the_rate(
     assert not missing, f"{len(missing)} accepted events never reached Slack"
 
     # the documented window: what the dead replica had in flight (Slack took it, relay never
-    # recorded it) is sent again by another replica once the lease expires; nothing else is
+    # recorded it) is sent again by another replica once its heartbeat is stale; nothing else is
     assert counts[in_flight] == 2, "the dead replica's claim was not taken over"
+    # its channel waited from the kill until another replica sent that message again
+    again = sorted(m.received for m in messages if in_flight in marker(json.dumps(m.blocks)))[1]
+    stall = again - killed_at
+    print(f"channel of the dead replica stalled {stall:.1f} s (store.lease {LEASE:g} s)")
+    assert stall < LEASE / 4, f"stalled {stall:.1f} s: the takeover waited for the lease"
+    # and not before its heartbeat (renewed at most a period before the kill) was stale
+    assert stall > STALE_AFTER - RENEW_EVERY, f"taken over after {stall:.1f} s"
     twice = [m for m, n in counts.items() if n > 1]
     assert max(counts.values()) == 2 and len(twice) <= len(CHANNELS), twice
     survivors = [r for r in replicas if r is not victim]
-    assert any("lease expired" in r.stderr() for r in survivors)
+    assert any("presumed dead" in r.stderr() for r in survivors)
 
     for channel in CHANNELS.values():
         times = sorted(m.received for m in messages if m.channel == channel)

@@ -4,6 +4,8 @@ then what is specific to each backend (migrations, URLs, leases and pacing acros
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import json
 import sqlite3
@@ -25,6 +27,7 @@ from relay.records import (
     OutboxRow,
     Reason,
     Received,
+    Recording,
     Routed,
     Settlement,
     Status,
@@ -32,7 +35,7 @@ from relay.records import (
 )
 from relay.store import PostgresStore, SqliteStore, Store, open_store
 from relay.store.postgres import redact
-from relay.store.schema import MIGRATIONS
+from relay.store.schema import MIGRATIONS, POSTGRES, SQLITE, VERSION, Dialect
 from relay.store.sqlite import migrate, sqlite_path
 
 
@@ -435,7 +438,8 @@ async def test_replicas_racing_for_one_head_spend_one_token(replicas: list[Store
             break
         # one replica sends; the others were skipped without spending the channel's budget
         assert len(claims) == 1, rounds
-        await replicas[0].settle(sent(claims[0].row, 100.0))
+        winner = next(s for s, r in zip(replicas, rounds, strict=True) if r.claimed)
+        assert await winner.settle(sent(claims[0].row, 100.0)) is Recording.RECORDED
         sent_texts.append(claims[0].row.message.text)
     assert sent_texts == ["0", "1", "2"]  # the whole burst of 3, in order, then paced
 
@@ -654,3 +658,168 @@ async def test_an_accept_the_database_refuses_fails_alone_not_with_its_group(
     # the group commit keeps working afterwards
     again = await asyncio.gather(*(store.receive(e, 2.0) for e in [ev("e00"), ev("e12")]))
     assert again == [Acceptance.DUPLICATE, Acceptance.ACCEPTED]
+
+
+# ---------------------------------------------------------------- claims and heartbeats
+
+
+async def test_an_outcome_is_written_on_the_claim_of_the_process_that_holds_it(
+    store: Store,
+) -> None:
+    await accept(store, ev("e1"), [msg("alerts", "slack:alerts")], 100.0)
+    await store.beat()
+    (head,) = await claim_all(store, 100.0, lease=60.0)
+    # its holder is alive: nothing but the lease ends the claim
+    assert await store.release_expired(159.0) == 0
+    assert await store.settle(retry(head, 100.0)) is Recording.RECORDED
+    (head,) = await claim_all(store, 100.0)
+    assert await store.settle(dead(head, 101.0)) is Recording.RECORDED
+    assert await store.replay_dead(None, 102.0) == 1
+    (head,) = await claim_all(store, 102.0)
+    assert await store.settle(sent(head, 103.0)) is Recording.RECORDED
+    assert [r.id for r in await store.rows(Status.SENT)] == [head.id]
+
+
+async def beat_until(store: Store, stop: asyncio.Event, every: float = 0.1) -> None:
+    while not stop.is_set():
+        await store.beat()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
+
+
+async def test_a_replica_keeps_its_claims_while_it_beats_and_loses_them_once_it_stops(
+    pg_url: str,
+) -> None:
+    live = PostgresStore(pg_url)
+    other = PostgresStore(pg_url, stale_after=1.5)  # 5 s in production
+    await asyncio.gather(live.open(), other.open())
+    try:
+        await accept(live, ev("e1"), [msg("alerts", "slack:alerts")], 100.0)
+        await live.beat()
+        (head,) = await claim_all(live, 100.0, lease=9_900.0)
+        stop = asyncio.Event()
+        beating = asyncio.create_task(beat_until(live, stop))
+        # twice the stale threshold: a replica that beats keeps its claim, however long it sends
+        loop = asyncio.get_running_loop()
+        until = loop.time() + 3.0
+        while loop.time() < until:
+            assert await other.release_expired(101.0) == 0
+            await asyncio.sleep(0.1)
+        stop.set()
+        await beating
+        stopped = loop.time()
+        # `live` died: its claim comes back once its heartbeat is stale, long before its lease
+        while await other.release_expired(101.0) == 0:
+            assert loop.time() - stopped < 6.0, "the claim of a dead replica was kept"
+            await asyncio.sleep(0.05)
+        assert loop.time() - stopped > 1.0  # not before its heartbeat was stale
+        (again,) = await claim_all(other, 101.0)
+        assert again.id == head.id and again.attempts == 2
+    finally:
+        await asyncio.gather(live.close(), other.close())
+
+
+async def test_an_outcome_is_recorded_only_on_a_row_its_replica_still_holds(pg_url: str) -> None:
+    late = PostgresStore(pg_url)
+    taker = PostgresStore(pg_url, stale_after=0.0)  # presumes dead whoever is not beating now
+    await asyncio.gather(late.open(), taker.open())
+    try:
+        await accept(late, ev("e1"), [msg("alerts", "slack:alerts")], 100.0)
+        await late.beat()
+        (head,) = await claim_all(late, 100.0)
+        await asyncio.sleep(0.01)
+        assert await taker.release_expired(100.0) == 1  # `late` was presumed dead
+        await taker.beat()
+        (taken,) = await claim_all(taker, 101.0)
+        assert taken.id == head.id
+        # `late`'s answer comes in after all: whatever it says, the row is the taker's
+        assert await late.settle(sent(head, 102.0)) is Recording.LOST
+        assert await late.settle(retry(head, 200.0)) is Recording.LOST
+        assert await late.settle(dead(head, 102.0)) is Recording.LOST
+        (inflight,) = await taker.rows(Status.INFLIGHT)
+        assert (inflight.id, inflight.attempts, inflight.last_reason) == (head.id, 2, None)
+        assert await taker.settle(sent(taken, 103.0)) is Recording.RECORDED
+        (done,) = await taker.rows(Status.SENT)
+        assert done.id == head.id
+        # nor does a late answer overwrite a row that is finished
+        assert await late.settle(retry(head, 200.0)) is Recording.LOST
+        assert [r.id for r in await taker.rows(Status.SENT)] == [head.id]
+    finally:
+        await asyncio.gather(late.close(), taker.close())
+
+
+# ---------------------------------------------------------------- upgrading from schema 4
+
+OLD_ROW = (
+    "INSERT INTO outbox (event_source, event_id, event_type, destination, pace_key, template,"
+    " payload, status, attempts, created_at, next_attempt_at, lease_until, step)"
+    " VALUES ('anchor', '{id}', 'task.failed', 'alerts', '{key}', 't',"
+    ' \'{{"text": "{id}", "blocks": []}}\', \'{status}\', {attempts}, 100, 100, {lease}, NULL)'
+)
+OLD_ROWS = [
+    OLD_ROW.format(id="e1", key="slack:a", status="inflight", attempts=1, lease=160),
+    OLD_ROW.format(id="e2", key="slack:a", status="pending", attempts=0, lease="NULL"),
+    OLD_ROW.format(id="e3", key="slack:b", status="pending", attempts=0, lease="NULL"),
+    "INSERT INTO events (source, id, type, received_at)"
+    " VALUES ('anchor', 'e4', 'task.failed', 100)",
+    "INSERT INTO inbox (source, event_id, type, provider, envelope, data, received_at)"
+    " VALUES ('anchor', 'e4', 'task.failed', 'anchor', '{\"id\": \"e4\"}', '{}', 100)",
+]
+
+
+def schema_4(dialect: Dialect) -> list[str]:
+    """The statements that built a schema-4 database in `dialect`, then its rows."""
+    built = [dialect.ddl(statement) for script in MIGRATIONS[:4] for statement in script]
+    return [*(ddl for ddl in built if ddl is not None), *OLD_ROWS]
+
+
+def write_schema_4_sqlite(path: Path) -> None:
+    db = sqlite3.connect(path, isolation_level=None)
+    for statement in schema_4(SQLITE):
+        db.execute(statement)
+    db.execute("PRAGMA user_version=4")
+    db.close()
+
+
+async def write_schema_4_postgres(url: str) -> None:
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute("CREATE TABLE relay_schema (version INTEGER NOT NULL)")
+        await conn.execute("INSERT INTO relay_schema (version) VALUES (4)")
+        for statement in schema_4(POSTGRES):
+            await conn.execute(statement.encode())
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_upgrading_a_schema_4_database_keeps_its_queue(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    store: Store
+    if backend == "sqlite":
+        write_schema_4_sqlite(tmp_path / "relay.db")
+        store = SqliteStore(tmp_path / "relay.db")
+    else:
+        url = request.getfixturevalue("pg_url")
+        await write_schema_4_postgres(url)
+        # presumes dead whoever is not beating now: a claim of the older relay still waits
+        # for its lease, since nothing says which process holds it
+        store = PostgresStore(url, stale_after=0.0)
+    await store.open()
+    try:
+        assert await store.migrate() == VERSION
+        assert [r.event_id for r in await store.rows(Status.INFLIGHT)] == ["e1"]
+        assert [r.event_id for r in await store.rows(Status.PENDING)] == ["e2", "e3"]
+        assert [r.event.id for r in await store.inbox(10)] == ["e4"]
+        assert await store.receive(ev("e4"), 101.0) is Acceptance.DUPLICATE
+        (other,) = await claim_all(store, 150.0)  # the old claim still holds its channel
+        assert other.event_id == "e3"
+        assert await store.settle(sent(other, 150.0)) is Recording.RECORDED
+        assert await store.release_expired(150.0) == 0
+        assert await store.release_expired(160.0) == 1
+        (first,) = await claim_all(store, 160.0)
+        assert (first.event_id, first.attempts, first.message.text) == ("e1", 2, "e1")
+        assert await store.settle(sent(first, 161.0)) is Recording.RECORDED
+        assert [r.event_id for r in await claim_all(store, 161.0)] == ["e2"]
+    finally:
+        await store.close()

@@ -1,4 +1,5 @@
-"""The delivery worker against the fake Slack over HTTP: retries, dead letters, pacing, order."""
+"""The delivery worker against the fake Slack over HTTP: retries, dead letters, pacing, order;
+and its self-fence when it cannot renew its heartbeat."""
 
 from __future__ import annotations
 
@@ -6,16 +7,27 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fakeslack import FakeSlack
 from inbox import accept
 
+from relay.delivery.heartbeat import Heartbeat
 from relay.delivery.policy import RetryPolicy
 from relay.delivery.slack import SlackChannelSender, SlackWebhookSender, web_client, webhook_client
 from relay.delivery.worker import Pacing, Worker
 from relay.event import Event
-from relay.records import ClaimRound, Message, NewMessage, Status
+from relay.records import (
+    ClaimRound,
+    DeliveryResult,
+    Message,
+    NewMessage,
+    Outcome,
+    Outgoing,
+    Reason,
+    Status,
+)
 from relay.store import SqliteStore
 
 ALERTS, EVENTS = "C0ALERTS01", "C0EVENTS01"
@@ -229,10 +241,8 @@ async def test_a_message_queued_while_the_worker_looks_is_sent_without_waiting_f
     looked = asyncio.Event()
     claim = store.claim
 
-    async def look_while_a_message_arrives(
-        now: float, lease_until: float, *, rate: float, burst: float, limit: int
-    ) -> ClaimRound:
-        found = await claim(now, lease_until, rate=rate, burst=burst, limit=limit)
+    async def look_while_a_message_arrives(now: float, lease_until: float, **kw: Any) -> ClaimRound:
+        found = await claim(now, lease_until, **kw)
         if not looked.is_set():
             looked.set()
             await enqueue(store, 1)  # the router queues a message during the worker's tick
@@ -245,3 +255,109 @@ async def test_a_message_queued_while_the_worker_looks_is_sent_without_waiting_f
         return len(slack.messages_in("#browser-alerts")) == 1
 
     await run_until(worker, sent, timeout=10.0)
+
+
+class Beats:
+    """The heartbeat's side of a store, whose database can be cut off."""
+
+    def __init__(self) -> None:
+        self.down = False
+
+    async def beat(self) -> None:
+        if self.down:
+            raise OSError("database unreachable")
+
+
+class SlowSlack:
+    """A destination that takes `seconds` to answer each post (an in-process stand-in)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.started: list[str] = []
+        self.given_up: list[str] = []
+        self.answered: list[str] = []
+
+    async def send(self, out: Outgoing) -> DeliveryResult:
+        self.started.append(out.message.text)
+        try:
+            await asyncio.sleep(self.seconds)
+        except asyncio.CancelledError:
+            self.given_up.append(out.message.text)
+            raise
+        self.answered.append(out.message.text)
+        return DeliveryResult(Outcome.SENT, Reason.OK, channel_id="C0SLOW0001", ts="1.000001")
+
+
+async def beating(heartbeat: Heartbeat, stop: asyncio.Event) -> asyncio.Task[None]:
+    await heartbeat.renew()
+    return asyncio.create_task(heartbeat.run(stop))
+
+
+async def test_a_send_outlasting_the_fence_runs_to_its_end_while_the_heartbeat_is_renewed(
+    store: SqliteStore,
+) -> None:
+    slow = SlowSlack(seconds=1.0)
+    heartbeat = Heartbeat(Beats(), renew_every=0.05, fence_after=0.3)
+    worker = Worker(store, {"slow": slow}, poll_seconds=0.05, heartbeat=heartbeat)
+    stop = asyncio.Event()
+    renewing = await beating(heartbeat, stop)
+    await enqueue(store, 1, "slow")
+
+    async def sent() -> bool:
+        return bool(await store.rows(Status.SENT))
+
+    try:
+        await run_until(worker, sent, timeout=10.0)
+    finally:
+        stop.set()
+        await renewing
+    assert (slow.answered, slow.given_up) == (["message 0"], [])
+
+
+async def test_a_worker_that_cannot_renew_its_heartbeat_gives_its_send_up_and_starts_no_other(
+    store: SqliteStore,
+) -> None:
+    beats = Beats()
+    slow, quick = SlowSlack(seconds=30.0), SlowSlack(seconds=0.0)
+    heartbeat = Heartbeat(beats, renew_every=0.05, fence_after=0.3)
+    worker = Worker(
+        store,
+        {"slow": slow, "quick": quick},
+        poll_seconds=0.05,
+        retry=RetryPolicy(backoff_base=0.05),
+        heartbeat=heartbeat,
+    )
+    stop, halt = asyncio.Event(), asyncio.Event()
+    renewing = await beating(heartbeat, stop)
+    working = asyncio.create_task(worker.run(halt))
+    loop = asyncio.get_running_loop()
+    try:
+        await enqueue(store, 1, "slow")
+        worker.wake()
+        while not slow.started:
+            await asyncio.sleep(0.01)
+        beats.down = True  # from now on no renewal succeeds
+        cut = loop.time()
+        while not slow.given_up:
+            assert loop.time() - cut < 2.0, "the send outlived the fence"
+            await asyncio.sleep(0.01)
+        assert loop.time() - cut > 0.2  # the fence counts from the last renewal
+        (back,) = await store.rows(Status.PENDING)
+        assert (back.event_id, back.last_reason) == ("e0", "fenced")
+        # fenced: nothing new starts, on any channel
+        slow.seconds = 0.0
+        await enqueue(store, 1, "quick", start=1)
+        worker.wake()
+        await asyncio.sleep(0.5)
+        assert (slow.started, quick.started) == (["message 0"], [])
+        beats.down = False  # the database is back: so are deliveries
+        deadline = loop.time() + 5.0
+        while len(await store.rows(Status.SENT)) < 2:
+            assert loop.time() < deadline, "deliveries did not resume"
+            await asyncio.sleep(0.05)
+        assert (slow.answered, quick.answered) == (["message 0"], ["message 1"])
+    finally:
+        halt.set()
+        stop.set()
+        await asyncio.gather(working, renewing)
+        await worker.drain(5)

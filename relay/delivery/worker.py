@@ -8,6 +8,10 @@ different channels flow in parallel. A send's outcome is decided by pure code
 the other outcomes of the same moment. Senders never sleep: a transient failure is written back
 with its next attempt time, a permanent one (or one older than `max_age`) becomes a dead letter
 carrying the last error.
+
+With a `heartbeat` (replicas on PostgreSQL) the worker claims and sends only while the heartbeat
+is alive, and each send runs within its fence (relay.delivery.heartbeat says why that is what
+makes another replica's early takeover of a dead replica's claims safe).
 """
 
 from __future__ import annotations
@@ -18,14 +22,26 @@ import logging
 import random as _random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, replace
 
 from relay.config import Config
 from relay.conversation.moves import Move, MoveKind, effects, move
 from relay.delivery import policy
+from relay.delivery.heartbeat import Heartbeat
 from relay.delivery.senders import Sender
 from relay.ops.metrics import Metrics
-from relay.records import Claim, DeliveryResult, Reason, Settlement, Status
+from relay.records import (
+    Claim,
+    DeliveryResult,
+    OutboxRow,
+    Outcome,
+    Outgoing,
+    Reason,
+    Recording,
+    Settlement,
+    Status,
+)
 from relay.store import Store
 
 log = logging.getLogger("relay.worker")
@@ -62,8 +78,11 @@ class Worker:
         lease_seconds: float = 120.0,
         poll_seconds: float = 1.0,
         metrics: Metrics | None = None,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self.store = store
+        self.heartbeat = heartbeat
+        self._fenced = False
         self.clock = clock
         self.random = random
         self.lease_seconds = lease_seconds
@@ -106,17 +125,29 @@ class Worker:
         """Start every send that is due and allowed; returns seconds until the next look."""
         now = self.clock()
         if now >= self._next_release:
-            # claims of a worker that died (another replica, or this one before a crash)
-            self._next_release = now + max(1.0, self.lease_seconds / 4)
+            # claims of a worker that died (another replica, or this one before a crash); with
+            # replicas, a stale heartbeat tells within seconds, so look as often as it is renewed
+            beats = self.heartbeat
+            every = beats.renew_every if beats is not None else max(1.0, self.lease_seconds / 4)
+            self._next_release = now + every
             released = await self.store.release_expired(now)
             if released:
-                log.warning("re-queued deliveries whose lease expired", extra={"count": released})
+                log.warning(
+                    "re-queued deliveries of a worker presumed dead (stale heartbeat or expired"
+                    " lease)",
+                    extra={"count": released},
+                )
         next_look = self.poll_seconds
         free = MAX_SENDS - len(self._busy)
-        if free > 0:
+        if free > 0 and self._may_send():  # fenced: claim nothing until the heartbeat is renewed
             pacing = self._pacing
             found = await self.store.claim(
-                now, now + self.lease_seconds, rate=pacing.rate, burst=pacing.burst, limit=free
+                now,
+                now + self.lease_seconds,
+                rate=pacing.rate,
+                burst=pacing.burst,
+                limit=free,
+                busy=frozenset(self._busy),
             )
             if found.paced_wait is not None:
                 next_look = min(next_look, found.paced_wait)
@@ -139,12 +170,18 @@ class Worker:
             if planned.kind is MoveKind.SUPERSEDED:
                 await self._settle(claim, policy.superseded(row, self.clock()), None)
                 return
+            if not self._may_send():  # fenced since the claim: the row goes back unsent
+                now = self.clock()
+                fenced = DeliveryResult(Outcome.RETRY, Reason.FENCED)
+                decided = policy.settlement(row, fenced, (), now, self._retry, self.random)
+                await self._settle(claim, replace(decided, next_attempt_at=now), None)
+                return
             started = time.perf_counter()
             try:
-                result = await sender.send(planned.out)
-            except Exception as exc:  # a sender bug must not lose the row
-                log.exception("sender failed", extra={"event_id": row.event_id})
-                result = DeliveryResult.retry_unknown(type(exc).__name__)
+                async with self._fence():
+                    result = await _send(sender, planned.out, row)
+            except TimeoutError:  # the fence closed first: the send is given up (its socket too)
+                result = DeliveryResult(Outcome.RETRY, Reason.FENCED)
             now = self.clock()
             remembered, result = effects(row, planned, result, claim.refs, now)
             decided = policy.settlement(row, result, remembered, now, self._retry, self.random)
@@ -154,10 +191,31 @@ class Worker:
             self._busy.pop(row.pace_key, None)
             self._wake.set()
 
+    def _may_send(self) -> bool:
+        """False while fenced: the heartbeat was not renewed in time (relay.delivery.heartbeat)."""
+        if self.heartbeat is None:
+            return True
+        alive = self.heartbeat.alive()
+        if alive == self._fenced:  # log the changes only
+            self._fenced = not alive
+            if alive:
+                log.info("heartbeat renewed: deliveries resume")
+            else:
+                log.error(
+                    "heartbeat not renewed in time: no delivery starts until it is, and other"
+                    " replicas may take this one's claims over"
+                )
+        return alive
+
+    def _fence(self) -> AbstractAsyncContextManager[None]:
+        if self.heartbeat is None:
+            return contextlib.nullcontext()
+        return self.heartbeat.bound()
+
     async def _settle(
         self, claim: Claim, decided: Settlement, result: DeliveryResult | None
     ) -> None:
-        await self.store.settle(decided)
+        recorded = await self.store.settle(decided)
         row = claim.row
         fields = {
             "event_id": row.event_id,
@@ -167,7 +225,12 @@ class Worker:
             "reason": decided.reason.value,
             "attempt": row.attempts,
         }
-        if decided.status is Status.SENT:
+        if recorded is Recording.LOST:
+            log.warning(
+                "outcome not recorded: another replica took this delivery over meanwhile",
+                extra=fields,
+            )
+        elif decided.status is Status.SENT:
             log.info(
                 "delivered"
                 if result is not None
@@ -233,6 +296,14 @@ class Worker:
             return True
         _done, pending = await asyncio.wait(tasks, timeout=timeout)
         return not pending
+
+
+async def _send(sender: Sender, out: Outgoing, row: OutboxRow) -> DeliveryResult:
+    try:
+        return await sender.send(out)
+    except Exception as exc:  # a sender bug must not lose the row
+        log.exception("sender failed", extra={"event_id": row.event_id})
+        return DeliveryResult.retry_unknown(type(exc).__name__)
 
 
 async def _first(*aws: object) -> None:

@@ -149,6 +149,11 @@ class Services:
             self.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None))
         self._on_sighup()
         self.settle()
+        # the heartbeat outlives the worker: the sends that drain at shutdown still need it
+        heartbeat, beating, beats_stop = self.worker.heartbeat, None, asyncio.Event()
+        if heartbeat is not None:
+            await heartbeat.renew()  # before the worker's first claim
+            beating = asyncio.create_task(heartbeat.run(beats_stop), name="relay-heartbeat")
         tasks = [
             asyncio.create_task(self.pipeline.run(stop), name="relay-router"),
             asyncio.create_task(self.worker.run(stop), name="relay-worker"),
@@ -175,6 +180,9 @@ class Services:
                 log.warning(
                     "shutdown deadline reached with deliveries in flight; they will be retried"
                 )
+            beats_stop.set()
+            if beating is not None:
+                await asyncio.gather(beating, return_exceptions=True)
             if owns_http and self.http is not None:
                 await self.http.aclose()
             await self.store.close()

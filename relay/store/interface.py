@@ -6,9 +6,13 @@ What the pipeline, the worker and the operator commands need from a database:
 - `inbox` and `enqueue` are the router's: the oldest waiting events, then their rendered
   messages written to the outbox in the transaction that takes them out of the inbox.
   `lead_routing` says whether this process may route now (one process at a time, by lease).
-- `claim` gives the worker the due heads of their channels that pacing allows, claimed with a
-  lease, with the conversation messages each needs; `settle` records what the attempts came to,
-  many at once. `release_orphans` runs at start-up and frees only claims no live worker holds.
+- `claim` gives the worker the due heads of their channels that pacing allows, claimed in this
+  process's name (`holder`) with a lease, with the conversation messages each needs; `settle`
+  records what the attempts came to, many at once, only on rows this process still holds.
+  `beat` says this process is alive: the claims of a replica whose heartbeat is stale are
+  released by `release_expired` before their lease (relay.delivery.heartbeat has the argument
+  and the fence that make that safe). `release_orphans` runs at start-up and frees only claims
+  no live worker holds.
 
 A backend (SQLite, PostgreSQL) provides the transaction runner `_run`, the intake commit,
 opening and migrating, and the two questions whose answers are its own (`last_seq`,
@@ -19,9 +23,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Collection, Sequence
 from typing import Protocol, TypeVar
 
+from relay.delivery.heartbeat import STALE_AFTER
 from relay.event import Event, to_record
 from relay.records import (
     Acceptance,
@@ -32,6 +38,7 @@ from relay.records import (
     NewMessage,
     OutboxRow,
     Received,
+    Recording,
     Routed,
     Settlement,
     Status,
@@ -59,11 +66,19 @@ class Store(Protocol):
     async def enqueue(self, planned: Sequence[Routed]) -> set[int]: ...
     async def inbox_stats(self) -> InboxStats: ...
     async def claim(
-        self, now: float, lease_until: float, *, rate: float, burst: float, limit: int
+        self,
+        now: float,
+        lease_until: float,
+        *,
+        rate: float,
+        burst: float,
+        limit: int,
+        busy: Collection[str] = (),
     ) -> ClaimRound: ...
-    async def settle(self, settlement: Settlement) -> None: ...
+    async def settle(self, settlement: Settlement) -> Recording: ...
     async def next_due_at(self) -> float | None: ...
     async def release_expired(self, now: float) -> int: ...
+    async def beat(self) -> None: ...
     async def release_orphans(self, now: float) -> int: ...
     async def due_digests(self, now: float) -> list[DigestBatch]: ...
     async def next_digest_at(self) -> float | None: ...
@@ -82,7 +97,10 @@ class SqlStore:
 
     dialect: Dialect
 
-    def __init__(self) -> None:
+    def __init__(self, *, stale_after: float = STALE_AFTER) -> None:
+        self.holder = uuid.uuid4().hex  # this process, in the claims it makes
+        # whose heartbeat is older than this is presumed dead (relay.delivery.heartbeat)
+        self.stale_after = stale_after
         self._intake = GroupCommit(self._commit_intake)
         self._settling = GroupCommit(self._commit_settlements)
 
@@ -127,24 +145,37 @@ class SqlStore:
     # ------------------------------------------------------------ delivery
 
     async def claim(
-        self, now: float, lease_until: float, *, rate: float, burst: float, limit: int
+        self,
+        now: float,
+        lease_until: float,
+        *,
+        rate: float,
+        burst: float,
+        limit: int,
+        busy: Collection[str] = (),
     ) -> ClaimRound:
-        return await self._run(lambda db: sql.claim(db, now, lease_until, rate, burst, limit))
+        return await self._run(
+            lambda db: sql.claim(db, self.holder, now, lease_until, rate, burst, limit, busy)
+        )
 
-    async def settle(self, settlement: Settlement) -> None:
-        """Record one attempt's outcome; the outcomes of one turn of the event loop are written
-        in one transaction."""
-        await self._settling.submit(settlement)
+    async def settle(self, settlement: Settlement) -> Recording:
+        """Record one attempt's outcome (only on a row this process still holds); the outcomes
+        of one turn of the event loop are written in one transaction."""
+        return await self._settling.submit(settlement)
 
-    async def _commit_settlements(self, batch: Sequence[Settlement]) -> list[None]:
-        await self._run(lambda db: sql.settle(db, batch))
-        return [None] * len(batch)
+    async def _commit_settlements(self, batch: Sequence[Settlement]) -> list[Recording]:
+        return await self._run(lambda db: sql.settle(db, self.holder, batch))
 
     async def next_due_at(self) -> float | None:
         return await self._run(sql.next_due_at, read_only=True)
 
     async def release_expired(self, now: float) -> int:
-        return await self._run(lambda db: sql.release_expired(db, now))
+        """Claims whose lease ran out, or whose holder's heartbeat is stale, back to pending."""
+        return await self._run(lambda db: sql.release_expired(db, now, self.stale_after))
+
+    async def beat(self) -> None:
+        """This process is alive now (replicas release the claims of one that stopped)."""
+        await self._run(lambda db: sql.beat(db, self.holder))
 
     # ------------------------------------------------------------ digests
 

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from relay.delivery.heartbeat import STALE_AFTER
 from relay.store import sql
 from relay.store.interface import SqlStore
 from relay.store.schema import MIGRATIONS, POSTGRES
@@ -75,8 +76,15 @@ class PostgresStore(SqlStore):
 
     dialect = POSTGRES
 
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 8,
+        stale_after: float = STALE_AFTER,
+    ) -> None:
+        super().__init__(stale_after=stale_after)
         self.url = url
         self._pool = ConnectionPool(
             url, min_size=min_size, max_size=max_size, open=False, kwargs={"autocommit": True}

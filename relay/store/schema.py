@@ -25,6 +25,11 @@ _PACE = """
         updated      {real} NOT NULL,
         paused_until {real} NOT NULL DEFAULT 0
     )"""
+_REPLICAS = """
+    CREATE TABLE IF NOT EXISTS replicas (
+        holder    TEXT PRIMARY KEY,
+        heartbeat {real} NOT NULL
+    )"""
 _ROUTING_LEASE = """
     CREATE TABLE IF NOT EXISTS routing_lease (
         id     INTEGER PRIMARY KEY CHECK (id = 1),
@@ -136,8 +141,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     )""",
         POSTGRES_ONLY + _ROUTING_LEASE,
     ),
-    # 5: one logic for both backends: SQLite paces and leads routing through the same tables
-    (_PACE, _ROUTING_LEASE),
+    # 5: which process holds a claim, and each replica's last heartbeat (the database's clock,
+    # in epoch seconds); claims of older relays (`claimed_by` NULL) are released by lease only
+    ("ALTER TABLE outbox ADD COLUMN claimed_by TEXT", POSTGRES_ONLY + _REPLICAS),
+    # 6: one logic for both backends: SQLite paces, leads routing and beats through the same
+    # tables as PostgreSQL
+    (_PACE, _ROUTING_LEASE, _REPLICAS),
 )
 
 VERSION = len(MIGRATIONS)
@@ -157,6 +166,9 @@ class Dialect:
     skip_locked: str  # take the selected rows, skipping those another transaction holds
     lock: str  # take the selected rows, waiting for them
     open_index: str  # read the index of undelivered rows (SQLite's planner needs the hint)
+    epoch_now: str  # the database's clock at the transaction's start, in epoch seconds
+    epoch_clock: str  # the database's clock as the statement runs, in epoch seconds
+    for_share: str  # lock the selected rows against updates, sharing them with readers
 
     def ddl(self, statement: str) -> str | None:
         """A migration statement in this dialect, or None when it is not for this dialect."""
@@ -173,6 +185,9 @@ class Dialect:
             "skip_locked": self.skip_locked,
             "lock": self.lock,
             "open_index": self.open_index,
+            "epoch_now": self.epoch_now,
+            "epoch_clock": self.epoch_clock,
+            "for_share": self.for_share,
         }
 
 
@@ -188,6 +203,9 @@ SQLITE = Dialect(
     skip_locked="",
     lock="",
     open_index=" INDEXED BY outbox_open",
+    epoch_now="((julianday('now') - 2440587.5) * 86400.0)",
+    epoch_clock="((julianday('now') - 2440587.5) * 86400.0)",
+    for_share="",
 )
 
 POSTGRES = Dialect(
@@ -201,4 +219,7 @@ POSTGRES = Dialect(
     skip_locked=" FOR UPDATE SKIP LOCKED",
     lock=" FOR UPDATE",
     open_index="",
+    epoch_now="EXTRACT(EPOCH FROM now())",
+    epoch_clock="EXTRACT(EPOCH FROM clock_timestamp())",
+    for_share=" FOR SHARE",
 )

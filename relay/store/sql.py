@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any, Protocol
 
 from relay.conversation.grouping import GroupTimes, flush_at_after_flush, flush_at_on_add
@@ -41,6 +41,7 @@ from relay.records import (
     NewMessage,
     OutboxRow,
     Received,
+    Recording,
     Remember,
     Routed,
     Settlement,
@@ -304,7 +305,7 @@ WHERE o.status = 'pending'
 # A claim takes the row only if it is still pending and due (another replica may have just sent
 # it or scheduled a retry) and no older row of its key is undelivered (head-of-line order).
 _CLAIM = (
-    "UPDATE outbox SET status='inflight', lease_until=?, attempts=attempts+1"
+    "UPDATE outbox SET status='inflight', lease_until=?, claimed_by=?, attempts=attempts+1"
     " WHERE id = (SELECT id FROM outbox WHERE id=? AND status='pending' AND next_attempt_at <= ?"
     "{skip_locked})"
     " AND NOT EXISTS (SELECT 1 FROM outbox o{open_index} WHERE o.pace_key=?"
@@ -364,13 +365,26 @@ def _bucket(db: Db, key: str, now: float, burst: float) -> Bucket | None:
 
 
 def claim(
-    db: Db, now: float, lease_until: float, rate: float, burst: float, limit: int
+    db: Db,
+    holder: str,
+    now: float,
+    lease_until: float,
+    rate: float,
+    burst: float,
+    limit: int,
+    busy: Collection[str] = (),
 ) -> ClaimRound:
-    """Claim the due heads of up to `limit` keys whose pacing allows a message now, spending
-    one token of each; with each row, the conversation messages its step may need."""
+    """Claim for `holder` the due heads of up to `limit` keys whose pacing allows a message
+    now, spending one token of each; with each row, the conversation messages its step may
+    need. Keys in `busy` are skipped: the worker still sends on them (a claim it made whose
+    lease ran out meanwhile would otherwise be taken again under its own send)."""
     claimed: list[Claim] = []
     waits: list[float] = []
-    for row in due_heads(db, now, limit):
+    for row in due_heads(db, now, limit + len(busy)):
+        if row.pace_key in busy:
+            continue
+        if len(claimed) == limit:
+            break
         found = _bucket(db, row.pace_key, now, burst)
         if found is None:
             continue
@@ -379,7 +393,7 @@ def claim(
         if seconds > 0:
             waits.append(seconds)
             continue
-        if db.count(_CLAIM, (lease_until, row.id, now, row.pace_key, row.id)) != 1:
+        if db.count(_CLAIM, (lease_until, holder, row.id, now, row.pace_key, row.id)) != 1:
             continue  # no longer due, or no longer the head of its key
         bucket = spend(bucket)
         db.run(
@@ -410,27 +424,40 @@ def _refs(db: Db, row: OutboxRow, now: float) -> dict[str, MessageRef]:
     }
 
 
-def settle(db: Db, settlements: Iterable[Settlement]) -> None:
-    """Record what delivery attempts came to, and what their conversations now remember."""
+# an outcome is written only on a row its writer still holds
+_OWN = " WHERE id=? AND status='inflight' AND claimed_by=?"
+
+
+def settle(db: Db, holder: str, settlements: Iterable[Settlement]) -> list[Recording]:
+    """Record what `holder`'s delivery attempts came to, and what their conversations now
+    remember. A row `holder` no longer holds (another replica presumed it dead and took it
+    over, or its lease ran out) is left as it is, and so is its conversation: `LOST`."""
+    recorded: list[Recording] = []
     for s in settlements:
         now = s.at
         if s.status is Status.PENDING:
-            db.run(
+            written = db.count(
                 "UPDATE outbox SET status='pending', next_attempt_at=?, lease_until=NULL,"
-                " last_reason=?, last_error=? WHERE id=?",
-                (s.next_attempt_at, s.reason.value, s.error, s.row_id),
+                " claimed_by=NULL, last_reason=?, last_error=?" + _OWN,
+                (s.next_attempt_at, s.reason.value, s.error, s.row_id, holder),
             )
         else:
             # a message sent after failed attempts keeps the last error it overcame
-            db.run(
+            written = db.count(
                 "UPDATE outbox SET status=?, channel_id=?, ts=?, finished_at=?, lease_until=NULL,"
-                " last_reason=?, last_error=COALESCE(?, last_error) WHERE id=?",
-                (s.status.value, s.channel_id, s.ts, now, s.reason.value, s.error, s.row_id),
-            )
+                " claimed_by=NULL, last_reason=?, last_error=COALESCE(?, last_error)" + _OWN,
+                (s.status.value, s.channel_id, s.ts, now, s.reason.value, s.error, s.row_id,
+                 holder),
+            )  # fmt: skip
+        if s.pause is not None:  # a rate limit says something about the channel, whoever asks
+            pause(db, s.pace_key, now, s.pause)
+        if written != 1:
+            recorded.append(Recording.LOST)
+            continue
         for effect in s.effects:
             _remember(db, s.pace_key, effect, now)
-        if s.pause is not None:
-            pause(db, s.pace_key, now, s.pause)
+        recorded.append(Recording.RECORDED)
+    return recorded
 
 
 def _remember(db: Db, pace_key: str, effect: Remember | Touch | Forget, now: float) -> None:
@@ -471,12 +498,37 @@ def pause(db: Db, key: str, now: float, seconds: float) -> None:
     )
 
 
-def release_expired(db: Db, now: float) -> int:
-    """Claims whose lease expired (their worker died) come back as pending."""
-    return db.count(
-        "UPDATE outbox SET status='pending', lease_until=NULL"
-        " WHERE status='inflight' AND (lease_until IS NULL OR lease_until <= ?)",
-        (now,),
+# A claim goes back to pending when its lease ran out (the backstop) or when its holder is
+# presumed dead: its heartbeat is older than `stale_after` by the database's clock (the
+# transaction's start: never later than the decision). The stale `replicas` rows are locked
+# (FOR SHARE on PostgreSQL), which re-reads a row renewed since this statement's snapshot and
+# keeps any renewal from landing until the release commits: a holder that renewed in time keeps
+# its claims. A claim without a heartbeat row (`claimed_by` NULL: written by an older relay, or
+# by a process that does not beat) has only its lease. See relay.delivery.heartbeat. (No
+# leading WITH: Python's sqlite3 reports no row count for a statement that starts with one.)
+_RELEASE = """
+UPDATE outbox SET status='pending', lease_until=NULL, claimed_by=NULL
+WHERE status='inflight'
+  AND (lease_until IS NULL OR lease_until <= ? OR claimed_by IN (
+      SELECT holder FROM replicas
+      WHERE heartbeat < {epoch_now} - ?
+        AND holder IN (SELECT claimed_by FROM outbox WHERE status='inflight'){for_share}))
+"""
+
+
+def release_expired(db: Db, now: float, stale_after: float) -> int:
+    """Claims whose lease ran out, or whose holder's heartbeat is older than `stale_after`,
+    come back as pending (their worker died: the at-least-once window)."""
+    return db.count(_RELEASE, (now, stale_after))
+
+
+def beat(db: Db, holder: str) -> None:
+    """`holder` is alive now, by the database's clock: read as the statement runs, so never
+    earlier than the moment relay.delivery.heartbeat counts its fence from."""
+    db.run(
+        "INSERT INTO replicas (holder, heartbeat) VALUES (?, {epoch_clock})"
+        " ON CONFLICT (holder) DO UPDATE SET heartbeat=excluded.heartbeat",
+        (holder,),
     )
 
 
@@ -566,6 +618,12 @@ def prune(db: Db, now: float, dedup_ttl: float, keep_sent: float) -> tuple[int, 
         (now - keep_sent,),
     )
     db.run("DELETE FROM messages WHERE expires_at <= ?", (now,))
+    # replicas gone for longer than dedup_ttl, once nothing is claimed in their name
+    db.run(
+        "DELETE FROM replicas WHERE heartbeat < {epoch_now} - ? AND NOT EXISTS"
+        " (SELECT 1 FROM outbox o WHERE o.status='inflight' AND o.claimed_by = replicas.holder)",
+        (dedup_ttl,),
+    )
     db.run(
         "DELETE FROM digest_groups WHERE flush_at IS NULL"
         " AND last_flush_at < ? - interval AND NOT EXISTS"
