@@ -1,0 +1,65 @@
+"""The YAML configuration: strict frozen models, `${VAR}` interpolation, errors that name the path.
+
+`load_config(path)` is the entry point (`loading`); the models are grouped by the part of the
+file they describe: `sources`, `destinations` (and the `slack:` settings), `routes` (matching,
+conversations, quiet hours) and `model` (the whole file); `values` holds what they share.
+"""
+
+from relay.config.destinations import (
+    ConsoleDestination,
+    Destination,
+    SlackChannelDestination,
+    SlackConfig,
+    WebhookDestination,
+)
+from relay.config.loading import interpolate, load_config, parse_config, secret_values
+from relay.config.model import Config, LoadedConfig, PacingConfig, ServerConfig, StoreConfig
+from relay.config.routes import (
+    Condition,
+    DefaultRoute,
+    GroupConfig,
+    Match,
+    RepeatConfig,
+    Route,
+    ThreadConfig,
+    TimeInterval,
+    TimeRange,
+)
+from relay.config.sources import (
+    AnchorSource,
+    DeckSource,
+    GenericSource,
+    Source,
+    TabstackSource,
+)
+
+__all__ = [
+    "AnchorSource",
+    "Condition",
+    "Config",
+    "ConsoleDestination",
+    "DeckSource",
+    "DefaultRoute",
+    "Destination",
+    "GenericSource",
+    "GroupConfig",
+    "LoadedConfig",
+    "Match",
+    "PacingConfig",
+    "RepeatConfig",
+    "Route",
+    "ServerConfig",
+    "SlackChannelDestination",
+    "SlackConfig",
+    "Source",
+    "StoreConfig",
+    "TabstackSource",
+    "ThreadConfig",
+    "TimeInterval",
+    "TimeRange",
+    "WebhookDestination",
+    "interpolate",
+    "load_config",
+    "parse_config",
+    "secret_values",
+]

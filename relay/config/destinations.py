@@ -1,0 +1,61 @@
+"""The `slack:` settings and the `destinations:` of the config, told apart by `type:`."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import (
+    Field,
+    SecretStr,
+    field_validator,
+)
+
+from relay.config.values import Seconds, Strict, blank_is_none, not_a, seconds
+
+# ---------------------------------------------------------------- slack and destinations
+
+
+class SlackConfig(Strict):
+    token: SecretStr | None = None
+    api_url: str = "https://slack.com/api/"
+    timeout: Seconds = 10.0
+
+    _timeout = field_validator("timeout", mode="before")(seconds)
+    _token = field_validator("token", mode="before")(blank_is_none)
+
+    @field_validator("api_url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not re.match(r"^https?://", value):
+            raise not_a(value, "an http(s) URL")
+        return value if value.endswith("/") else value + "/"
+
+
+class SlackChannelDestination(Strict):
+    type: Literal["slack"]
+    channel: Annotated[str, Field(min_length=1)]
+
+
+class WebhookDestination(Strict):
+    type: Literal["webhook"]
+    url: SecretStr | None = None
+
+    _blank = field_validator("url", mode="before")(blank_is_none)
+
+    @field_validator("url")
+    @classmethod
+    def _https(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.match(r"^https?://\S+$", value.get_secret_value()):
+            raise ValueError("not an http(s) URL")
+        return value
+
+
+class ConsoleDestination(Strict):
+    type: Literal["console"]
+
+
+Destination = Annotated[
+    SlackChannelDestination | WebhookDestination | ConsoleDestination,
+    Field(discriminator="type"),
+]
