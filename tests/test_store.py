@@ -486,12 +486,13 @@ async def test_only_one_replica_flushes_a_digest(replicas: list[Store]) -> None:
 
 
 def test_finding_heads_reads_the_undelivered_index_not_the_backlog(tmp_path: Path) -> None:
+    from relay.store.db import prepare
+    from relay.store.outbox import HEADS
     from relay.store.schema import SQLITE
-    from relay.store.sql import _HEADS, _prepare
 
     db = sqlite3.connect(tmp_path / "plan.db", isolation_level=None)
     migrate(db)
-    heads = _prepare(SQLITE, _HEADS.replace("<columns>", "o.id"))
+    heads = prepare(SQLITE, HEADS.replace("<columns>", "o.id"))
     plan = " | ".join(str(row[3]) for row in db.execute("EXPLAIN QUERY PLAN " + heads))
     assert "outbox_open" in plan and "SCAN outbox" not in plan, plan
 

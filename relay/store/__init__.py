@@ -2,12 +2,21 @@
 rendered messages, pacing, and conversation state (which key is which chat message; digest
 groups and their waiting items).
 
-`interface` is the `Store` the rest of relay uses and the operations it runs; `sql` is their
-logic, written once; `schema` the tables, for both dialects; `sqlite` and `postgres` the two
-backends, holding only their connections, locking and dialect; `intake` the group commit of
-accepted events. `open_store` picks the backend `RELAY_DATABASE_URL` names:
-unset or `sqlite:...` (or a path): SQLite, one process; `postgresql://...`: PostgreSQL, safe for
-several replicas at once.
+`interface` is the `Store` the rest of relay uses and the operations it runs; their logic is
+written once, as functions of a `db.Db`: `inbox` (accepting, routing into the outbox), `outbox`
+(claims, outcomes, heartbeats), `digests`, `upkeep` (pruning, reports); `schema` holds the
+tables for both dialects; `sqlite` and `postgres` are the two backends, holding only their
+connections, locking and dialect; `groups` commits what arrives in one turn of the event loop
+together. `open_store` picks the backend `RELAY_DATABASE_URL` names: unset or `sqlite:...` (or
+a path): SQLite, one process; `postgresql://...`: PostgreSQL, safe for several replicas at once.
+
+Safety across PostgreSQL replicas comes from the statements themselves: dedup is the `events`
+primary key (`ON CONFLICT DO NOTHING`); a claim takes a row only while it is still pending, due
+and its channel's head, and spends the channel's pacing token (a `pace` row taken with
+`SKIP LOCKED`) in the same transaction; the transaction that enqueues an event deletes it from
+the inbox, so it is enqueued once; a digest group is flushed under its row lock; an outcome is
+written only on a row its writer still holds. On SQLite one writer at a time gives the same
+guarantees.
 """
 
 from __future__ import annotations

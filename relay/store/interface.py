@@ -1,4 +1,4 @@
-"""The store interface, and `SqlStore`: that interface over the shared logic of `relay.store.sql`.
+"""The store interface, and `SqlStore`: that interface over the shared logic of the store's modules.
 
 What the pipeline, the worker and the operator commands need from a database:
 - `receive` is the acknowledgement path: the event id (dedup) and the event, durably, before the
@@ -43,8 +43,9 @@ from relay.records import (
     Settlement,
     Status,
 )
-from relay.store import sql
-from relay.store.intake import GroupCommit
+from relay.store import digests, inbox, outbox, upkeep
+from relay.store.db import Db
+from relay.store.groups import GroupCommit
 from relay.store.schema import Dialect
 
 T = TypeVar("T")
@@ -104,7 +105,7 @@ class SqlStore:
         self._intake = GroupCommit(self._commit_intake)
         self._settling = GroupCommit(self._commit_settlements)
 
-    async def _run(self, fn: Callable[[sql.Db], T], *, read_only: bool = False) -> T:
+    async def _run(self, fn: Callable[[Db], T], *, read_only: bool = False) -> T:
         """Run `fn` in one transaction on this backend's connections."""
         raise NotImplementedError
 
@@ -113,9 +114,9 @@ class SqlStore:
         await self._intake.drain()
         await self._settling.drain()
 
-    async def _commit_intake(self, batch: Sequence[sql.Incoming]) -> list[Acceptance]:
+    async def _commit_intake(self, batch: Sequence[inbox.Incoming]) -> list[Acceptance]:
         """Commit one group of receives (backends may take a faster path than `_run`)."""
-        return await self._run(functools.partial(sql.receive_all, batch=batch))
+        return await self._run(functools.partial(inbox.receive_all, batch=batch))
 
     # ------------------------------------------------------------ intake and routing
 
@@ -125,22 +126,22 @@ class SqlStore:
         return await self._intake.submit((event, to_record(event), now))
 
     async def seen(self, source: str, event_id: str) -> bool:
-        return await self._run(lambda db: sql.seen(db, source, event_id), read_only=True)
+        return await self._run(lambda db: inbox.seen(db, source, event_id), read_only=True)
 
     async def lead_routing(self, holder: str, now: float, seconds: float) -> bool:
-        return await self._run(lambda db: sql.lead_routing(db, holder, now, seconds))
+        return await self._run(lambda db: inbox.lead_routing(db, holder, now, seconds))
 
     async def release_routing(self, holder: str) -> None:
-        await self._run(lambda db: sql.release_routing(db, holder))
+        await self._run(lambda db: inbox.release_routing(db, holder))
 
     async def inbox(self, limit: int) -> list[Received]:
-        return await self._run(lambda db: sql.inbox(db, limit), read_only=True)
+        return await self._run(lambda db: inbox.inbox(db, limit), read_only=True)
 
     async def enqueue(self, planned: Sequence[Routed]) -> set[int]:
-        return await self._run(lambda db: sql.enqueue(db, planned))
+        return await self._run(lambda db: inbox.enqueue(db, planned))
 
     async def inbox_stats(self) -> InboxStats:
-        return await self._run(sql.inbox_stats, read_only=True)
+        return await self._run(inbox.inbox_stats, read_only=True)
 
     # ------------------------------------------------------------ delivery
 
@@ -155,7 +156,7 @@ class SqlStore:
         busy: Collection[str] = (),
     ) -> ClaimRound:
         return await self._run(
-            lambda db: sql.claim(db, self.holder, now, lease_until, rate, burst, limit, busy)
+            lambda db: outbox.claim(db, self.holder, now, lease_until, rate, burst, limit, busy)
         )
 
     async def settle(self, settlement: Settlement) -> Recording:
@@ -164,49 +165,49 @@ class SqlStore:
         return await self._settling.submit(settlement)
 
     async def _commit_settlements(self, batch: Sequence[Settlement]) -> list[Recording]:
-        return await self._run(lambda db: sql.settle(db, self.holder, batch))
+        return await self._run(lambda db: outbox.settle(db, self.holder, batch))
 
     async def next_due_at(self) -> float | None:
-        return await self._run(sql.next_due_at, read_only=True)
+        return await self._run(outbox.next_due_at, read_only=True)
 
     async def release_expired(self, now: float) -> int:
         """Claims whose lease ran out, or whose holder's heartbeat is stale, back to pending."""
-        return await self._run(lambda db: sql.release_expired(db, now, self.stale_after))
+        return await self._run(lambda db: outbox.release_expired(db, now, self.stale_after))
 
     async def beat(self) -> None:
         """This process is alive now (replicas release the claims of one that stopped)."""
-        await self._run(lambda db: sql.beat(db, self.holder))
+        await self._run(lambda db: outbox.beat(db, self.holder))
 
     # ------------------------------------------------------------ digests
 
     async def due_digests(self, now: float) -> list[DigestBatch]:
-        return await self._run(lambda db: sql.due_digests(db, now), read_only=True)
+        return await self._run(lambda db: digests.due_digests(db, now), read_only=True)
 
     async def next_digest_at(self) -> float | None:
-        return await self._run(sql.next_digest_at, read_only=True)
+        return await self._run(digests.next_digest_at, read_only=True)
 
     async def flush_digest(
         self, batch: DigestBatch, message: NewMessage | None, now: float
     ) -> None:
         # another replica may have posted this batch first: its transaction is the one that counts
-        with contextlib.suppress(sql.AlreadyFlushed):
-            await self._run(lambda db: sql.flush_digest(db, batch, message, now))
+        with contextlib.suppress(digests.AlreadyFlushed):
+            await self._run(lambda db: digests.flush_digest(db, batch, message, now))
 
     # ------------------------------------------------------------ housekeeping and reports
 
     async def prune(self, now: float, dedup_ttl: float, keep_sent: float) -> tuple[int, int]:
-        return await self._run(lambda db: sql.prune(db, now, dedup_ttl, keep_sent))
+        return await self._run(lambda db: upkeep.prune(db, now, dedup_ttl, keep_sent))
 
     async def stats(self) -> list[DestinationStats]:
         # one snapshot for both queries: a digest moving into the outbox in between must not
         # look like nothing waiting anywhere
-        return await self._run(sql.stats, read_only=True)
+        return await self._run(upkeep.stats, read_only=True)
 
     async def rows(self, status: Status, limit: int = 1000) -> list[OutboxRow]:
-        return await self._run(lambda db: sql.rows(db, status, limit), read_only=True)
+        return await self._run(lambda db: upkeep.rows(db, status, limit), read_only=True)
 
     async def replay_dead(self, ids: Sequence[int] | None, now: float) -> int:
-        return await self._run(lambda db: sql.replay_dead(db, ids, now))
+        return await self._run(lambda db: upkeep.replay_dead(db, ids, now))
 
     async def drop_dead(self, ids: Sequence[int] | None) -> int:
-        return await self._run(lambda db: sql.drop_dead(db, ids))
+        return await self._run(lambda db: upkeep.drop_dead(db, ids))

@@ -1,7 +1,7 @@
 """The PostgreSQL store: the shared logic on a pool of connections, safe for replicas.
 
 Several relay processes may use one database at once; the shared statements make that safe
-(see `relay.store.sql`): dedup by primary key, the routing lease, claims that skip rows and
+(see `relay.store`): dedup by primary key, the routing lease, claims that skip rows and
 pacing buckets other replicas hold and spend a channel's token in the transaction that takes
 its head, digest groups flushed under a row lock. What is PostgreSQL's own lives here: the
 connection pool and the threads that use it, the migrations under an advisory lock (replicas
@@ -26,7 +26,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from relay.delivery.heartbeat import STALE_AFTER
-from relay.store import sql
+from relay.store.db import Db
 from relay.store.interface import SqlStore
 from relay.store.schema import MIGRATIONS, POSTGRES
 
@@ -103,12 +103,12 @@ class PostgresStore(SqlStore):
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
-    async def _run(self, fn: Callable[[sql.Db], T], *, read_only: bool = False) -> T:
+    async def _run(self, fn: Callable[[Db], T], *, read_only: bool = False) -> T:
         def txn(conn: psycopg.Connection[Any]) -> T:
             with conn.transaction():
                 if read_only:  # one snapshot for every query of the transaction
                     conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                return fn(sql.Db(conn, POSTGRES))
+                return fn(Db(conn, POSTGRES))
 
         return await self._on_thread(txn)
 

@@ -8,7 +8,7 @@ marked `POSTGRES_ONLY` ran only there in a version where SQLite did not need the
 migrations gave SQLite the same tables, so today's schemas are equal. A migration is never
 edited once released: users' databases were built by it.
 
-`Dialect` also carries the SQL fragments the shared store logic (`relay.store.sql`) needs in
+`Dialect` also carries the SQL fragments the shared store logic (`relay.store.db`) needs in
 each dialect: row locking, index hints, the scalar `greatest`.
 """
 

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from relay.records import Acceptance
-from relay.store import sql
+from relay.store import inbox
+from relay.store.db import Db
 from relay.store.interface import SqlStore
 from relay.store.schema import MIGRATIONS, SQLITE
 
@@ -64,10 +65,10 @@ def migrate(db: sqlite3.Connection) -> int:
     return max(version, len(MIGRATIONS))
 
 
-def _transaction(db: sqlite3.Connection, fn: Callable[[sql.Db], T], begin: str) -> T:
+def _transaction(db: sqlite3.Connection, fn: Callable[[Db], T], begin: str) -> T:
     db.execute(begin)
     try:
-        result = fn(sql.Db(db, SQLITE))
+        result = fn(Db(db, SQLITE))
         db.execute("COMMIT")
         return result
     except BaseException:
@@ -105,7 +106,7 @@ class SqliteStore(SqlStore):
             raise RuntimeError("store is not open")
         return fn(self._db)
 
-    async def _run(self, fn: Callable[[sql.Db], T], *, read_only: bool = False) -> T:
+    async def _run(self, fn: Callable[[Db], T], *, read_only: bool = False) -> T:
         # a writer takes the lock up front: upgrading a read lock later can fail with BUSY
         begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
         return await self._on_thread(lambda db: _transaction(db, fn, begin))
@@ -152,10 +153,10 @@ class SqliteStore(SqlStore):
 
     # ------------------------------------------------------------ intake
 
-    async def _commit_intake(self, batch: Sequence[sql.Incoming]) -> list[Acceptance]:
+    async def _commit_intake(self, batch: Sequence[inbox.Incoming]) -> list[Acceptance]:
         """On the loop's thread, unless another write holds the database: then on the store's
         thread, which waits for it."""
-        receive = functools.partial(sql.receive_all, batch=batch)
+        receive = functools.partial(inbox.receive_all, batch=batch)
         if self._intake_db is None:
             raise RuntimeError("store is not open")
         try:

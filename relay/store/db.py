@@ -1,0 +1,70 @@
+"""A connection inside a transaction, speaking one SQL dialect: what the store's logic runs on.
+
+The store's logic (`inbox`, `outbox`, `digests`, `upkeep`) is written once for both backends as
+plain functions of a `Db`. Their statements use `?` placeholders and `{token}` fragments from
+the dialect (`{greatest}`, `{skip_locked}`, `{lock}`, `{open_index}`, `{epoch_now}`...),
+prepared once per dialect here. The SQLite and PostgreSQL stores run the same functions on
+their own connections and threads; they differ only in the dialect, how a transaction begins,
+and their connection handling.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from relay.event import json_text
+from relay.store.schema import Dialect
+
+
+class Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+class Connection(Protocol):
+    """What both drivers' connections offer: `execute(statement, parameters)`."""
+
+    def execute(self, statement: Any, parameters: Any = ..., /) -> Any: ...
+
+
+@functools.lru_cache(maxsize=512)
+def prepare(dialect: Dialect, sql: str) -> str:
+    if "{" in sql:
+        sql = sql.format_map(dialect.tokens())
+    return sql.replace("?", "%s") if dialect.name == "postgresql" else sql
+
+
+class Db:
+    """A connection inside a transaction, with statements prepared for its dialect."""
+
+    def __init__(self, conn: Connection, dialect: Dialect) -> None:
+        self.conn = conn
+        self.dialect = dialect
+
+    def run(self, sql: str, args: Sequence[Any] = ()) -> Cursor:
+        cursor: Cursor = self.conn.execute(prepare(self.dialect, sql), args)
+        return cursor
+
+    def one(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        return self.run(sql, args).fetchone()
+
+    def all(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        return self.run(sql, args).fetchall()
+
+    def count(self, sql: str, args: Sequence[Any] = ()) -> int:
+        return self.run(sql, args).rowcount
+
+
+def marks(count: int) -> str:
+    """`?,?,?` for an IN list of `count` values."""
+    return ",".join("?" * count)
+
+
+def dumps(value: Any) -> str:
+    """JSON for a TEXT column: valid text (a lone surrogate from event data is shown as U+FFFD,
+    see `relay.event.json_text`)."""
+    return json_text(value)

@@ -1,0 +1,191 @@
+"""The store's logic for accepted events: dedup and the inbox (the acknowledgement path), the
+routing lease, and the transaction that turns inbox events into outbox rows and digest items.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from relay.conversation.grouping import GroupTimes, flush_at_on_add
+from relay.event import Event, Record, from_record
+from relay.records import (
+    Acceptance,
+    InboxStats,
+    NewMessage,
+    Received,
+    Routed,
+    Status,
+)
+from relay.store.db import Db, dumps, marks
+
+# ------------------------------------------------------------------ intake
+
+# How many events one statement writes: 50 inbox rows of 10 values stay far below both
+# databases' parameter limits, and a few statements per batch keep a commit short.
+ROWS_PER_STATEMENT = 50
+
+Incoming = tuple[Event, Record, float]
+
+_INBOX_ROW = "(?,?,?,?,?,?,?,?,?,?)"
+_INSERT_INBOX = (
+    "INSERT INTO inbox (source, event_id, type, provider, created, text, body, envelope, data,"
+    " received_at) VALUES "
+)
+INBOX_COLUMNS = (
+    "seq, source, event_id, type, provider, created, text, body, envelope, data, received_at"
+)
+
+
+def receive_all(db: Db, batch: Sequence[Incoming]) -> list[Acceptance]:
+    """Record the ids of a batch of events and put the new ones in the inbox; an id seen
+    before (or twice in the batch) is a duplicate. A handful of statements whatever the size."""
+    results: list[Acceptance] = []
+    for start in range(0, len(batch), ROWS_PER_STATEMENT):
+        part = batch[start : start + ROWS_PER_STATEMENT]
+        fresh: dict[tuple[str, str], Incoming] = {}
+        for item in part:
+            fresh.setdefault((item[0].source, item[0].id), item)
+        values: list[Any] = []
+        for event, _record, now in fresh.values():
+            values += (event.source, event.id, event.type, now)
+        taken = {
+            (row[0], row[1])
+            for row in db.all(
+                "INSERT INTO events (source, id, type, received_at) VALUES "
+                + ",".join(["(?,?,?,?)"] * len(fresh))
+                + " ON CONFLICT DO NOTHING RETURNING source, id",
+                values,
+            )
+        }
+        waiting: list[Any] = []
+        for key, (event, record, now) in fresh.items():
+            if key in taken:
+                waiting += (event.source, event.id, *record, now)
+        if waiting:
+            db.run(_INSERT_INBOX + ",".join([_INBOX_ROW] * (len(waiting) // 10)), waiting)
+        for event, _record, _now in part:
+            key = (event.source, event.id)
+            accepted = key in taken and fresh.get(key) is not None
+            if accepted:
+                del fresh[key]  # a second occurrence in the batch is a duplicate
+            results.append(Acceptance.ACCEPTED if accepted else Acceptance.DUPLICATE)
+    return results
+
+
+def seen(db: Db, source: str, event_id: str) -> bool:
+    return db.one("SELECT 1 FROM events WHERE source=? AND id=?", (source, event_id)) is not None
+
+
+# ------------------------------------------------------------------ routing
+
+
+def lead_routing(db: Db, holder: str, now: float, seconds: float) -> bool:
+    """Take or renew the routing lease for `holder` until `now + seconds`; False while another
+    process holds an unexpired one."""
+    found = db.all(
+        "INSERT INTO routing_lease (id, holder, until) VALUES (1, ?, ?)"
+        " ON CONFLICT (id) DO UPDATE SET holder=excluded.holder, until=excluded.until"
+        " WHERE routing_lease.holder = excluded.holder OR routing_lease.until <= ?"
+        " RETURNING holder",
+        (holder, now + seconds, now),
+    )
+    return bool(found)
+
+
+def release_routing(db: Db, holder: str) -> None:
+    db.run("UPDATE routing_lease SET until=0 WHERE holder=?", (holder,))
+
+
+def inbox(db: Db, limit: int) -> list[Received]:
+    """The oldest events waiting to be routed, oldest first."""
+    return [
+        Received(row[0], from_record(row[1], row[2], row[3:10]), row[10])
+        for row in db.all(f"SELECT {INBOX_COLUMNS} FROM inbox ORDER BY seq LIMIT ?", (limit,))
+    ]
+
+
+def inbox_stats(db: Db) -> InboxStats:
+    waiting, oldest = db.one("SELECT COUNT(*), MIN(received_at) FROM inbox")
+    return InboxStats(waiting, oldest)
+
+
+INSERT_OUTBOX = (
+    "INSERT INTO outbox (event_source, event_id, event_type, destination, pace_key, template,"
+    " payload, status, created_at, next_attempt_at, step, finished_at)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+
+def enqueue(db: Db, planned: Sequence[Routed]) -> set[int]:
+    """Replace each inbox event by its messages (created when the event was received), in the
+    caller's transaction; the `seq`s written. An event no longer in the inbox (routed already,
+    by another replica say) is skipped: deleting it is what takes it."""
+    if not planned:
+        return set()
+    seqs = [routed.received.seq for routed in planned]
+    taken = {
+        row[0]
+        for row in db.all(
+            f"DELETE FROM inbox WHERE seq IN ({marks(len(seqs))}) RETURNING seq", seqs
+        )
+    }
+    for routed in planned:
+        received = routed.received
+        if received.seq not in taken:
+            continue
+        event, now = received.event, received.received_at
+        for m in routed.messages:
+            payload = dumps(m.message.to_json())
+            if m.group is not None and not m.muted:
+                _add_to_group(db, event, m, payload, now)
+                continue
+            db.run(
+                INSERT_OUTBOX,
+                (
+                    event.source,
+                    event.id,
+                    event.type,
+                    m.destination,
+                    m.pace_key,
+                    m.template,
+                    payload,
+                    (Status.MUTED if m.muted else Status.PENDING).value,
+                    now,
+                    now,
+                    dumps(m.step.to_json()) if m.step is not None and m.step.joins else None,
+                    now if m.muted else None,
+                ),
+            )
+    return taken
+
+
+def _add_to_group(db: Db, event: Event, m: NewMessage, payload: str, now: float) -> None:
+    """Park a message in its digest group and schedule the group's flush; the group row is
+    locked so that concurrent replicas agree on it."""
+    spec = m.group
+    assert spec is not None
+    db.run(
+        "INSERT INTO digest_groups (route, group_key, destination, pace_key, wait, interval,"
+        " max_items, show) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+        (spec.route, spec.key, m.destination, m.pace_key, spec.wait, spec.interval,
+         spec.max_items, spec.show),
+    )  # fmt: skip
+    gid, flush_at, last_flush = db.one(
+        "SELECT id, flush_at, last_flush_at FROM digest_groups"
+        " WHERE route=? AND group_key=? AND destination=?{lock}",
+        (spec.route, spec.key, m.destination),
+    )
+    db.run(
+        "INSERT INTO digest_items (group_id, event_source, event_id, event_type, template,"
+        " payload, created_at) VALUES (?,?,?,?,?,?,?)",
+        (gid, event.source, event.id, event.type, m.template, payload, now),
+    )
+    (waiting,) = db.one("SELECT COUNT(*) FROM digest_items WHERE group_id=?", (gid,))
+    times = None if flush_at is None and last_flush is None else GroupTimes(flush_at, last_flush)
+    db.run(
+        "UPDATE digest_groups SET flush_at=?, wait=?, interval=?, max_items=?, show=?,"
+        " pace_key=? WHERE id=?",
+        (flush_at_on_add(times, spec, waiting, now), spec.wait, spec.interval, spec.max_items,
+         spec.show, m.pace_key, gid),
+    )  # fmt: skip

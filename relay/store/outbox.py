@@ -1,0 +1,282 @@
+"""The store's logic for delivery: the due head of each channel, claims that spend the
+channel's pacing token, outcomes recorded only by the claim's holder with what the conversation
+remembers, rate-limit pauses, and the release of claims whose holder died.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Iterable, Sequence
+from typing import Any
+
+from relay.delivery.pacing import Bucket, refill, spend, wait
+from relay.records import (
+    Claim,
+    ClaimRound,
+    Forget,
+    Message,
+    MessageRef,
+    OutboxRow,
+    Recording,
+    Remember,
+    Settlement,
+    Status,
+    Step,
+    Touch,
+)
+from relay.store.db import Db, marks
+
+# ------------------------------------------------------------------ delivery
+
+ROW_COLUMNS = (
+    "id, event_source, event_id, event_type, destination, pace_key, template, payload, status, "
+    "attempts, created_at, next_attempt_at, last_reason, last_error, step"
+)
+_O_COLUMNS = ", ".join("o." + c.strip() for c in ROW_COLUMNS.split(","))
+
+# The head (oldest undelivered row) of every pacing key: a skip-scan over the distinct keys of
+# the index of undelivered rows, then one index probe per key. A backlog of any size costs the
+# same.
+HEADS = """
+WITH RECURSIVE keys(k) AS (
+    SELECT MIN(pace_key) FROM outbox{open_index} WHERE status IN ('pending','inflight')
+    UNION ALL
+    SELECT (SELECT MIN(pace_key) FROM outbox{open_index}
+            WHERE status IN ('pending','inflight') AND pace_key > keys.k)
+    FROM keys WHERE keys.k IS NOT NULL
+)
+SELECT <columns> FROM keys JOIN outbox o ON o.id = (
+    SELECT i.id FROM outbox i{open_index}
+    WHERE i.pace_key = keys.k AND i.status IN ('pending','inflight') ORDER BY i.id LIMIT 1
+)
+WHERE o.status = 'pending'
+"""
+
+# A claim takes the row only if it is still pending and due (another replica may have just sent
+# it or scheduled a retry) and no older row of its key is undelivered (head-of-line order).
+_CLAIM = (
+    "UPDATE outbox SET status='inflight', lease_until=?, claimed_by=?, attempts=attempts+1"
+    " WHERE id = (SELECT id FROM outbox WHERE id=? AND status='pending' AND next_attempt_at <= ?"
+    "{skip_locked})"
+    " AND NOT EXISTS (SELECT 1 FROM outbox o{open_index} WHERE o.pace_key=?"
+    " AND o.status IN ('pending','inflight') AND o.id < ?)"
+)
+
+
+def row_of(values: Sequence[Any]) -> OutboxRow:
+    return OutboxRow(
+        id=values[0],
+        event_source=values[1],
+        event_id=values[2],
+        event_type=values[3],
+        destination=values[4],
+        pace_key=values[5],
+        template=values[6],
+        message=Message.from_json(json.loads(values[7])),
+        status=Status(values[8]),
+        attempts=values[9],
+        created_at=values[10],
+        next_attempt_at=values[11],
+        last_reason=values[12],
+        last_error=values[13],
+        step=Step.from_json(json.loads(values[14])) if values[14] else None,
+    )
+
+
+def due_heads(db: Db, now: float, limit: int) -> list[OutboxRow]:
+    """The oldest row of every pacing key whose head is pending and due, oldest first."""
+    return [
+        row_of(r)
+        for r in db.all(
+            HEADS.replace("<columns>", _O_COLUMNS)
+            + " AND o.next_attempt_at <= ? ORDER BY o.id LIMIT ?",
+            (now, limit),
+        )
+    ]
+
+
+def next_due_at(db: Db) -> float | None:
+    """When the earliest pending head row (of any key) becomes due."""
+    (due,) = db.one(HEADS.replace("<columns>", "MIN(o.next_attempt_at)"))
+    return None if due is None else float(due)
+
+
+def _bucket(db: Db, key: str, now: float, burst: float) -> Bucket | None:
+    """The key's pacing bucket, taken for this transaction; None while another replica is
+    claiming on the key (it is skipped, not waited for)."""
+    db.run(
+        "INSERT INTO pace (key, tokens, updated) VALUES (?,?,?) ON CONFLICT DO NOTHING",
+        (key, burst, now),
+    )
+    found = db.one(
+        "SELECT tokens, updated, paused_until FROM pace WHERE key=?{skip_locked}", (key,)
+    )
+    return None if found is None else Bucket(*found)
+
+
+def claim(
+    db: Db,
+    holder: str,
+    now: float,
+    lease_until: float,
+    rate: float,
+    burst: float,
+    limit: int,
+    busy: Collection[str] = (),
+) -> ClaimRound:
+    """Claim for `holder` the due heads of up to `limit` keys whose pacing allows a message
+    now, spending one token of each; with each row, the conversation messages its step may
+    need. Keys in `busy` are skipped: the worker still sends on them (a claim it made whose
+    lease ran out meanwhile would otherwise be taken again under its own send)."""
+    claimed: list[Claim] = []
+    waits: list[float] = []
+    for row in due_heads(db, now, limit + len(busy)):
+        if row.pace_key in busy:
+            continue
+        if len(claimed) == limit:
+            break
+        found = _bucket(db, row.pace_key, now, burst)
+        if found is None:
+            continue
+        bucket = refill(found, now, rate, burst)
+        seconds = wait(bucket, now, rate)
+        if seconds > 0:
+            waits.append(seconds)
+            continue
+        if db.count(_CLAIM, (lease_until, holder, row.id, now, row.pace_key, row.id)) != 1:
+            continue  # no longer due, or no longer the head of its key
+        bucket = spend(bucket)
+        db.run(
+            "UPDATE pace SET tokens=?, updated=? WHERE key=?",
+            (bucket.tokens, bucket.updated, row.pace_key),
+        )
+        inflight = OutboxRow(**{**_fields(row), "status": Status.INFLIGHT,
+                                "attempts": row.attempts + 1})  # fmt: skip
+        claimed.append(Claim(inflight, _refs(db, row, now)))
+    return ClaimRound(tuple(claimed), min(waits) if waits else None)
+
+
+def _fields(row: OutboxRow) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in OutboxRow.__dataclass_fields__}
+
+
+def _refs(db: Db, row: OutboxRow, now: float) -> dict[str, MessageRef]:
+    keys = row.step.keys() if row.step is not None else ()
+    if not keys:
+        return {}
+    return {
+        found[0]: MessageRef(*found[1:])
+        for found in db.all(
+            "SELECT key, channel_id, ts, order_at, count, first_at, last_at FROM messages"
+            f" WHERE pace_key=? AND key IN ({marks(len(keys))}) AND expires_at > ?",
+            (row.pace_key, *keys, now),
+        )
+    }
+
+
+# an outcome is written only on a row its writer still holds
+_OWN = " WHERE id=? AND status='inflight' AND claimed_by=?"
+
+
+def settle(db: Db, holder: str, settlements: Iterable[Settlement]) -> list[Recording]:
+    """Record what `holder`'s delivery attempts came to, and what their conversations now
+    remember. A row `holder` no longer holds (another replica presumed it dead and took it
+    over, or its lease ran out) is left as it is, and so is its conversation: `LOST`."""
+    recorded: list[Recording] = []
+    for s in settlements:
+        now = s.at
+        if s.status is Status.PENDING:
+            written = db.count(
+                "UPDATE outbox SET status='pending', next_attempt_at=?, lease_until=NULL,"
+                " claimed_by=NULL, last_reason=?, last_error=?" + _OWN,
+                (s.next_attempt_at, s.reason.value, s.error, s.row_id, holder),
+            )
+        else:
+            # a message sent after failed attempts keeps the last error it overcame
+            written = db.count(
+                "UPDATE outbox SET status=?, channel_id=?, ts=?, finished_at=?, lease_until=NULL,"
+                " claimed_by=NULL, last_reason=?, last_error=COALESCE(?, last_error)" + _OWN,
+                (s.status.value, s.channel_id, s.ts, now, s.reason.value, s.error, s.row_id,
+                 holder),
+            )  # fmt: skip
+        if s.pause is not None:  # a rate limit says something about the channel, whoever asks
+            pause(db, s.pace_key, now, s.pause)
+        if written != 1:
+            recorded.append(Recording.LOST)
+            continue
+        for effect in s.effects:
+            _remember(db, s.pace_key, effect, now)
+        recorded.append(Recording.RECORDED)
+    return recorded
+
+
+def _remember(db: Db, pace_key: str, effect: Remember | Touch | Forget, now: float) -> None:
+    if isinstance(effect, Remember):
+        ref = effect.ref
+        db.run(
+            "INSERT INTO messages (pace_key, key, channel_id, ts, order_at, count, first_at,"
+            " last_at, expires_at) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (pace_key, key) DO"
+            " UPDATE SET channel_id=excluded.channel_id, ts=excluded.ts,"
+            " order_at=excluded.order_at, count=excluded.count, first_at=excluded.first_at,"
+            " last_at=excluded.last_at, expires_at=excluded.expires_at",
+            (pace_key, effect.key, ref.channel_id, ref.ts, ref.order_at, ref.count,
+             ref.first_at, ref.last_at, effect.expires_at),
+        )  # fmt: skip
+    elif isinstance(effect, Touch):
+        # the newest state's time only moves forward; the expiry is only ever extended
+        db.run(
+            "UPDATE messages SET"
+            " order_at={greatest}(COALESCE(order_at, ?), COALESCE(?, order_at)),"
+            " count=COALESCE(?, count), last_at=?,"
+            " expires_at={greatest}(expires_at, COALESCE(?, expires_at))"
+            " WHERE pace_key=? AND key=?",
+            (effect.order_at, effect.order_at, effect.count, now, effect.expires_at, pace_key,
+             effect.key),
+        )  # fmt: skip
+    else:
+        db.run("DELETE FROM messages WHERE pace_key=? AND key=?", (pace_key, effect.key))
+
+
+def pause(db: Db, key: str, now: float, seconds: float) -> None:
+    """A rate limit on `key`: nothing leaves on it for `seconds` (for every replica), and its
+    burst is spent."""
+    db.run(
+        "INSERT INTO pace (key, tokens, updated, paused_until) VALUES (?, 0, ?, ?)"
+        " ON CONFLICT (key) DO UPDATE SET tokens=0, updated=excluded.updated,"
+        " paused_until={greatest}(pace.paused_until, excluded.paused_until)",
+        (key, now, now + seconds),
+    )
+
+
+# A claim goes back to pending when its lease ran out (the backstop) or when its holder is
+# presumed dead: its heartbeat is older than `stale_after` by the database's clock (the
+# transaction's start: never later than the decision). The stale `replicas` rows are locked
+# (FOR SHARE on PostgreSQL), which re-reads a row renewed since this statement's snapshot and
+# keeps any renewal from landing until the release commits: a holder that renewed in time keeps
+# its claims. A claim without a heartbeat row (`claimed_by` NULL: written by an older relay, or
+# by a process that does not beat) has only its lease. See relay.delivery.heartbeat. (No
+# leading WITH: Python's sqlite3 reports no row count for a statement that starts with one.)
+_RELEASE = """
+UPDATE outbox SET status='pending', lease_until=NULL, claimed_by=NULL
+WHERE status='inflight'
+  AND (lease_until IS NULL OR lease_until <= ? OR claimed_by IN (
+      SELECT holder FROM replicas
+      WHERE heartbeat < {epoch_now} - ?
+        AND holder IN (SELECT claimed_by FROM outbox WHERE status='inflight'){for_share}))
+"""
+
+
+def release_expired(db: Db, now: float, stale_after: float) -> int:
+    """Claims whose lease ran out, or whose holder's heartbeat is older than `stale_after`,
+    come back as pending (their worker died: the at-least-once window)."""
+    return db.count(_RELEASE, (now, stale_after))
+
+
+def beat(db: Db, holder: str) -> None:
+    """`holder` is alive now, by the database's clock: read as the statement runs, so never
+    earlier than the moment relay.delivery.heartbeat counts its fence from."""
+    db.run(
+        "INSERT INTO replicas (holder, heartbeat) VALUES (?, {epoch_clock})"
+        " ON CONFLICT (holder) DO UPDATE SET heartbeat=excluded.heartbeat",
+        (holder,),
+    )
