@@ -16,18 +16,16 @@ from typing import ClassVar, Literal
 
 from relay.config import AnchorSource
 from relay.errors import Unauthorized
-from relay.event import Event, parse_time
+from relay.event import Event
 from relay.providers.base import (
     HEX_DIGEST,
     MAX_JSON_DEPTH,
     Headers,
     check_timestamp,
-    data_object,
+    envelope_event,
     hmac_hex,
     json_object,
     lower_keys,
-    optional_str,
-    required_str,
 )
 
 KeyEncoding = Literal["utf8", "hex", "both"]
@@ -99,19 +97,7 @@ class AnchorProvider:
 
     def parse(self, headers: Headers, body: bytes) -> list[Event]:
         obj = json_object(body, self.max_json_depth)
-        return [
-            Event(
-                source=self.source,
-                provider=self.kind,
-                id=required_str(obj, "id"),
-                type=required_str(obj, "type"),
-                data=data_object(obj),
-                created=parse_time(obj.get("created")),
-                text=optional_str(obj.get("text")),
-                envelope=obj,
-                body=body,
-            )
-        ]
+        return [envelope_event(self, obj, body, created="created", text="text")]
 
 
 def _parse_signature(header: str) -> tuple[str, list[bytes]]:

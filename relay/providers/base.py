@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Protocol
 
 from relay.errors import MalformedRequest, Unauthorized
-from relay.event import Event, is_text
+from relay.event import Event, is_text, parse_time
 
 Headers = Mapping[str, str]
 
@@ -143,6 +143,24 @@ def depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:
             return deepest
         stack.extend((child, level + 1) for child in children)
     return deepest
+
+
+def envelope_event(
+    provider: Provider, obj: dict[str, Any], body: bytes, *, created: str, text: str | None = None
+) -> Event:
+    """The event of a webhook whose body is the envelope `{id, type, data, <created>, ...}`
+    (Anchor, Deck): the keys of its creation time and of its one-line text differ."""
+    return Event(
+        source=provider.source,
+        provider=provider.kind,
+        id=required_str(obj, "id"),
+        type=required_str(obj, "type"),
+        data=data_object(obj),
+        created=parse_time(obj.get(created)),
+        text=optional_str(obj.get(text)) if text is not None else None,
+        envelope=obj,
+        body=body,
+    )
 
 
 def required_str(obj: Mapping[str, Any], key: str) -> str:

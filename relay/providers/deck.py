@@ -19,15 +19,14 @@ from standardwebhooks.webhooks import Webhook
 
 from relay.config import DeckSource
 from relay.errors import Unauthorized
-from relay.event import Event, parse_time
+from relay.event import Event
 from relay.providers.base import (
     MAX_JSON_DEPTH,
     Headers,
     check_timestamp,
-    data_object,
+    envelope_event,
     json_object,
     lower_keys,
-    required_str,
 )
 
 
@@ -91,18 +90,7 @@ class DeckProvider:
 
     def parse(self, headers: Headers, body: bytes) -> list[Event]:
         obj = json_object(body, self.max_json_depth)
-        return [
-            Event(
-                source=self.source,
-                provider=self.kind,
-                id=required_str(obj, "id"),
-                type=required_str(obj, "type"),
-                data=data_object(obj),
-                created=parse_time(obj.get("created_at")),
-                envelope=obj,
-                body=body,
-            )
-        ]
+        return [envelope_event(self, obj, body, created="created_at")]
 
 
 def _signatures(header: str) -> list[bytes]:
