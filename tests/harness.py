@@ -14,8 +14,25 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+# example events of every type, shipped with relay (`relay check` renders them): the tests read
+# them here rather than from any folder outside the project
+SAMPLES = ROOT / "relay" / "samples"
 FIXTURES = ROOT / "tests" / "fixtures"
+
+
+def sample(provider: str, name: str) -> Path:
+    """A shipped sample event (or Tabstack stream); a missing one fails the test loudly."""
+    path = SAMPLES / provider / name
+    assert path.is_file(), f"sample {path} is missing"
+    return path
+
+
+def samples(provider: str, pattern: str) -> list[Path]:
+    """The shipped samples of a provider matching `pattern`; none at all fails loudly (a
+    parametrized test over an empty list would pass by running nothing)."""
+    found = sorted((SAMPLES / provider).glob(pattern))
+    assert found, f"no samples {pattern} in {SAMPLES / provider}"
+    return found
 
 
 def free_port() -> int:

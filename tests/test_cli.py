@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import ROOT, SHARED
+from harness import ROOT, sample
 from inbox import accept
 
 from relay.cli import main, parser
@@ -46,7 +46,7 @@ def test_check_reports_a_broken_user_template(
 
 
 def test_render_prints_what_goes_where(capsys: pytest.CaptureFixture[str]) -> None:
-    event = SHARED / "fixtures" / "deck" / "task_run.failed.json"
+    event = sample("deck", "task_run.failed.json")
     assert main(["render", "--config", str(ROOT / "config.example.yaml"), str(event)]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["event"]["type"] == "task_run.failed"
@@ -72,7 +72,7 @@ def test_render_shows_text_that_is_not_valid_text_as_relay_would_post_it(
 
 
 def test_render_tabstack_stream(capsys: pytest.CaptureFixture[str]) -> None:
-    stream = SHARED / "fixtures" / "tabstack" / "run-success.sse"
+    stream = sample("tabstack", "run-success.sse")
     assert main(["render", "--config", str(ROOT / "config.example.yaml"), str(stream)]) == 0
     out = json.loads(capsys.readouterr().out)
     assert [o["event"]["type"] for o in out] == ["run.started", "run.completed"]

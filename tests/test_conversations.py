@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from fakeslack import FakeSlack
+from harness import sample as shipped
 
 from relay.config import parse_config
 from relay.delivery.policy import RetryPolicy
@@ -28,7 +29,6 @@ from relay.store import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "relay" / "samples"
-SHARED = ROOT.parent / "shared" / "fixtures"
 
 CONFIG = """
 sources:
@@ -362,7 +362,7 @@ async def test_a_deleted_parent_is_posted_anew(rig: Rig, slack: FakeSlack) -> No
 
 
 async def test_tabstack_run_streams_through_one_parent_message(rig: Rig, slack: FakeSlack) -> None:
-    stream = (SHARED / "tabstack" / "run-success.sse").read_bytes()
+    stream = shipped("tabstack", "run-success.sse").read_bytes()
 
     async def chunks() -> AsyncIterator[bytes]:
         for line in stream.splitlines(keepends=True):

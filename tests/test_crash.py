@@ -11,13 +11,13 @@ from pathlib import Path
 import httpx
 import pytest
 from fakeslack import FakeSlack
-from harness import ROOT, SHARED, RelayProcess
+from harness import ROOT, RelayProcess, sample
 from signing import ANCHOR_SECRET, SLACK_TOKEN, anchor_headers
 
 from relay.providers.anchor import AnchorProvider
 from relay.store import SqliteStore
 
-BASE = json.loads((SHARED / "fixtures" / "anchor" / "task.completed.json").read_text())
+BASE = json.loads(sample("anchor", "task.completed.json").read_text())
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from fakeslack import FakeSlack, Message
 from faketabstack import API_KEY, FakeTabstack
-from harness import ROOT, SHARED, RelayProcess
+from harness import ROOT, RelayProcess, sample
 from signing import (
     ADMIN_TOKEN,
     ANCHOR_SECRET,
@@ -118,7 +118,7 @@ def test_every_event_type_reaches_its_channel(relay: RelayProcess, slack: FakeSl
 def test_forged_unsigned_and_stale_requests_get_401_and_post_nothing(
     relay: RelayProcess, slack: FakeSlack
 ) -> None:
-    body = (SHARED / "fixtures" / "anchor" / "task.completed.json").read_bytes()
+    body = sample("anchor", "task.completed.json").read_bytes()
     forged = anchor_headers(body, int(time.time()), secret="0" * 64)
     assert httpx.post(relay.url + "/hooks/anchor", content=body, headers=forged).status_code == 401
     unsigned = {"Content-Type": "application/json"}
@@ -132,14 +132,14 @@ def test_forged_unsigned_and_stale_requests_get_401_and_post_nothing(
         httpx.post(relay.url + "/hooks/anchor", content=tampered, headers=headers).status_code
         == 401
     )
-    deck_body = (SHARED / "fixtures" / "deck" / "task_run.failed.json").read_bytes()
+    deck_body = sample("deck", "task_run.failed.json").read_bytes()
     assert post_deck(relay, deck_body, ts=int(time.time()) - 3600).status_code == 401
     time.sleep(1.0)
     assert slack.messages == []
 
 
 def test_repeated_event_id_gets_200_and_posts_once(relay: RelayProcess, slack: FakeSlack) -> None:
-    body = (SHARED / "fixtures" / "deck" / "task_run.failed.json").read_bytes()
+    body = sample("deck", "task_run.failed.json").read_bytes()
     assert post_deck(relay, body).status_code == 202
     again = post_deck(relay, body)
     assert again.status_code == 200 and again.json()["status"] == "duplicate"
@@ -181,7 +181,7 @@ def test_signed_but_malformed_is_400(relay: RelayProcess) -> None:
 
 
 def test_piped_tabstack_stream_posts_start_and_end(relay: RelayProcess, slack: FakeSlack) -> None:
-    stream = (SHARED / "fixtures" / "tabstack" / "run-error-current-format.sse").read_bytes()
+    stream = sample("tabstack", "run-error-current-format.sse").read_bytes()
 
     def chunks() -> Iterator[bytes]:
         for block in stream.split(b"\n\n"):
@@ -207,7 +207,7 @@ def test_runs_endpoint_starts_a_tabstack_run(
     slack: FakeSlack, relay_process: type[RelayProcess], tmp_path: Path
 ) -> None:
     slack.reset()
-    with FakeTabstack(SHARED / "fixtures" / "tabstack" / "run-success.sse") as tabstack:
+    with FakeTabstack(sample("tabstack", "run-success.sse")) as tabstack:
         env = {
             "SLACK_BOT_TOKEN": SLACK_TOKEN,
             "SLACK_API_URL": slack.api_url,
@@ -244,7 +244,7 @@ def test_dry_run_prints_the_block_kit_message(
         "RELAY_DATABASE_URL": f"sqlite:///{tmp_path}/r.db",
     }
     relay = relay_process(ROOT / "config.example.yaml", env, tmp_path).start()
-    body = (SHARED / "fixtures" / "anchor" / "task.completed.json").read_bytes()
+    body = sample("anchor", "task.completed.json").read_bytes()
     assert post_anchor(relay, body).status_code == 202
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and "blocks" not in relay.stdout():
@@ -267,7 +267,7 @@ POISONS = {
 
 
 def completed_task(i: int, event_id: str, shown: str = "confirmed", text: str = "") -> bytes:
-    base = json.loads((SHARED / "fixtures" / "anchor" / "task.completed.json").read_text())
+    base = json.loads(sample("anchor", "task.completed.json").read_text())
     data = {
         **base["data"],
         "task_id": f"tsk_poison_{i:02d}",

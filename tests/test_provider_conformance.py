@@ -11,9 +11,9 @@ import hashlib
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
+from harness import sample
 from signing import ANCHOR_SECRET, DECK_SECRET, anchor_headers, deck_headers
 
 from relay.errors import MalformedRequest, Unauthorized
@@ -26,7 +26,6 @@ from relay.providers import (
 )
 from relay.providers.base import Provider
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 NOW = 1_800_000_000
 GARBAGE = "\x00 this is not an event { ½".encode()
 
@@ -51,19 +50,19 @@ class Case:
 CASES = {
     "anchor": Case(
         AnchorProvider("anchor-src", [ANCHOR_SECRET]),
-        (FIXTURES / "anchor" / "task.completed.json").read_bytes(),
+        sample("anchor", "task.completed.json").read_bytes(),
         lambda body: anchor_headers(body, NOW),
         lambda body: anchor_headers(body, NOW, secret="ff" * 32),
     ),
     "deck": Case(
         DeckProvider("deck-src", [DECK_SECRET]),
-        (FIXTURES / "deck" / "task_run.failed.json").read_bytes(),
+        sample("deck", "task_run.failed.json").read_bytes(),
         lambda body: deck_headers(body, NOW),
         lambda body: deck_headers(body, NOW, secret="whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"),
     ),
     "tabstack": Case(
         TabstackProvider("tabstack-src", "test-token"),
-        (FIXTURES / "tabstack" / "run-error-current-format.sse").read_bytes(),
+        sample("tabstack", "run-error-current-format.sse").read_bytes(),
         _bearer("test-token"),
         _bearer("wrong-token"),
     ),

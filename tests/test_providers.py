@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import FIXTURES, sample, samples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from signing import ANCHOR_SECRET, DECK_SECRET, anchor_headers, deck_headers
@@ -24,7 +25,6 @@ from relay.providers import (
 )
 from relay.providers.base import Provider
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 VECTOR_BODY = (FIXTURES / "anchor" / "signature-example.body").read_bytes()
 VECTOR_TS = 1716544084
 UTF8_DIGEST = "a614f2e40e98cc66573dbc81071d51327577977749ab264ebe2a6498af221a23"
@@ -166,7 +166,7 @@ def test_anchor_without_secrets_refuses_everything() -> None:
         AnchorProvider("anchor", []).verify(anchor_sig(UTF8_DIGEST), VECTOR_BODY, VECTOR_TS)
 
 
-@pytest.mark.parametrize("path", sorted((FIXTURES / "anchor").glob("*.json")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", samples("anchor", "*.json"), ids=lambda p: p.name)
 def test_anchor_fixtures_parse(path: Path) -> None:
     body = path.read_bytes()
     [event] = AnchorProvider("anchor-prod", [ANCHOR_SECRET]).parse({}, body)
@@ -289,11 +289,11 @@ def test_deck_bad_requests_are_unauthorized(
 
 
 def test_deck_signs_like_the_test_helper() -> None:
-    body = (FIXTURES / "deck" / "task_run.failed.json").read_bytes()
+    body = sample("deck", "task_run.failed.json").read_bytes()
     DeckProvider("deck", [DECK_SECRET]).verify(deck_headers(body, 5000, msg_id="msg_x"), body, 5000)
 
 
-@pytest.mark.parametrize("path", sorted((FIXTURES / "deck").glob("*.json")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", samples("deck", "*.json"), ids=lambda p: p.name)
 def test_deck_fixtures_parse(path: Path) -> None:
     body = path.read_bytes()
     [event] = DeckProvider("deck", [DECK_SECRET]).parse({}, body)
@@ -373,7 +373,7 @@ def test_tabstack_parse_wants_an_event_stream() -> None:
 
 def test_tabstack_parse_of_a_recorded_stream_is_its_story_with_stable_ids() -> None:
     provider = TabstackProvider("ts", "t")
-    body = (FIXTURES / "tabstack" / "run-success.sse").read_bytes()
+    body = sample("tabstack", "run-success.sse").read_bytes()
     first = provider.parse({"content-type": "text/event-stream"}, body)
     assert [e.type for e in first] == ["run.started", "run.completed"]
     assert [e.id for e in provider.parse({}, body)] == [e.id for e in first]

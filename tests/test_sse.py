@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import httpx
 import pytest
 from faketabstack import API_KEY, FakeTabstack
+from harness import sample, samples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relay.errors import PayloadTooLarge
 from relay.providers.tabstack.sse import SSEDecoder, SSEEvent, SSEEventTooLarge
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-STREAMS = sorted((SHARED / "fixtures" / "tabstack").glob("*.sse"))
+STREAMS = samples("tabstack", "*.sse")
 
 SAMPLE = (
     b"\xef\xbb\xbf: a comment line\n"
@@ -144,7 +143,7 @@ def test_many_small_events_never_trip_the_size_guard() -> None:
 
 
 async def test_decodes_a_live_stream_from_a_real_http_server() -> None:
-    stream = SHARED / "fixtures" / "tabstack" / "run-success.sse"
+    stream = sample("tabstack", "run-success.sse")
     with FakeTabstack(stream, pause=0.005) as fake:
         decoder = SSEDecoder()
         seen: list[SSEEvent] = []

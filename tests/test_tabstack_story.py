@@ -1,6 +1,7 @@
-"""relay.tabstack_story: a Tabstack run's raw SSE events folded into run.started + one ending.
+"""relay.providers.tabstack.story: a Tabstack run's raw SSE events folded into run.started + one
+ending.
 
-Every `*.sse` stream in `../shared/fixtures/tabstack/` and `tests/fixtures/tabstack/` is folded
+Every `*.sse` stream shipped in `relay/samples/tabstack/` is folded
 and checked against what the raw stream itself says (how it started, how it ended). A stream may
 come with `<name>.expected.json` beside it: a subset of the terminal event's data that must match
 exactly (for example `{"outcome": "error", "error": {"code": "X", "message": "..."}}`).
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import sample, samples
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -22,11 +24,7 @@ from relay.providers.tabstack.sse import SSEDecoder
 from relay.providers.tabstack.story import RunStory
 
 ROOT = Path(__file__).resolve().parents[1]
-STREAM_DIRS = [
-    ROOT.parent / "shared" / "fixtures" / "tabstack",
-    ROOT / "tests" / "fixtures" / "tabstack",
-]
-STREAMS = sorted(p for d in STREAM_DIRS if d.is_dir() for p in d.glob("*.sse"))
+STREAMS = samples("tabstack", "*.sse")
 PROVIDER = TabstackProvider("tabstack", "test-token")
 TERMINAL = {"run.completed", "run.failed"}
 
@@ -99,7 +97,7 @@ def test_every_fixture_stream_tells_started_and_one_ending(stream: Path) -> None
 
 
 def test_success_in_the_documented_format() -> None:
-    stream = STREAM_DIRS[0] / "run-success.sse"
+    stream = sample("tabstack", "run-success.sse")
     told = fold(raw_events(stream.read_bytes(), "r"), "r")
     assert [(e.type, e.id) for e in told] == [("run.started", "r:0"), ("run.completed", "r:10")]
     assert told[0].data == {
@@ -122,7 +120,7 @@ def test_success_in_the_documented_format() -> None:
 
 
 def test_error_in_the_current_format_waits_for_complete_to_carry_the_stats() -> None:
-    stream = STREAM_DIRS[0] / "run-error-current-format.sse"
+    stream = sample("tabstack", "run-error-current-format.sse")
     told = fold(raw_events(stream.read_bytes(), "r"), "r")
     assert [(e.type, e.id) for e in told] == [("run.started", "r:0"), ("run.failed", "r:3")]
     data = told[1].data

@@ -1,10 +1,10 @@
 """The built-in templates: every event type of every platform renders without falling back,
 carries more than the provider's one-line text, and matches its golden file.
 
-Cases come from the fixture files (tests/fixtures/{anchor,deck}/*.json, then the verbatim
-examples in ../shared/fixtures) and, for a type that has no fixture file yet, from the inline
-samples below. Tabstack story events are built inline with the data described in the story
-contract.
+Cases come from the sample events shipped with relay (relay/samples/{anchor,deck}/*.json,
+verbatim examples where the platforms' documentation gives one) and, for a type without a
+sample, from the inline ones below. Tabstack story events are built inline with the data
+described in the story contract.
 
 Golden files: tests/golden/<provider>/<case>.json hold the rendered {text, blocks}. After an
 intended change to a template, regenerate them and review the diff:
@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import samples
 
 from relay.event import Event, parse_time
 from relay.render.renderer import FALLBACK, Renderer
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "relay" / "samples"  # one example event of every type, shipped for `relay check`
-SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures"
 GOLDEN = ROOT / "tests" / "golden"
 UPDATE = os.environ.get("RELAY_UPDATE_GOLDEN") == "1"
 
@@ -118,10 +118,9 @@ def collect_cases() -> dict[str, Event]:
     """Golden name -> event. Fixture files win over inline samples of the same type."""
     cases: dict[str, Event] = {}
     for provider in ("anchor", "deck"):
-        for folder in (SHARED_FIXTURES / provider, SAMPLES / provider):
-            for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-                body = json.loads(path.read_text(encoding="utf-8"))
-                cases[f"{provider}/{path.stem}"] = event_from_envelope(provider, body)
+        for path in samples(provider, "*.json"):
+            body = json.loads(path.read_text(encoding="utf-8"))
+            cases[f"{provider}/{path.stem}"] = event_from_envelope(provider, body)
     for kind, (event_id, data) in TABSTACK_INLINE.items():
         cases[f"tabstack/{kind}"] = Event(
             source="tabstack", provider="tabstack", id=event_id, type=kind, data=data
