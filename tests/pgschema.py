@@ -20,7 +20,14 @@ SERVER = os.environ.get("RELAY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:
 @contextmanager
 def fresh_schema() -> Iterator[str]:
     name = "relay_test_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(SERVER, autocommit=True) as conn:
+    try:
+        conn = psycopg.connect(SERVER, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        raise AssertionError(
+            f"PostgreSQL at {SERVER} does not answer ({type(exc).__name__}): start it, point"
+            " RELAY_TEST_POSTGRES at one, or deselect these tests with -m 'not postgres'"
+        ) from None
+    with conn:
         conn.execute(f"CREATE SCHEMA {name}")
     try:
         sep = "&" if "?" in SERVER else "?"

@@ -43,9 +43,27 @@ def slack() -> Iterator[FakeSlack]:
         yield fake
 
 
+def example_config(tmp_path: Path, pacing: str | None = None) -> Path:
+    """config.example.yaml, as shipped or with other pacing (the same routes and templates)."""
+    if pacing is None:
+        return ROOT / "config.example.yaml"
+    config = tmp_path / "relay.yaml"
+    text = (ROOT / "config.example.yaml").read_text()
+    config.write_text(text.replace("templates: ./templates", f"pacing: {pacing}"))
+    return config
+
+
 @pytest.fixture
-def relay(slack: FakeSlack, relay_process: type[RelayProcess], tmp_path: Path) -> RelayProcess:
+def relay(
+    slack: FakeSlack,
+    relay_process: type[RelayProcess],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> RelayProcess:
+    """relay on config.example.yaml; a test marked `fast_pacing` lifts the pacing to 20/s (it
+    checks what arrives where, not how fast: its 47 messages would take 25 s at 1/s)."""
     slack.reset()
+    pacing = "{rate: 20, burst: 5}" if request.node.get_closest_marker("fast_pacing") else None
     env = {
         "SLACK_BOT_TOKEN": SLACK_TOKEN,
         "SLACK_API_URL": slack.api_url,
@@ -54,7 +72,7 @@ def relay(slack: FakeSlack, relay_process: type[RelayProcess], tmp_path: Path) -
         "RELAY_ADMIN_TOKEN": ADMIN_TOKEN,
         "RELAY_DATABASE_URL": f"sqlite:///{tmp_path}/relay.db",
     }
-    return relay_process(ROOT / "config.example.yaml", env, tmp_path).start()
+    return relay_process(example_config(tmp_path, pacing), env, tmp_path).start()
 
 
 def wait_for(slack: FakeSlack, count: int, timeout: float = 60.0) -> list[Message]:
@@ -76,6 +94,7 @@ def post_deck(relay: RelayProcess, body: bytes, ts: int | None = None) -> httpx.
     return httpx.post(relay.url + "/hooks/deck", content=body, headers=headers)
 
 
+@pytest.mark.fast_pacing
 def test_every_event_type_reaches_its_channel(relay: RelayProcess, slack: FakeSlack) -> None:
     expected: dict[str, tuple[str, str]] = {}  # event id -> (channel, provider text)
     for provider, post in (("anchor", post_anchor), ("deck", post_deck)):
