@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+# JSON as parsed: what event data is made of (untrusted, of any shape)
+JsonValue = str | int | float | bool | None | list["JsonValue"] | dict[str, "JsonValue"]
+
 
 @dataclass(frozen=True, slots=True)
 class Event:
@@ -31,10 +34,10 @@ class Event:
     provider: str
     id: str
     type: str
-    data: Mapping[str, Any]
+    data: Mapping[str, JsonValue]
     created: datetime | None = None
     text: str | None = None
-    envelope: Mapping[str, Any] = field(default_factory=dict)
+    envelope: Mapping[str, JsonValue] = field(default_factory=dict)
     # the request body `envelope` was parsed from, if any: stored as it came (`to_record`),
     # so that persisting an event before the 202 costs no JSON encoding
     body: bytes | None = field(default=None, compare=False, repr=False)

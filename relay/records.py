@@ -17,11 +17,11 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from relay.event import Event
+from relay.event import Event, JsonValue
 
-# A JSON object as Slack's Block Kit (and every other chat) takes it: built and checked by the
-# render stage, carried as it is by every later one.
-JsonObject = dict[str, Any]
+# what a chat's message format is made of: built and checked by the render stage, carried as it
+# is by every later one
+JsonObject = dict[str, JsonValue]
 
 
 class Status(StrEnum):

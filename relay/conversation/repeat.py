@@ -11,7 +11,7 @@ import re
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from relay.records import Message
+from relay.records import JsonObject, Message
 from relay.render.mrkdwn import date_token
 
 COUNTER_BLOCK_ID = "relay-repeat"
@@ -24,7 +24,7 @@ def _date(when: float) -> str:
 
 def with_counter(message: Message, count: int, first_at: float, last_at: float) -> Message:
     line = f":repeat: Seen {count} times · first {_date(first_at)} · last {_date(last_at)}"
-    counter = {
+    counter: JsonObject = {
         "type": "context",
         "block_id": COUNTER_BLOCK_ID,
         "elements": [{"type": "mrkdwn", "text": line}],
