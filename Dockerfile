@@ -17,8 +17,11 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
  && /opt/relay/bin/pip install -r requirements.txt
 COPY README.md ./
 COPY relay/ relay/
+COPY config.example.yaml ./
+COPY templates/ templates/
+# the installed package must carry its templates and samples: check the example config with it
 RUN /opt/relay/bin/pip install --no-deps . \
- && /opt/relay/bin/relay --help >/dev/null
+ && cd / && /opt/relay/bin/relay check --config /src/config.example.yaml >/dev/null
 
 # ---- runtime ----
 FROM python:3.12-slim
