@@ -60,7 +60,7 @@ def _given(args: argparse.Namespace) -> Runtime | None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from relay.config import secret_values
-    from relay.ops.logs import protect, setup_logging
+    from relay.logs import protect, setup_logging
     from relay.server import serve
 
     setup_logging(args.log_level)

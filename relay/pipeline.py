@@ -32,7 +32,7 @@ from relay.conversation.digest import build as build_digest
 from relay.conversation.digest import group_key
 from relay.conversation.steps import steps
 from relay.event import Event
-from relay.ops.metrics import Metrics
+from relay.metrics import Metrics
 from relay.records import Acceptance, GroupSpec, Message, NewMessage, Received, Routed
 from relay.routing.router import Decision
 from relay.routing.schedule import active

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from relay.ops.metrics import MAX_EVENT_TYPES, OTHER_TYPE, Metrics
+from relay.metrics import MAX_EVENT_TYPES, OTHER_TYPE, Metrics
 
 
 def test_event_type_labels_are_bounded_and_known_ones_keep_their_name() -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from relay.delivery.pacing import Bucket, backoff, refill, spend, wait
+from relay.delivery.policy import backoff
+from relay.store.pacing import Bucket, refill, spend, wait
 
 
 class Channel:

@@ -20,7 +20,8 @@ from fakeslack import FakeSlack
 from harness import RelayProcess
 from signing import ANCHOR_SECRET, SLACK_TOKEN, anchor_headers
 
-from relay.delivery.heartbeat import RENEW_EVERY, STALE_AFTER
+from relay.delivery.heartbeat import RENEW_EVERY
+from relay.store.interface import STALE_AFTER
 
 RATE, BURST = 4.0, 2.0
 CHANNELS = {"replica-a": "C0REPLICAA", "replica-b": "C0REPLICAB", "replica-c": "C0REPLICAC"}

@@ -167,7 +167,7 @@ def test_every_config_secret_is_scrubbed_from_log_lines(tmp_path: Path) -> None:
     import logging
 
     from relay.config import parse_config, secret_values
-    from relay.ops.logs import JsonFormatter, protect
+    from relay.logs import JsonFormatter, protect
 
     text = CONFIG.replace("${OPS_WEBHOOK_URL}", "https://hooks.example/T1/B1/" + HOOK_PATH)
     env = {"ANCHOR_WEBHOOK_SECRET": ANCHOR, "DECK_WEBHOOK_SECRET": DECK, "SLACK_BOT_TOKEN": SLACK,

@@ -9,6 +9,7 @@ while the claim's owner may still be sending it. The argument, with the numbers 
   process writes the database's clock into its `replicas` row (`Store.beat`). The value written
   is read by the database after the renewal started, so it is never earlier than that start.
 - Another replica releases this one's claims only once that value is older than `STALE_AFTER`
+  (`relay.store.interface`)
   by the database's clock (the same clock on both sides: skew between the replicas' clocks plays
   no part), while holding the `replicas` row so that no renewal lands in between.
 - This process sends only while its last successful renewal started less than `FENCE_AFTER`
@@ -48,7 +49,6 @@ log = logging.getLogger("relay.heartbeat")
 
 RENEW_EVERY = 1.0
 FENCE_AFTER = 3.0
-STALE_AFTER = 5.0
 
 
 class Beats(Protocol):

@@ -1,7 +1,7 @@
 """What becomes of a message after an attempt: sent, tried again later, or a dead letter. Pure.
 
-A transient failure is tried again after a capped exponential backoff with jitter, never
-sooner than the chat's Retry-After; a rate limit also pauses the message's channel. A
+A transient failure is tried again after a capped exponential backoff with jitter (`backoff`),
+never sooner than the chat's Retry-After; a rate limit also pauses the message's channel. A
 permanent failure, or a transient one on a message older than `max_age`, makes it a dead
 letter carrying the last error.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from relay.delivery.pacing import backoff
 from relay.records import (
     DeliveryResult,
     Effect,
@@ -66,6 +65,21 @@ def settlement(
     return Settlement(
         row.id, row.pace_key, Status.DEAD, reason, now, result.detail, effects=effects, pause=pause
     )
+
+
+def backoff(
+    attempt: int,
+    random: Callable[[], float],
+    *,
+    base: float = 1.0,
+    cap: float = 300.0,
+    retry_after: float | None = None,
+) -> float:
+    """Delay before attempt `attempt + 1`: capped exponential with full-range jitter in [½, 1],
+    and never shorter than the server's `Retry-After`."""
+    exp = min(cap, base * float(2 ** max(0, attempt - 1)))
+    delay = exp * (0.5 + random() / 2)
+    return float(max(delay, retry_after or 0.0))
 
 
 def gone(row: OutboxRow, now: float) -> Settlement:

@@ -30,7 +30,7 @@ from relay.conversation.moves import Move, MoveKind, effects, move
 from relay.delivery import policy
 from relay.delivery.heartbeat import Heartbeat
 from relay.delivery.senders import Sender
-from relay.ops.metrics import Metrics
+from relay.metrics import Metrics
 from relay.records import (
     Claim,
     DeliveryResult,

@@ -38,7 +38,7 @@ from relay.http.answers import error_response, http_error
 from relay.http.hooks import Hooks, is_hook, media_type, read_body, stream_limits
 from relay.http.protocol import HEAD_TOO_LARGE_DETAIL, MAX_HEAD_BYTES, head_size
 from relay.http.streams import RunStartFailed, new_run_id, start_run
-from relay.ops.metrics import CONTENT_TYPE
+from relay.metrics import CONTENT_TYPE
 from relay.ops.services import Services
 from relay.providers.base import json_object
 from relay.providers.tabstack import TabstackProvider

@@ -25,9 +25,9 @@ from relay.config import LoadedConfig, load_config, secret_values
 from relay.delivery.senders import Sender
 from relay.delivery.worker import Worker, settings
 from relay.errors import ConfigError
+from relay.logs import protect
+from relay.metrics import UNKNOWN_SOURCE, Metrics
 from relay.ops import heap
-from relay.ops.logs import protect
-from relay.ops.metrics import UNKNOWN_SOURCE, Metrics
 from relay.ops.watch import watch
 from relay.pipeline import Pipeline
 from relay.runtime import Runtime

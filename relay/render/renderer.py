@@ -1,7 +1,8 @@
 """The render stage: an Event -> a Slack message ({text, blocks}) via a sandboxed Jinja template.
 
 Templates (built-ins in `relay/render/templates/`, overridden by name from the user's folder)
-render a JSON document `{"text": ..., "blocks": [...]}`. Safety does not depend on the template author:
+render a JSON document `{"text": ..., "blocks": [...]}`. Safety does not depend on the template
+author:
 
 * every `{{ value }}` is escaped for mrkdwn (`&`, `<`, `>`) and for a JSON string literal by the
   environment's `finalize` hook; values that are already `Markup` (macro output, `link`,

@@ -27,7 +27,6 @@ import uuid
 from collections.abc import Callable, Collection, Sequence
 from typing import Protocol, TypeVar
 
-from relay.delivery.heartbeat import STALE_AFTER
 from relay.event import Event, to_record
 from relay.records import (
     Acceptance,
@@ -49,6 +48,10 @@ from relay.store.groups import GroupCommit
 from relay.store.schema import Dialect
 
 T = TypeVar("T")
+
+# A process whose heartbeat is older than this is presumed dead and its claims are released
+# (relay.delivery.heartbeat keeps the heartbeat and the fence that make that safe)
+STALE_AFTER = 5.0
 
 
 class Store(Protocol):

@@ -9,7 +9,6 @@ import json
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
-from relay.delivery.pacing import Bucket, refill, spend, wait
 from relay.records import (
     Claim,
     ClaimRound,
@@ -25,6 +24,7 @@ from relay.records import (
     Touch,
 )
 from relay.store.db import Db, marks
+from relay.store.pacing import Bucket, refill, spend, wait
 
 # ------------------------------------------------------------------ delivery
 

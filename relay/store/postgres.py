@@ -25,9 +25,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from relay.delivery.heartbeat import STALE_AFTER
 from relay.store.db import Db
-from relay.store.interface import SqlStore
+from relay.store.interface import STALE_AFTER, SqlStore
 from relay.store.schema import MIGRATIONS, POSTGRES
 
 T = TypeVar("T")

@@ -1,16 +1,14 @@
-"""Pacing and retry policy: pure functions of time, no I/O and no sleeping.
+"""Pacing: the token bucket of each pacing key, as pure functions of time.
 
 Each pacing key (a Slack channel, a webhook URL) has one token bucket: about one message per
 second with a small burst, shared by every route that targets the key, kept in the store's
 `pace` table so that replicas share it. A 429 pauses only its key for `Retry-After`.
 `refill()`, `wait()` and `spend()` are the bucket arithmetic, applied by the store in the
-transaction that claims a key's head. `backoff()` is the capped exponential retry schedule
-with jitter.
+transaction that claims a key's head.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 
@@ -40,18 +38,3 @@ def wait(bucket: Bucket, now: float, rate: float) -> float:
 def spend(bucket: Bucket) -> Bucket:
     """The bucket after one message left."""
     return replace(bucket, tokens=bucket.tokens - 1.0)
-
-
-def backoff(
-    attempt: int,
-    random: Callable[[], float],
-    *,
-    base: float = 1.0,
-    cap: float = 300.0,
-    retry_after: float | None = None,
-) -> float:
-    """Delay before attempt `attempt + 1`: capped exponential with full-range jitter in [½, 1],
-    and never shorter than the server's `Retry-After`."""
-    exp = min(cap, base * float(2 ** max(0, attempt - 1)))
-    delay = exp * (0.5 + random() / 2)
-    return float(max(delay, retry_after or 0.0))
