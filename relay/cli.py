@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from relay.config import LoadedConfig, load_config
-from relay.delivery.destinations import describe
+from relay.delivery.destinations import describe, native
 from relay.errors import ConfigError, IngestError
 from relay.event import Event
 from relay.pipeline import plan
@@ -115,7 +115,9 @@ def _plan_json(runtime: Runtime, event: Event) -> dict[str, Any]:
                 **({"conversation": m.step.to_json()} if m.step else {}),
                 **({"muted": True} if m.muted else {}),
                 **({"digest_group": m.group.key} if m.group else {}),
-                "payload": m.message.to_json(),
+                # as the destination's chat is sent it, and the chat-neutral message it came from
+                "payload": native(dests[m.destination], m.message),
+                "message": m.message.to_json(),
             }
             for m, route in zip(planned.messages, planned.routes, strict=True)
         ],
@@ -148,8 +150,8 @@ def explain(runtime: Runtime, event: Event) -> list[str]:
             f"route {target.route}",
             f"template {runtime.renderer.resolve(event, target.template)}",
         ]
-        if target.mention:
-            extras.append(f"mention {target.mention}")
+        if target.mentions:
+            extras.append(f"mention {' '.join(target.mentions)}")
         if route is not None:
             if route.thread is not None:
                 extras.append(f"thread {route.thread.key}")

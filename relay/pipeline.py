@@ -25,7 +25,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from relay.conversation.digest import build as build_digest
@@ -33,7 +33,8 @@ from relay.conversation.digest import group_key
 from relay.conversation.steps import steps
 from relay.event import Event
 from relay.metrics import Metrics
-from relay.records import Acceptance, GroupSpec, Message, NewMessage, Received, Routed
+from relay.records import Acceptance, GroupSpec, NewMessage, Received, Routed
+from relay.render.renderer import Rendered
 from relay.routing.router import Decision
 from relay.routing.schedule import active
 from relay.runtime import Runtime
@@ -66,28 +67,29 @@ def plan(runtime: Runtime, event: Event, now: float | None = None) -> Planned:
     messages: list[NewMessage] = []
     routes: list[str] = []
     errors: list[str] = []
+    renders: dict[tuple[str | None, bool], Rendered] = {}  # one render per template
     for target in decision.targets:
         route = runtime.router.route(target.route)
-        mention = target.mention
+        mentions = target.mentions
         muted = False
         if route is not None:
             muted = active(config.time_intervals, route.mute_during, now) is not None
             if active(config.time_intervals, route.mentions_off_during, now) is not None:
-                mention = None
+                mentions = ()
         grouped = route is not None and route.group is not None
         # a digest lists its events by their notification text: ids in full tell them apart
-        rendered = runtime.renderer.render(
-            event, template=target.template, mention=mention, full_ids=grouped
-        )
-        if rendered.error:
-            errors.append(f"{target.destination}: {rendered.error}")
-        message = Message(rendered.text, tuple(rendered.blocks))
+        key = (target.template, grouped)
+        rendered = renders.get(key)
+        if rendered is None:
+            rendered = renders[key] = runtime.renderer.render(
+                event, template=target.template, full_ids=grouped
+            )
+            if rendered.error:
+                errors.append(f"{target.destination}: {rendered.error}")
+        message = replace(rendered.message, mentions=mentions)
         pace_key = runtime.pace_keys[target.destination]
         group = None
         if route is not None and route.group is not None:
-            # a digest lists each event's one line, and mentions whoever any of them mentions
-            line = rendered.text.removeprefix(f"{mention} ") if mention else rendered.text
-            message = Message(message.text, message.blocks, mention or None, line)
             group = GroupSpec(
                 route=target.route,
                 key=group_key(event, route.group.by),

@@ -1,6 +1,7 @@
 """The typed records that stages hand each other, and their stored (JSON) form.
 
-The router hands the outbox a `NewMessage` per destination: the rendered `Message`, the `Step`
+The router hands the outbox a `NewMessage` per destination: the rendered `Message`
+(`relay.messages`: a chat-neutral card, or Slack Block Kit), the `Step`
 that says how it joins its conversation, and whether it is muted or parked for a digest. The
 worker reads an `OutboxRow` back, with the `MessageRef`s of the conversation it needs, and
 returns a `Settlement`: the row's new state and what the conversation now remembers. Closed
@@ -18,6 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 from relay.event import Event, JsonValue
+from relay.messages import Message
 
 # what a chat's message format is made of: built and checked by the render stage, carried as it
 # is by every later one
@@ -77,41 +79,6 @@ class Recording(StrEnum):
     # the row is no longer this process's claim (another replica presumed it dead and took it
     # over, or its lease expired): left as the new holder has it
     LOST = "lost"
-
-
-# ---------------------------------------------------------------- what the render stage makes
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """A rendered message: the notification `text` and its Block Kit `blocks`.
-
-    `mention` is the routing mention already placed in it (trusted, from the config); `line` is
-    the one-line form a digest lists (the text without the mention), set for grouped messages.
-    """
-
-    text: str
-    blocks: tuple[JsonObject, ...] = ()
-    mention: str | None = None
-    line: str | None = None
-
-    def to_json(self) -> JsonObject:
-        out: JsonObject = {"text": self.text, "blocks": list(self.blocks)}
-        if self.line is not None:
-            out["line"] = self.line
-        if self.mention is not None:
-            out["mention"] = self.mention
-        return out
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> Message:
-        mention, line = obj.get("mention"), obj.get("line")
-        return cls(
-            text=str(obj.get("text", "")),
-            blocks=tuple(b for b in obj.get("blocks") or () if isinstance(b, dict)),
-            mention=mention if isinstance(mention, str) else None,
-            line=line if isinstance(line, str) else None,
-        )
 
 
 # ---------------------------------------------------------------- conversations

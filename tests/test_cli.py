@@ -17,7 +17,8 @@ from inbox import accept
 
 from relay.cli import main, parser
 from relay.event import Event
-from relay.records import Message, NewMessage, Reason, Settlement, Status
+from relay.messages import Blocks
+from relay.records import NewMessage, Reason, Settlement, Status
 from relay.store import SqliteStore
 from relay.store.schema import VERSION
 
@@ -90,7 +91,7 @@ def test_outbox_and_dead_letter_commands(
             event = Event(
                 source="anchor", provider="anchor", id=f"e{i}", type="task.failed", data={}
             )
-            await accept(store, event, [NewMessage("alerts", f"k{i}", "t", Message("x"))], 1.0)
+            await accept(store, event, [NewMessage("alerts", f"k{i}", "t", Blocks("x"))], 1.0)
         found = await store.claim(1.0, 2.0, rate=10.0, burst=10.0, limit=10)
         for claim in found.claimed:
             row = claim.row

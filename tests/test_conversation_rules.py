@@ -15,7 +15,9 @@ from relay.conversation.repeat import with_counter
 from relay.conversation.steps import key_value, steps
 from relay.errors import ConfigError
 from relay.event import Event
-from relay.records import DigestBatch, DigestItem, Message, Step
+from relay.messages import Blocks, Card, Message
+from relay.records import DigestBatch, DigestItem, Step
+from relay.render.formats.slack import payload
 from relay.routing.schedule import active
 
 CREATED = datetime(2026, 5, 24, 12, 0, tzinfo=UTC)
@@ -198,14 +200,24 @@ routes: [{to: [c], mute_during: [nigths]}]
 # ---------------------------------------------------------------- digests and counters
 
 
-def item(i: int, kind: str = "session.failed", mention: str | None = None) -> DigestItem:
-    message = Message(
-        text=f"{mention + ' ' if mention else ''}:x: Session failed — ses_{i}",
-        blocks=({"type": "section", "text": {"type": "mrkdwn", "text": f"ses_{i}"}},),
-        mention=mention,
-        line=f":x: Session failed — ses_{i}",
-    )
+def item(i: int, kind: str = "session.failed", mentions: tuple[str, ...] = ()) -> DigestItem:
+    message = Card(
+        status="failure", title="Session failed", fact=f"ses_{i}", summary=f"ses_{i}",
+        mentions=mentions,
+    )  # fmt: skip
     return DigestItem(i, "anchor", f"e{i}", kind, "anchor/session.failed", message, 1e9 + i)
+
+
+def legacy_item(i: int, mention: str) -> DigestItem:
+    """A digest item as an earlier relay stored it: Block Kit with the mention written in."""
+    message = Blocks.from_json({
+        "text": f"{mention} :x: Session failed — ses_{i}",
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": f"ses_{i}"}}],
+        "mention": mention,
+        "line": f":x: Session failed — ses_{i}",
+    })  # fmt: skip
+    return DigestItem(i, "anchor", f"e{i}", "session.failed", "anchor/session.failed", message,
+                      1e9 + i)  # fmt: skip
 
 
 def batch(items: list[DigestItem], show: int = 5) -> DigestBatch:
@@ -214,21 +226,30 @@ def batch(items: list[DigestItem], show: int = 5) -> DigestBatch:
 
 def test_a_digest_counts_lists_and_says_how_many_more() -> None:
     items = [item(i) for i in range(7)] + [item(7, "batch.failed")]
-    message = build(batch(items, show=3))
-    assert message.message.text == ":package: 8 events"
-    text = str(message.message.blocks)
+    message = payload(build(batch(items, show=3)).message)
+    assert message["text"] == ":package: 8 events"
+    text = str(message["blocks"])
     assert "7 x `session.failed`, 1 x `batch.failed`" in text
-    assert "ses_0" in text and "ses_2" in text and "ses_3" not in text
+    assert ":x: Session failed — ses_0" in text and "ses_2" in text and "ses_3" not in text
     assert "…and 5 more events" in text
 
 
 def test_a_digest_mentions_once_and_a_lone_item_posts_itself() -> None:
-    message = build(batch([item(i, mention="<!here>") for i in range(3)]))
-    assert message.message.text == "<!here> :package: 3 events: session.failed"
-    assert str(message.message.blocks).count("<!here>") == 1
+    message = payload(build(batch([item(i, mentions=("@here",)) for i in range(3)])).message)
+    assert message["text"] == "<!here> :package: 3 events: session.failed"
+    assert str(message["blocks"]).count("<!here>") == 1
     lone = build(batch([item(4)]))
-    assert lone.message.text == ":x: Session failed — ses_4"
+    assert payload(lone.message)["text"] == ":x: Session failed — ses_4"
     assert lone.template == "anchor/session.failed"
+
+
+def test_a_digest_of_items_stored_by_an_earlier_relay_reads_their_mention_and_line() -> None:
+    digest = build(batch([legacy_item(i, "<!here>") for i in range(2)] + [item(2)]))
+    assert digest.message.mentions == ("@here",)
+    message = payload(digest.message)
+    assert message["text"] == "<!here> :package: 3 events: session.failed"
+    shown = str(message["blocks"])
+    assert shown.count("<!here>") == 1 and ":x: Session failed — ses_0" in shown
 
 
 def test_group_keys() -> None:
@@ -237,10 +258,15 @@ def test_group_keys() -> None:
     assert group_key(e, ["data.nothing"]) == ""
 
 
-def test_repeat_counter_replaces_itself() -> None:
-    message = Message("boom", ({"type": "section", "text": {"type": "mrkdwn", "text": "x"}},))
+@pytest.mark.parametrize("kind", ["blocks", "card"])
+def test_repeat_counter_replaces_itself(kind: str) -> None:
+    message: Message = Blocks(
+        "boom", ({"type": "section", "text": {"type": "mrkdwn", "text": "x"}},)
+    )
+    if kind == "card":
+        message = Card(status="failure", title="boom")
     twice = with_counter(message, 2, 1e9, 1e9 + 60)
-    thrice = with_counter(twice, 3, 1e9, 1e9 + 120)
-    assert thrice.text == "boom (seen 3 times)"
-    counters = [b for b in thrice.blocks if b.get("block_id") == "relay-repeat"]
-    assert len(counters) == 1 and "Seen 3 times" in counters[0]["elements"][0]["text"]
+    thrice = payload(with_counter(twice, 3, 1e9, 1e9 + 120))
+    assert thrice["text"].endswith("boom (seen 3 times)")
+    counters = [b for b in thrice["blocks"] if b.get("block_id") == "relay-repeat"]
+    assert len(counters) == 1 and "Seen 3 times" in str(counters[0])

@@ -23,6 +23,7 @@ from relay.event import Event
 from relay.http.streams import StreamLimits, consume_stream
 from relay.pipeline import Pipeline
 from relay.records import Status
+from relay.render.formats.slack import payload
 from relay.runtime import build_runtime
 from relay.server import senders_for
 from relay.store import open_store
@@ -498,7 +499,7 @@ async def test_muted_events_are_recorded_not_delivered(rig: Rig, slack: FakeSlac
     await rig.settle()
     assert slack.messages_in("#browser-quiet") == []
     (row,) = await rig.store.rows(Status.MUTED)
-    assert row.event_id == "m1" and row.message.blocks
+    assert row.event_id == "m1" and payload(row.message)["blocks"]
     stats = {s.destination: s for s in await rig.store.stats()}
     assert stats["quiet"].muted == 1
 

@@ -26,7 +26,8 @@ from relay.delivery.slack import (
     web_client,
     webhook_client,
 )
-from relay.records import DeliveryResult, Message, MessageRef, Outcome, Outgoing, Reason
+from relay.messages import Blocks
+from relay.records import DeliveryResult, MessageRef, Outcome, Outgoing, Reason
 
 BLOCKS = [{"type": "section", "text": {"type": "mrkdwn", "text": "*Task failed*"}}]
 
@@ -46,7 +47,7 @@ def out(
         return None if ts is None else MessageRef(channel_id, ts, None, 1, 0.0, 0.0)
 
     return Outgoing(
-        Message(text, tuple(blocks or ())),
+        Blocks(text, tuple(blocks or ())),
         reply_to=ref(thread_ts),
         broadcast=reply_broadcast,
         update=ref(update_ts),

@@ -21,6 +21,7 @@ from harness import RelayProcess, free_port
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from signing import ANCHOR_SECRET, DECK_SECRET, anchor_headers, deck_headers
+from slackview import view
 
 from relay.config import load_config, parse_config
 from relay.errors import IngestError
@@ -28,6 +29,7 @@ from relay.event import Event
 from relay.pipeline import plan
 from relay.providers.base import MAX_JSON_DEPTH
 from relay.providers.tabstack.provider import TabstackProvider
+from relay.render.formats.slack import mention_text, payload
 from relay.render.mrkdwn import control_sequences
 from relay.runtime import build_runtime
 
@@ -125,7 +127,7 @@ def test_every_template_survives_any_data(provider: str, index: int, data: Any, 
         event = Event(provider, provider, "evt_h", kind, payload, text="<!channel> hi")
         decision = RUNTIME.router.decide(event)
         for target in decision.targets:
-            message = RUNTIME.renderer.render(event, template=target.template)
+            message = view(RUNTIME.renderer.render(event, template=target.template))
             assert message.text and message.blocks
             assert_slack_safe({"text": message.text, "blocks": message.blocks}, urls_in(payload))
 
@@ -155,10 +157,11 @@ def test_every_template_takes_wrong_types_and_extreme_numbers_in_every_field(
             event = Event(provider, provider, "evt_w", kind, every_leaf(sample, leaf))
             planned = plan(RUNTIME, event)
             assert planned.template_errors == (), (kind, leaf, planned.template_errors)
-            configured = {t.mention for t in planned.decision.targets if t.mention}
-            mentions = frozenset(m for text in configured for m in text.split())
+            configured = {mention_text(t.mentions) for t in planned.decision.targets}
+            mentions = frozenset(m for text in configured if text for m in text.split())
             for message in planned.messages:
-                assert_slack_safe(message.message.to_json(), urls_in(event.data), mentions)
+                slack = dict(payload(message.message))
+                assert_slack_safe(slack, urls_in(event.data), mentions)
 
 
 EVERY_RULE = """
@@ -197,7 +200,7 @@ def test_every_kind_of_rule_takes_any_data(v: Any, b: Any, kind: str) -> None:
     ]  # fmt: skip
     assert {m.destination for m in planned.messages} <= {"a", "b", "c"}
     for message in planned.messages:
-        assert_slack_safe(message.message.to_json(), urls_in(event.data))
+        assert_slack_safe(dict(payload(message.message)), urls_in(event.data))
 
 
 JINJA = "{{ 'ev' ~ 'aluated' }}{% for x in range(10**9) %}x{% endfor %}{{ cycler.__init__ }}"
@@ -209,7 +212,7 @@ def test_event_data_is_never_template_source(provider: str) -> None:
     for kind in ANCHOR_TYPES if provider == "anchor" else DECK_TYPES:
         sample = json.loads((SAMPLES / provider / f"{kind}.json").read_text())["data"]
         event = Event(provider, provider, "evt_j", kind, with_leaves(sample, JINJA), text=JINJA)
-        message = RUNTIME.renderer.render(event)
+        message = view(RUNTIME.renderer.render(event))
         assert message.error is None, message.error
         output = json.dumps([message.text, message.blocks])
         assert "evaluated" not in output and "xxxx" not in output and "function" not in output
@@ -294,7 +297,7 @@ def test_huge_arrays_render_within_slack_limits() -> None:
     }
     for kind in ("task.completed", "task.failed", "session.completed"):
         event = Event("anchor", "anchor", "evt_big", kind, data)
-        message = RUNTIME.renderer.render(event)
+        message = view(RUNTIME.renderer.render(event))
         assert_slack_safe({"text": message.text, "blocks": message.blocks}, urls_in(data))
 
 

@@ -22,7 +22,8 @@ from relay.pipeline import BATCH, Pipeline
 from relay.providers.anchor import AnchorProvider
 from relay.providers.tabstack import TabstackProvider
 from relay.records import Acceptance, Status
-from relay.render.renderer import RenderedMessage, Renderer
+from relay.render.formats.slack import payload
+from relay.render.renderer import Rendered, Renderer
 from relay.runtime import Runtime, build_runtime
 from relay.store import PostgresStore, SqliteStore, Store, open_store
 
@@ -75,7 +76,7 @@ async def test_accepting_stores_the_event_and_routes_nothing_yet(
         "alerts",
         "anchor/task.failed",
     )
-    assert "tsk_1" in row.message.text
+    assert "tsk_1" in payload(row.message)["text"]
     assert (await store.inbox_stats()).waiting == 0
 
 
@@ -94,7 +95,7 @@ async def test_messages_are_queued_in_the_order_events_were_accepted(
 class Failing(Renderer):
     """A renderer with a bug that only one event triggers (render never raises by contract)."""
 
-    def render(self, event: Event, **kwargs: Any) -> RenderedMessage:
+    def render(self, event: Event, **kwargs: Any) -> Rendered:
         if event.id == "evt_2":
             raise RuntimeError("a bug")
         return super().render(event, **kwargs)

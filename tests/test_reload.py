@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from slackview import view
 
 from relay.config import LoadedConfig, load_config
 from relay.delivery.senders import Sender
@@ -113,12 +114,12 @@ async def test_templates_reload_with_the_config_and_a_broken_one_is_rejected(
     folder = first_template(tmp_path)
     services = await services_for(CONFIG + "templates: templates\n")
     first = services.runtime.digest
-    assert services.runtime.renderer.render(anchor_event()).text == "first tsk_1"
+    assert view(services.runtime.renderer.render(anchor_event())).text == "first tsk_1"
 
     (folder / "task.completed.j2").write_text(TEMPLATE % "second")
     await services.reload()
     assert services.generation == 2 and services.runtime.digest != first
-    assert services.pipeline.runtime.renderer.render(anchor_event()).text == "second tsk_1"
+    assert view(services.pipeline.runtime.renderer.render(anchor_event())).text == "second tsk_1"
 
     second = services.runtime.digest
     (folder / "task.completed.j2").write_text('{"text": "{{ data.task_id }", "blocks": []}')
@@ -126,7 +127,7 @@ async def test_templates_reload_with_the_config_and_a_broken_one_is_rejected(
         await services.reload()
     assert caught.value.public == ["template anchor/task.completed.j2: line 1: unexpected '}'"]
     assert services.generation == 2 and services.runtime.digest == second
-    assert services.pipeline.runtime.renderer.render(anchor_event()).text == "second tsk_1"
+    assert view(services.pipeline.runtime.renderer.render(anchor_event())).text == "second tsk_1"
 
 
 async def test_events_accepted_before_a_reload_keep_the_templates_they_came_under(

@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from slackview import SlackRenderer as Renderer
+from slackview import SlackView as RenderedMessage
 
 from relay.event import Event
 from relay.render.blockkit import MAX_BLOCKS_JSON, blocks_size
-from relay.render.renderer import FALLBACK, RenderedMessage, Renderer
+from relay.render.renderer import FALLBACK
 
 WHEN = datetime(2026, 5, 24, 12, 18, 5, tzinfo=UTC)
 HOSTILE = [
@@ -280,7 +282,11 @@ def test_broken_template_falls_back_to_the_safe_default(tmp_path: Path, case: st
     assert_safe(message)
     assert message.blocks[0] == {
         "type": "header",
-        "text": {"type": "plain_text", "text": "acme · thing.failed"},
+        "text": {
+            "type": "plain_text",
+            "text": ":information_source: acme · thing.failed",
+            "emoji": True,
+        },
     }
     assert message.blocks[1]["text"]["text"] == "Provider says &lt;!here&gt; hi"
     fields = [f["text"] for f in message.blocks[2]["fields"]]
@@ -289,7 +295,9 @@ def test_broken_template_falls_back_to_the_safe_default(tmp_path: Path, case: st
     assert len(fields[2]) < 320
     assert fields[3] == "*&lt;key&gt;*\nv"
     assert "`evt_9`" in message.blocks[-1]["elements"][0]["text"]
-    assert message.text == "acme thing.failed: Provider says &lt;!here&gt; hi"
+    assert message.text == (
+        ":information_source: acme · thing.failed — Provider says &lt;!here&gt; hi"
+    )
 
 
 def test_error_names_the_problem(tmp_path: Path) -> None:
@@ -417,7 +425,7 @@ def test_builtins_all_compile() -> None:
     assert Renderer().check([]) == []
 
 
-def test_slack_sdk_checks_user_templates_and_built_ins_skip_it(
+def test_slack_sdk_checks_block_kit_from_user_templates_and_cards_skip_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import relay.render.blockkit
@@ -429,7 +437,15 @@ def test_slack_sdk_checks_user_templates_and_built_ins_skip_it(
     Renderer().render(event({"name": "n", "url": "https://ok.example"}, type="task.failed",
                             source="anchor", provider="anchor"))  # fmt: skip
     assert checked == []
+    # a card is laid out by relay itself, from a user's template too
     renderer = Renderer(user_dir(tmp_path / "t", {"acme/default.j2": LAYOUT_TEMPLATE}))
     assert not renderer.builtin_only
     message = renderer.render(event({"name": "n", "url": "https://ok.example"}))
-    assert message.error is None and "header" in checked
+    assert message.error is None and checked == []
+    # Block Kit written by hand in a user's template gets slack-sdk's second opinion
+    blocks = (
+        '{"text": "x", "blocks": [{"type": "header", "text": {"type": "plain_text", "text": "h"}}]}'
+    )
+    renderer = Renderer(user_dir(tmp_path / "u", {"acme/default.j2": blocks}))
+    message = renderer.render(event({"name": "n"}))
+    assert message.error is None and checked == ["header"]

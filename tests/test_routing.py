@@ -9,7 +9,8 @@ import pytest
 
 from relay.config import load_config, parse_config
 from relay.event import Event
-from relay.routing.router import Router, format_mentions
+from relay.render.formats.slack import mention_text
+from relay.routing.router import Router
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,7 +70,7 @@ def dests(router: Router, event: Event) -> list[str]:
 def test_continue_keeps_matching_and_first_stop_decides(router: Router) -> None:
     decision = router.decide(ev("task.failed", error={"type": "timeout"}))
     assert [t.destination for t in decision.targets] == ["audit", "alerts", "events"]
-    assert decision.targets[1].mention == "<!here> <@U0123ABCD>"
+    assert decision.targets[1].mentions == ("@here", "U0123ABCD")
     assert decision.targets[1].route == "failures"
 
 
@@ -78,7 +79,7 @@ def test_condition_equals_picks_a_rule_with_template_and_group_mention(router: R
     assert [t.destination for t in decision.targets] == ["audit", "creds"]
     creds = decision.targets[1]
     assert creds.template == "anchor/task.failed"
-    assert creds.mention == "<!subteam^S0123ABCD>"
+    assert creds.mentions == ("S0123ABCD",)
 
 
 def test_numeric_comparison_and_glob(router: Router) -> None:
@@ -187,11 +188,11 @@ def test_example_config_routes_attention_events_to_alerts() -> None:
         assert dests(router, ev(type_, source=source)) == ["events"], (source, type_)
     assert router.decide(ev("agent.updated", source="deck")).dropped_by == "noise"
     human = router.decide(ev("intervention.requested"))
-    assert human.targets[0].mention == "<!here>"
+    assert human.targets[0].mentions == ("@here",)
 
 
-def test_format_mentions() -> None:
-    assert format_mentions(["@here", "@channel", "U1AB", "W2CD", "S3EF"]) == (
+def test_mentions_in_slacks_form() -> None:
+    assert mention_text(["@here", "@channel", "U1AB", "W2CD", "S3EF"]) == (
         "<!here> <!channel> <@U1AB> <@W2CD> <!subteam^S3EF>"
     )
-    assert format_mentions([]) is None
+    assert mention_text([]) is None

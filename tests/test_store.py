@@ -18,11 +18,11 @@ import pytest
 from inbox import accept
 
 from relay.event import Event
+from relay.messages import Blocks
 from relay.records import (
     Acceptance,
     GroupSpec,
     InboxStats,
-    Message,
     NewMessage,
     OutboxRow,
     Reason,
@@ -33,6 +33,7 @@ from relay.records import (
     Status,
     Step,
 )
+from relay.render.formats.slack import payload
 from relay.store import PostgresStore, SqliteStore, Store, open_store
 from relay.store.postgres import redact
 from relay.store.schema import MIGRATIONS, POSTGRES, SQLITE, VERSION, Dialect
@@ -44,7 +45,7 @@ def ev(event_id: str, source: str = "anchor") -> Event:
 
 
 def msg(dest: str, key: str, text: str = "hi") -> NewMessage:
-    return NewMessage(dest, key, "anchor/task.failed", Message(text))
+    return NewMessage(dest, key, "anchor/task.failed", Blocks(text))
 
 
 def routed(received: Received, *messages: NewMessage) -> list[Routed]:
@@ -475,14 +476,14 @@ async def test_only_one_replica_flushes_a_digest(replicas: list[Store]) -> None:
 
     spec = GroupSpec("r", "k", wait=1.0, interval=60.0, max_items=100, show=5)
     for i in range(4):
-        grouped = NewMessage("alerts", "slack:alerts", "t", Message(f"m{i}"), group=spec)
+        grouped = NewMessage("alerts", "slack:alerts", "t", Blocks(f"m{i}"), group=spec)
         await accept(replicas[i % 3], ev(f"g{i}"), [grouped], 1.0)
     batches = [await s.due_digests(5.0) for s in replicas]
     assert [len(b[0].items) for b in batches] == [4, 4, 4]
     await asyncio.gather(*(s.flush_digest(b[0], build(b[0]), 5.0) for s, b in zip(
         replicas, batches, strict=True)))  # fmt: skip
     (digest,) = await replicas[0].rows(Status.PENDING)
-    assert digest.message.text == ":package: 4 events: task.failed"
+    assert payload(digest.message)["text"] == ":package: 4 events: task.failed"
 
 
 def test_finding_heads_reads_the_undelivered_index_not_the_backlog(tmp_path: Path) -> None:
@@ -625,8 +626,8 @@ async def test_messages_rendered_from_invalid_text_are_queued_with_replacements(
 
     await store.receive(ev("e1"), 1.0)
     (waiting,) = await store.inbox(1)
-    message = Message("broken \ud800 page", ({"type": "section", "text": "\udfff"},))
-    shown = Message("broken \ufffd page", ({"type": "section", "text": "\ufffd"},))
+    message = Blocks("broken \ud800 page", ({"type": "section", "text": "\udfff"},))
+    shown = Blocks("broken \ufffd page", ({"type": "section", "text": "\ufffd"},))
     spec = GroupSpec("r", "k", wait=1.0, interval=60.0, max_items=100, show=5)
     messages = [
         NewMessage("alerts", "slack:alerts", "t", message, step=Step(thread="ses_\ud800")),

@@ -22,9 +22,10 @@ from typing import Any
 
 import pytest
 from harness import samples
+from slackview import SlackRenderer as Renderer
 
 from relay.event import Event, parse_time
-from relay.render.renderer import FALLBACK, Renderer
+from relay.render.renderer import FALLBACK
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "relay" / "samples"  # one example event of every type, shipped for `relay check`

@@ -18,10 +18,10 @@ from relay.delivery.policy import RetryPolicy
 from relay.delivery.slack import SlackChannelSender, SlackWebhookSender, web_client, webhook_client
 from relay.delivery.worker import Pacing, Worker
 from relay.event import Event
+from relay.messages import Blocks
 from relay.records import (
     ClaimRound,
     DeliveryResult,
-    Message,
     NewMessage,
     Outcome,
     Outgoing,
@@ -66,7 +66,7 @@ async def enqueue(store: SqliteStore, n: int, dest: str = "alerts", key: str | N
     pace_key = key or f"slack:{dest}"
     for i in range(start, start + n):
         event = Event(source="anchor", provider="anchor", id=f"e{i}", type="task.failed", data={})
-        message = NewMessage(dest, pace_key, "t", Message(f"message {i}"))
+        message = NewMessage(dest, pace_key, "t", Blocks(f"message {i}"))
         await accept(store, event, [message], time.time())
 
 

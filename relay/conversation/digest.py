@@ -9,18 +9,21 @@ rendered) and "…and M more".
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from relay.conversation.steps import key_value
 from relay.event import Event
-from relay.records import DigestBatch, Message, NewMessage
-from relay.render.blockkit import fit
+from relay.messages import Blocks, Card, Message
+from relay.records import DigestBatch, NewMessage
+from relay.render.markup import status_shortcode
 from relay.render.mrkdwn import date_token, escape, truncate_mrkdwn
 
 DIGEST_TEMPLATE = "<digest>"
+# a mention an earlier relay stored in Slack's form: `<!subteam^S1>`, `<@U1>`, `<!here>`
+_LEGACY = re.compile(r"^<(!subteam\^|@|!)([^>]*)>$")
 _LINE = 280
 
 
@@ -36,45 +39,46 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}" + ("" if count == 1 else "s")
 
 
+def line(message: Message) -> str:
+    """How a digest lists one message: its notification text, without its mentions."""
+    if isinstance(message, Card):
+        text = f"{status_shortcode(message.status)} {escape(message.title)}"
+        return text + (f" — {message.fact}" if message.fact else "")
+    return message.line or message.text
+
+
+def _mentions(message: Message) -> tuple[str, ...]:
+    if isinstance(message, Blocks) and message.legacy_mention:
+        # stored by an earlier relay in Slack's form: read back as the config's names
+        found = (_LEGACY.match(token) for token in message.legacy_mention.split())
+        return tuple(
+            ("@" if m.group(1) == "!" else "") + m.group(2) for m in found if m is not None
+        )
+    return message.mentions
+
+
 def build(batch: DigestBatch) -> NewMessage:
+    """The message a due digest group posts: the lone item's own, or the digest card."""
     items = batch.items
     if len(items) == 1:
         item = items[0]
-        alone = Message(item.message.text, item.message.blocks)
-        return NewMessage(batch.destination, batch.pace_key, item.template, alone)
+        return NewMessage(batch.destination, batch.pace_key, item.template, item.message)
     kinds = Counter(item.event_type for item in items)
-    mentions = sorted({m for item in items if (m := item.message.mention)})
+    mentions = tuple(sorted({name for item in items for name in _mentions(item.message)}))
     title = _plural(len(items), "event")
     if len(kinds) == 1:
         title += f": {next(iter(kinds))}"
     counts = ", ".join(f"{n} x `{escape(kind)}`" for kind, n in kinds.most_common())
-    lines = [
-        "• " + truncate_mrkdwn(item.message.line or item.message.text, _LINE)
-        for item in items[: batch.show]
-    ]
+    lines = ["• " + truncate_mrkdwn(line(item.message), _LINE) for item in items[: batch.show]]
     more = len(items) - batch.show
     if more > 0:
         lines.append(f"…and {_plural(more, 'more event')}")
     first, last = items[0].created_at, items[-1].created_at
-    blocks: list[dict[str, Any]] = []
-    if mentions:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": " ".join(mentions)}})
-    blocks += [
-        {"type": "header", "text": {"type": "plain_text", "text": f":package: {title}"[:150]}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": counts[:2900]}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:2900]}},
-        {
-            "type": "context",
-            "elements": [
-                {
-                    "type": "mrkdwn",
-                    "text": f"Digest of route `{escape(batch.route)}` · "
-                    f"{_date(first)} to {_date(last)}",
-                }
-            ],
-        },
-    ]
-    text = " ".join([*mentions, f":package: {title}"])
-    fitted = fit({"text": text, "blocks": blocks})
-    message = Message(fitted["text"], tuple(fitted["blocks"]))
-    return NewMessage(batch.destination, batch.pace_key, DIGEST_TEMPLATE, message)
+    card = Card(
+        status="digest",
+        title=title,
+        sections=(counts[:2900], "\n".join(lines)[:2900]),
+        context=f"Digest of route `{escape(batch.route)}` · {_date(first)} to {_date(last)}",
+        mentions=mentions,
+    )
+    return NewMessage(batch.destination, batch.pace_key, DIGEST_TEMPLATE, card)

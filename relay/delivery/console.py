@@ -11,6 +11,7 @@ import json
 from typing import Any, TextIO
 
 from relay.records import DeliveryResult, Outcome, Outgoing, Reason
+from relay.render.formats.slack import payload
 
 
 class ConsoleSender:
@@ -23,12 +24,12 @@ class ConsoleSender:
         self._count = 0
 
     async def send(self, out: Outgoing) -> DeliveryResult:
-        message = out.message
+        native = payload(out.message)  # what Slack would be sent
         line: dict[str, Any] = {
             "destination": self.destination,
             "channel": self.channel,
-            "text": message.text,
-            "blocks": list(message.blocks),
+            "text": native["text"],
+            "blocks": native["blocks"],
             "thread_ts": out.reply_to.ts if out.reply_to is not None else None,
         }
         if out.broadcast and out.reply_to is not None:

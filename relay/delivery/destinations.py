@@ -24,6 +24,8 @@ from relay.config import (
 from relay.delivery.console import ConsoleSender
 from relay.delivery.senders import Sender
 from relay.delivery.slack import SlackChannelSender, SlackWebhookSender, webhook_client
+from relay.messages import Message
+from relay.render.formats import slack
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,8 @@ class Kind:
     pace_key: Callable[[Any, bool], str]
     describe: Callable[[Any, bool], str]
     sender: Callable[[str, Any, Clients], Sender]
+    # the chat's native payload for a message (what `relay render` shows; senders send it)
+    format: Callable[[Message], Mapping[str, Any]] = slack.payload
 
 
 def _digest(secret: str) -> str:
@@ -103,6 +107,11 @@ def pace_keys(config: Config, dry_run: bool) -> dict[str, str]:
 def describe(destination: Destination, dry_run: bool) -> str:
     """Where a destination posts, without secrets (a webhook URL is never shown)."""
     return kind(destination).describe(destination, dry_run)
+
+
+def native(destination: Destination, message: Message) -> Mapping[str, Any]:
+    """The payload a destination's chat is sent for a message."""
+    return kind(destination).format(message)
 
 
 def build_senders(config: Config, clients: Clients) -> dict[str, Sender]:

@@ -20,6 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from relay.records import DeliveryResult, Outcome, Outgoing, Reason
+from relay.render.formats.slack import payload
 
 SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_TIMEOUT = 10
@@ -257,14 +258,14 @@ class SlackChannelSender:
         self._channel_id = channel if _CHANNEL_ID.match(channel) else None
 
     async def send(self, out: Outgoing) -> DeliveryResult:
-        message = out.message
-        blocks = list(message.blocks)
+        native = payload(out.message)
+        text, blocks = native["text"], native["blocks"]
         try:
             if out.update is not None:
                 response = await self.client.chat_update(
                     channel=out.update.channel_id or self._channel_id or self.channel,
                     ts=out.update.ts,
-                    text=message.text,
+                    text=text,
                     # An explicit [] clears old blocks; omitting them would keep them.
                     blocks=blocks,
                 )
@@ -272,7 +273,7 @@ class SlackChannelSender:
                 thread_ts = out.reply_to.ts if out.reply_to is not None else None
                 response = await self.client.chat_postMessage(
                     channel=self.channel,
-                    text=message.text,
+                    text=text,
                     blocks=blocks or None,
                     thread_ts=thread_ts,
                     reply_broadcast=True if out.broadcast and thread_ts else None,
@@ -303,10 +304,14 @@ class SlackWebhookSender:
         self.client = client
 
     async def send(self, out: Outgoing) -> DeliveryResult:
-        message = out.message
-        body: dict[str, Any] = {"text": message.text, "unfurl_links": False, "unfurl_media": False}
-        if message.blocks:
-            body["blocks"] = list(message.blocks)
+        native = payload(out.message)
+        body: dict[str, Any] = {
+            "text": native["text"],
+            "unfurl_links": False,
+            "unfurl_media": False,
+        }
+        if native["blocks"]:
+            body["blocks"] = native["blocks"]
         try:
             response = await self.client.send_dict(body)
         except _TRANSPORT_ERRORS as exc:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ from jinja2.compiler import CodeGenerator, Frame
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from relay.event import Event
+from relay.messages import Blocks, Card, Detail, Field, Message
 from relay.render import mrkdwn
 from relay.render.blockkit import fit
 from relay.render.escaping import ALLOWED, FULL_IDS, finalize
@@ -60,9 +61,11 @@ _MENTION_TYPES = frozenset({"broadcast", "user", "usergroup", "channel"})
 
 
 @dataclass(frozen=True)
-class RenderedMessage:
-    text: str
-    blocks: list[dict[str, Any]]
+class Rendered:
+    """What a template made of an event: the message, which template, and why it fell back
+    to the safe default message, if it did."""
+
+    message: Message
     template: str
     error: str | None = None
 
@@ -175,13 +178,8 @@ class Renderer:
         return FALLBACK
 
     def render(
-        self,
-        event: Event,
-        *,
-        template: str | None = None,
-        mention: str | None = None,
-        full_ids: bool = False,
-    ) -> RenderedMessage:
+        self, event: Event, *, template: str | None = None, full_ids: bool = False
+    ) -> Rendered:
         """The message for `event`; `full_ids`: the `short_id` filter shows ids whole."""
         name = FALLBACK
         try:
@@ -196,12 +194,11 @@ class Renderer:
             problem = None
             if template and name != _strip_suffix(template):
                 problem = f"template '{template}' not found; used '{name}'"
-            final = _with_mention(message, mention)
-            return RenderedMessage(final["text"], final["blocks"], name, problem)
+            return Rendered(message, name, problem)
         except Exception as exc:
-            return safe_default(event, mention, f"{name}: {_describe(exc)}")
+            return safe_default(event, f"{name}: {_describe(exc)}")
 
-    def _render(self, name: str, event: Event) -> dict[str, Any]:
+    def _render(self, name: str, event: Event) -> Message:
         allowed: set[str] = set()
         token = ALLOWED.set(allowed)
         try:
@@ -215,8 +212,14 @@ class Renderer:
             near = output[max(0, pos - 60) : pos + 20].replace("\n", " ")
             raise TemplateOutputError(f"output is not valid JSON ({exc}); near: {near!r}") from exc
         if not isinstance(document, dict):
-            raise TemplateOutputError("output must be a JSON object with 'text' and 'blocks'")
-        return fit(sanitize(document, allowed), sdk_check=not self.builtin_only)
+            raise TemplateOutputError(
+                "output must be a JSON object: a card (the layout's `message(...)`) or Slack's"
+                " {'text': ..., 'blocks': [...]}"
+            )
+        if document.get("kind") == "card":
+            return card_of(document, allowed)
+        fitted = fit(sanitize(document, allowed), sdk_check=not self.builtin_only)
+        return Blocks(fitted["text"], tuple(fitted["blocks"]))
 
     def warm(self) -> None:
         """Compile every template now rather than at its first event (one that does not
@@ -289,23 +292,38 @@ def _sanitize(value: Any, allowed: set[str]) -> Any:
     return value
 
 
-def _with_mention(message: dict[str, Any], mention: str | None) -> dict[str, Any]:
-    """The routing mention (trusted) first in the text and in a first section block."""
-    if not mention or not mention.strip():
-        return message
-    mention = mention.strip()
-    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": mention}}, *message["blocks"]]
-    return fit({"text": f"{mention} {message['text']}", "blocks": blocks}, sdk_check=False)
+def card_of(document: dict[str, Any], allowed: set[str]) -> Card:
+    """The card a template rendered, its texts neutralized (`mrkdwn.neutralize`): a control
+    sequence the renderer's own filters did not make in this render is shown as text."""
+    card = Card.from_json(document)
+
+    def clean(text: str | None) -> str | None:
+        return None if text is None else mrkdwn.neutralize(text, allowed)
+
+    return replace(
+        card,
+        title=" ".join(card.title.split()),
+        fact=clean(card.fact),
+        summary=clean(card.summary),
+        errors=clean(card.errors),
+        fields=tuple(Field(mrkdwn.neutralize(f.label, allowed), mrkdwn.neutralize(f.value, allowed))
+                     for f in card.fields if f.value.strip()),
+        sections=tuple(mrkdwn.neutralize(t, allowed) for t in card.sections if t.strip()),
+        details=tuple(
+            Detail(mrkdwn.neutralize(d.label, allowed), mrkdwn.neutralize(d.code, allowed))
+            for d in card.details if d.code.strip()
+        ),
+        buttons=tuple(b for b in card.buttons if mrkdwn.safe_url(b.url) and b.text.strip()),
+        context=clean(card.context),
+        mentions=(),
+    )  # fmt: skip
 
 
-def safe_default(event: Event, mention: str | None, reason: str) -> RenderedMessage:
+def safe_default(event: Event, reason: str) -> Rendered:
     """The message sent when no template could be used: built without Jinja, always valid."""
     try:
-        message = fit(default_message(event))
-        message = _with_mention(message, mention)
+        message: Message = default_message(event)
     except Exception:
         text = f"relay: event {mrkdwn.escape(str(getattr(event, 'type', '?'))[:100])}"
-        message = {"text": text, "blocks": []}
-        if mention and mention.strip():
-            message["text"] = f"{mention.strip()} {text}"
-    return RenderedMessage(message["text"], message["blocks"], FALLBACK, reason or "unknown error")
+        message = Blocks(text)
+    return Rendered(message, FALLBACK, reason or "unknown error")

@@ -27,7 +27,7 @@ class Target:
 
     destination: str
     template: str | None
-    mention: str | None
+    mentions: tuple[str, ...]  # the config's names; each chat writes them in its own form
     route: str
 
 
@@ -52,19 +52,6 @@ class Decision:
     targets: tuple[Target, ...]
     dropped_by: str | None
     trace: tuple[RuleTrace, ...]
-
-
-def format_mentions(items: Sequence[str]) -> str | None:
-    """Config mention names -> Slack control sequences (`@here` -> `<!here>`, `U1` -> `<@U1>`)."""
-    out = []
-    for item in items:
-        if item.startswith("@"):
-            out.append(f"<!{item[1:]}>")
-        elif item.startswith("S"):
-            out.append(f"<!subteam^{item}>")
-        else:
-            out.append(f"<@{item}>")
-    return " ".join(out) or None
 
 
 def _number(value: Any) -> float | None:
@@ -168,16 +155,17 @@ class Router:
             if route.drop:
                 trace.append(RuleTrace(compiled.label, True, "drop"))
                 return Decision(tuple(targets.values()), compiled.label, tuple(trace))
-            mention = format_mentions(route.mention)
+            mentions = tuple(route.mention)
             for name in route.to:
-                targets.setdefault(name, Target(name, route.template, mention, compiled.label))
+                targets.setdefault(name, Target(name, route.template, mentions, compiled.label))
             trace.append(RuleTrace(compiled.label, True, "continue" if route.continue_ else "stop"))
             if not route.continue_:
                 decided = True
                 break
         if not decided:
-            mention = format_mentions(self._default.mention)
+            mentions = tuple(self._default.mention)
             for name in self._default.to:
-                targets.setdefault(name, Target(name, self._default.template, mention, "default"))
+                default = Target(name, self._default.template, mentions, "default")
+                targets.setdefault(name, default)
             trace.append(RuleTrace("default", bool(self._default.to), "no rule matched"))
         return Decision(tuple(targets.values()), None, tuple(trace))

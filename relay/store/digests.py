@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 
 from relay.conversation.grouping import flush_at_after_flush
+from relay.messages import message_from_json
 from relay.records import (
     DigestBatch,
     DigestItem,
-    Message,
     NewMessage,
     Status,
 )
@@ -28,7 +28,7 @@ def due_digests(db: Db, now: float) -> list[DigestBatch]:
         (now,),
     ):
         items = tuple(
-            DigestItem(i[0], i[1], i[2], i[3], i[4], Message.from_json(json.loads(i[5])), i[6])
+            DigestItem(i[0], i[1], i[2], i[3], i[4], message_from_json(json.loads(i[5])), i[6])
             for i in db.all(
                 "SELECT id, event_source, event_id, event_type, template, payload, created_at"
                 " FROM digest_items WHERE group_id=? ORDER BY id",

@@ -9,11 +9,11 @@ import json
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
+from relay.messages import message_from_json
 from relay.records import (
     Claim,
     ClaimRound,
     Forget,
-    Message,
     MessageRef,
     OutboxRow,
     Recording,
@@ -72,7 +72,7 @@ def row_of(values: Sequence[Any]) -> OutboxRow:
         destination=values[4],
         pace_key=values[5],
         template=values[6],
-        message=Message.from_json(json.loads(values[7])),
+        message=message_from_json(json.loads(values[7])),
         status=Status(values[8]),
         attempts=values[9],
         created_at=values[10],
