@@ -35,7 +35,7 @@ from relay.event import Event
 from relay.pipeline import plan
 from relay.records import DestinationStats, Status
 from relay.runtime import Runtime, build_runtime
-from relay.samples import events_from_file, sample_events
+from relay.samples import events_from_file
 from relay.store import Store, open_store
 
 
@@ -81,17 +81,17 @@ def _environment_secrets(env: Mapping[str, str]) -> list[str]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from relay.ops.check import check
+
     loaded = _load(args)
-    runtime = build_runtime(loaded)
-    problems = runtime.renderer.check(sample_events(runtime))
-    for name, source in loaded.config.sources.items():
-        if not getattr(source, "secrets", True) and not getattr(source, "token", None):
-            print(f"warning: sources.{name}: no secret or token set, its requests will get 401")
-    if runtime.dry_run:
-        print("note: slack.token is empty: channel destinations print to the console (dry-run)")
-    for problem in problems:
-        print(f"error: {problem}")
-    if problems:
+    report = check(build_runtime(loaded))
+    for line in report.warnings:
+        print(f"warning: {line}")
+    for line in report.notes:
+        print(f"note: {line}")
+    for line in report.errors:
+        print(f"error: {line}")
+    if report.errors:
         return 1
     print(
         f"ok: {loaded.path} ({len(loaded.config.sources)} sources, "

@@ -190,12 +190,17 @@ class Outgoing:
 
     `reply_to`: post it as a reply in that message's thread (`broadcast`: also in the channel).
     `update`: edit that message instead of posting a new one.
+    `thread`: the conversation the message belongs to (its thread key), for chats that thread
+    by a key of their own choosing rather than by the parent message (Google Chat), or that
+    start a thread with the first message (Discord forum channels).
+    A chat that cannot reply or update does what it can instead (its sender says what).
     """
 
     message: Message
     reply_to: MessageRef | None = None
     broadcast: bool = False
     update: MessageRef | None = None
+    thread: str | None = None
 
 
 # ---------------------------------------------------------------- the outbox

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
+import httpx
 import uvicorn
 
 from relay.config import LoadedConfig
@@ -28,15 +29,19 @@ from relay.runtime import Runtime, build_runtime
 from relay.store import PostgresStore, open_store
 
 
-def senders_for(runtime: Runtime, console: TextIO) -> dict[str, Sender]:
-    """One sender per destination; without a Slack token every channel prints to the console."""
+def senders_for(
+    runtime: Runtime, console: TextIO, http: httpx.AsyncClient | None = None
+) -> dict[str, Sender]:
+    """One sender per destination; without a Slack token every channel prints to the console,
+    and so does any destination without its URL. `http` serves the chats reached over plain
+    HTTP (one client for all of them, kept across reloads)."""
     slack = runtime.config.slack
     web = None
     if not runtime.dry_run and slack.token is not None:
         web = web_client(
             slack.token.get_secret_value(), base_url=slack.api_url, timeout=int(slack.timeout)
         )
-    return build_senders(runtime.config, Clients(web, console, slack.timeout))
+    return build_senders(runtime.config, Clients(web, console, slack.timeout, http))
 
 
 def build_services(
@@ -44,10 +49,12 @@ def build_services(
 ) -> Services:
     runtime = build_runtime(loaded)
     store = open_store(env.get("RELAY_DATABASE_URL"), cwd)
+    # closed by the running services at shutdown (`Services.owns_http`)
+    http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None))
     pacing, retry = settings(runtime.config)
     worker = Worker(
         store,
-        senders_for(runtime, console),
+        senders_for(runtime, console, http),
         pacing=pacing,
         retry=retry,
         lease_seconds=runtime.config.store.lease,
@@ -63,7 +70,7 @@ def build_services(
         problems = fresh.renderer.compile_problems(user_only=True)
         if problems:
             raise ConfigError(problems)
-        return fresh, senders_for(fresh, console)
+        return fresh, senders_for(fresh, console, http)
 
     return Services(
         runtime=runtime,
@@ -71,6 +78,8 @@ def build_services(
         worker=worker,
         admin_token=env.get("RELAY_ADMIN_TOKEN") or None,
         rebuild=rebuild,
+        http=http,
+        owns_http=True,
     )
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from relay.config import load_config, parse_config
+from relay.config.values import MENTION_FORMS
 from relay.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,10 +122,8 @@ WRONG_FIELD = [
     ),
     (
         BASE + "routes: [{to: [events], mention: 'Bearer ${TOKEN}'}]",
-        "routes[0].mention: not a mention (expected @here, @channel, @everyone, a user ID like "
-        "U0123ABCD or a user group ID like S0123ABCD)",
-        "routes[0].mention: 'Bearer ${TOKEN}' is not a mention (expected @here, @channel, "
-        "@everyone, a user ID like U0123ABCD or a user group ID like S0123ABCD)",
+        f"routes[0].mention: not a mention (expected {MENTION_FORMS})",
+        f"routes[0].mention: 'Bearer ${{TOKEN}}' is not a mention (expected {MENTION_FORMS})",
     ),
     (
         BASE + "routes: [{to: [events], match: {source: [anchor, '${TOKEN}']}}]",

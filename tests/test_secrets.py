@@ -16,6 +16,8 @@ from fakeslack import FakeSlack
 from harness import RelayProcess, free_port
 from signing import anchor_headers, deck_headers
 
+from relay.config.values import MENTION_FORMS
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = (ROOT / "relay" / "samples" / "anchor" / "task.completed.json").read_bytes()
 DECK_SAMPLE = (ROOT / "relay" / "samples" / "deck" / "task_run.failed.json").read_bytes()
@@ -193,10 +195,7 @@ destinations:
   events: {type: console}
 default: {to: [events]}
 """
-MENTION = (
-    "not a mention (expected @here, @channel, @everyone, a user ID like U0123ABCD or a user "
-    "group ID like S0123ABCD)"
-)
+MENTION = f"not a mention (expected {MENTION_FORMS})"
 # where a secret lands in the wrong field (`{}`: the value, typed or through `${VAR}`), and the
 # problem a reload answers
 WRONG_FIELDS = [

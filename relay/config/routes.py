@@ -15,6 +15,7 @@ from pydantic import (
 
 from relay.config.values import (
     MENTION,
+    MENTION_FORMS,
     Seconds,
     Strict,
     check_keys,
@@ -166,6 +167,13 @@ class TimeInterval(Strict):
         return value
 
 
+def check_mentions(value: list[str]) -> list[str]:
+    for item in value:
+        if not MENTION.match(item):
+            raise not_a(item, f"a mention (expected {MENTION_FORMS})")
+    return value
+
+
 class Route(Strict):
     name: str | None = None
     match: Match = Match()
@@ -193,17 +201,7 @@ class Route(Strict):
 
     _mention = field_validator("mention", mode="before")(str_list)
 
-    @field_validator("mention")
-    @classmethod
-    def _mentions(cls, value: list[str]) -> list[str]:
-        for item in value:
-            if not MENTION.match(item):
-                raise not_a(
-                    item,
-                    "a mention (expected @here, @channel, @everyone, a user ID like U0123ABCD "
-                    "or a user group ID like S0123ABCD)",
-                )
-        return value
+    _mentions = field_validator("mention")(check_mentions)
 
     @model_validator(mode="after")
     def _to_or_drop(self) -> Route:
@@ -222,4 +220,4 @@ class DefaultRoute(Strict):
     mention: list[str] = []
 
     _mention = field_validator("mention", mode="before")(str_list)
-    _mentions = field_validator("mention")(Route._mentions.__func__)  # type: ignore[attr-defined]
+    _mentions = field_validator("mention")(check_mentions)

@@ -17,7 +17,21 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-MENTION = re.compile(r"^(@here|@channel|@everyone|[UW][A-Z0-9]{2,}|S[A-Z0-9]{2,})$")
+# whom a route mentions: a broadcast every chat writes its own way, Slack's user and user group
+# IDs as they are (or after `slack:`), or a name meant for one other chat
+MENTION = re.compile(
+    r"^(@here|@channel|@everyone"
+    r"|(slack:)?[UW][A-Z0-9]{2,}|(slack:)?S[A-Z0-9]{2,}"
+    r"|discord:(user|role):[0-9]{5,25}"
+    r"|mattermost:[a-z0-9][a-z0-9._-]{0,63}"
+    r"|google_chat:(users/[0-9]{1,30}|all)"
+    r"|teams:[^\s|<>]{1,200}(\|[^<>|]{1,100})?)$"
+)
+MENTION_FORMS = (
+    "@here, @channel, @everyone, a Slack user ID like U0123ABCD or user group ID like"
+    " S0123ABCD, discord:user:ID, discord:role:ID, mattermost:USERNAME, google_chat:users/ID,"
+    " google_chat:all or teams:USER@DOMAIN"
+)
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 HEX = re.compile(r"(?:[0-9a-fA-F]{2})+")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}

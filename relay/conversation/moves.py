@@ -51,14 +51,14 @@ class Move:
 
 def move(row: OutboxRow, refs: Mapping[str, MessageRef], now: float) -> Move:
     """What delivering `row` does, given the live conversation messages its step names."""
-    post = Outgoing(row.message)
     step = row.step
     if step is None:
-        return Move(MoveKind.POST, post)
+        return Move(MoveKind.POST, Outgoing(row.message))
+    post = Outgoing(row.message, thread=step.thread)
     if step.repeat is not None and (ref := refs.get(step.repeat)) is not None:
         count = ref.count + 1
         counted = with_counter(row.message, count, ref.first_at, now)
-        return Move(MoveKind.REPEAT, Outgoing(counted, update=ref), step.repeat, count)
+        return Move(MoveKind.REPEAT, replace(post, message=counted, update=ref), step.repeat, count)
     if step.update is not None and (ref := refs.get(step.update)) is not None:
         if step.order_at is not None and ref.order_at is not None and step.order_at < ref.order_at:
             return Move(MoveKind.SUPERSEDED, post)

@@ -8,28 +8,39 @@ does (a channel and an increasing `ts`), so threads and updates still line up in
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
+from relay.messages import Message
 from relay.records import DeliveryResult, Outcome, Outgoing, Reason
 from relay.render.formats.slack import payload
 
 
 class ConsoleSender:
+    """Prints what `chat` would be sent (its native payload, `format`) instead of sending it."""
+
     def __init__(
-        self, stream: TextIO, destination: str = "console", channel: str | None = None
+        self,
+        stream: TextIO,
+        destination: str = "console",
+        channel: str | None = None,
+        *,
+        chat: str = "slack",
+        format: Callable[[Message], Mapping[str, Any]] = payload,
     ) -> None:
         self.stream = stream
         self.destination = destination
         self.channel = channel
+        self.chat = chat
+        self.format = format
         self._count = 0
 
     async def send(self, out: Outgoing) -> DeliveryResult:
-        native = payload(out.message)  # what Slack would be sent
         line: dict[str, Any] = {
             "destination": self.destination,
+            **({"chat": self.chat} if self.chat != "slack" else {}),
             "channel": self.channel,
-            "text": native["text"],
-            "blocks": native["blocks"],
+            **self.format(out.message),
             "thread_ts": out.reply_to.ts if out.reply_to is not None else None,
         }
         if out.broadcast and out.reply_to is not None:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+import httpx
 from slack_sdk.web.async_client import AsyncWebClient
 
 from relay.config import (
@@ -30,12 +31,14 @@ from relay.render.formats import slack
 
 @dataclass(frozen=True, slots=True)
 class Clients:
-    """What senders share: the Slack Web API client (None in dry-run), where dry-run prints,
-    and the timeout of a chat's answer."""
+    """What senders share: the Slack Web API client (None in dry-run), the HTTP client of the
+    chats reached over plain HTTP, where dry-run prints, and how long a chat may take to
+    answer."""
 
     slack: AsyncWebClient | None
     console: TextIO
     timeout: float
+    http: httpx.AsyncClient | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,14 @@ class Kind:
     sender: Callable[[str, Any, Clients], Sender]
     # the chat's native payload for a message (what `relay render` shows; senders send it)
     format: Callable[[Message], Mapping[str, Any]] = slack.payload
+    chat: str = "slack"  # the chat it reaches: whose mentions and templates it takes
+    # what its conversations can do (`relay check` warns when a route asks for more)
+    threads: bool = True
+    updates: bool = True
+    # whether it has a form for a config mention name (`relay check` warns when not)
+    takes_mention: Callable[[str], bool] = slack.takes_mention
+    # what `relay check` should say about a destination's settings (an unusual host, say)
+    warnings: Callable[[Any], list[str]] = lambda _destination: []
 
 
 def _digest(secret: str) -> str:
@@ -87,6 +98,8 @@ KINDS: Mapping[type[Any], Kind] = {
         pace_key=_webhook_key,
         describe=lambda d, _dry: "slack incoming webhook" + ("" if d.url else " (no URL: console)"),
         sender=_webhook_sender,
+        threads=False,  # an incoming webhook answers no ts: nothing to reply under or update
+        updates=False,
     ),
     ConsoleDestination: Kind(
         pace_key=lambda _d, _dry: "console",

@@ -51,7 +51,9 @@ class Services:
     admin_token: str | None = None
     clock: Callable[[], float] = time.time
     shutdown_grace: float = 20.0
-    http: httpx.AsyncClient | None = None  # for the Tabstack runs relay starts itself
+    # for the Tabstack runs relay starts itself and the chats reached over plain HTTP
+    http: httpx.AsyncClient | None = None
+    owns_http: bool = False  # closed at shutdown (made here when none was given)
     rebuild: Rebuild | None = None
     metrics: Metrics = field(default_factory=Metrics)
     pipeline: Pipeline = field(init=False)
@@ -144,9 +146,9 @@ class Services:
             log.warning(
                 "re-queued deliveries interrupted by the last shutdown", extra={"count": released}
             )
-        owns_http = self.http is None
-        if owns_http:
+        if self.http is None:
             self.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None))
+            self.owns_http = True
         self._on_sighup()
         self.settle()
         # the heartbeat outlives the worker: the sends that drain at shutdown still need it
@@ -183,7 +185,7 @@ class Services:
             beats_stop.set()
             if beating is not None:
                 await asyncio.gather(beating, return_exceptions=True)
-            if owns_http and self.http is not None:
+            if self.owns_http and self.http is not None:
                 await self.http.aclose()
             await self.store.close()
 

@@ -162,7 +162,21 @@ def parse(text: str) -> list[Span]:
         spans.append(Code(decode(fence.group(1).strip("\n")), block=True))
         pos = fence.end()
     spans += _lines(text[pos:])
-    return spans
+    return _merged(spans)
+
+
+def _merged(spans: list[Span]) -> list[Span]:
+    """Adjacent texts as one (so that a formatter escapes and measures them together)."""
+    out: list[Span] = []
+    for span in spans:
+        if isinstance(span, Text) and out and isinstance(out[-1], Text):
+            out[-1] = Text(out[-1].text + span.text)
+        elif isinstance(span, Styled | Quote):
+            merged = tuple(_merged(list(span.children)))
+            out.append(Styled(span.style, merged) if isinstance(span, Styled) else Quote(merged))
+        else:
+            out.append(span)
+    return out
 
 
 def _lines(text: str) -> list[Span]:

@@ -36,13 +36,19 @@ _SEEN = re.compile(r" \(seen \d+ times\)$")
 _FIELDS_PER_SECTION = 10
 
 
+def takes_mention(name: str) -> bool:
+    """Whether Slack has a form for a config mention name (a broadcast, or a Slack ID)."""
+    return ":" not in name or name.startswith("slack:")
+
+
 def mention_text(names: Sequence[str]) -> str | None:
     """Config mention names as Slack writes them: `@here` -> `<!here>`, `U1` -> `<@U1>`,
     `S1` -> `<!subteam^S1>`; names meant for another chat (`discord:...`) are left out."""
     out = []
-    for name in names:
-        if ":" in name:
+    for given in names:
+        if not takes_mention(given):
             continue
+        name = given.removeprefix("slack:")
         if name.startswith("@"):
             out.append(f"<!{name[1:]}>")
         elif name.startswith("S"):
