@@ -7,11 +7,11 @@ renderer, and per destination its pacing key. Nothing here does I/O beyond readi
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from relay.config import Config, LoadedConfig
-from relay.delivery.destinations import pace_keys
+from relay.delivery.destinations import pace_keys, paces
 from relay.errors import ConfigError
 from relay.providers import Provider, build_provider
 from relay.render.renderer import Renderer
@@ -26,6 +26,8 @@ class Runtime:
     renderer: Renderer
     pace_keys: dict[str, str]
     dry_run: bool
+    # (messages per second, burst) of each pacing key
+    paces: dict[str, tuple[float, float]] = field(default_factory=dict)
     # the config file's text and the user's templates: what `/readyz` reports as `config`
     digest: str = ""
 
@@ -47,13 +49,15 @@ def build_runtime(loaded: LoadedConfig) -> Runtime:
             problems.append(f"sources.{name}: {exc}")
     if problems:
         raise ConfigError(problems)
+    keys = pace_keys(config, dry_run)
     return Runtime(
         loaded=loaded,
         providers=providers,
         router=Router.from_config(config),
         renderer=Renderer(loaded.templates_dir),
-        pace_keys=pace_keys(config, dry_run),
+        pace_keys=keys,
         dry_run=dry_run,
+        paces=paces(config, keys),
         digest=digest(loaded),
     )
 

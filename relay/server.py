@@ -51,7 +51,7 @@ def build_services(
     store = open_store(env.get("RELAY_DATABASE_URL"), cwd)
     # closed by the running services at shutdown (`Services.owns_http`)
     http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None))
-    pacing, retry = settings(runtime.config)
+    pacing, retry = settings(runtime.config, runtime.paces)
     worker = Worker(
         store,
         senders_for(runtime, console, http),

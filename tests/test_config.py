@@ -197,3 +197,24 @@ def test_yaml_that_does_not_parse_is_located_without_its_text(tmp_path: Path) ->
         parse_config(text, tmp_path / "c.yaml", {})
     assert caught.value.public == [f"{tmp_path / 'c.yaml'}: not valid YAML (line 3, column 1)"]
     assert "Unclosed" in caught.value.detailed[0]  # PyYAML quotes the line, for the terminal
+
+
+def test_the_pace_of_a_key_is_its_destinations_own_else_the_configs_else_the_default() -> None:
+    from relay.runtime import build_runtime
+
+    text = """
+sources: {anchor: {provider: anchor, secrets: [s]}}
+destinations:
+  own: {type: slack, channel: "#a", pacing: {rate: 0.5, burst: 2}}
+  plain: {type: slack, channel: "#b"}
+  same: {type: slack, channel: "#a"}
+default: {to: [own, plain, same]}
+"""
+    runtime = build_runtime(parse_config(text, Path("relay.yaml"), {"SLACK_BOT_TOKEN": "x"}))
+    assert runtime.paces == {"slack:a": (0.5, 2.0), "slack:b": (1.0, 3.0)}
+    given = build_runtime(
+        parse_config(
+            text + "pacing: {rate: 5, burst: 5}\n", Path("relay.yaml"), {"SLACK_BOT_TOKEN": "x"}
+        )
+    )
+    assert given.paces == {"slack:a": (0.5, 2.0), "slack:b": (5.0, 5.0)}

@@ -825,3 +825,21 @@ async def test_upgrading_a_schema_4_database_keeps_its_queue(
         assert [r.event_id for r in await claim_all(store, 161.0)] == ["e2"]
     finally:
         await store.close()
+
+
+async def test_a_key_with_its_own_pace_is_claimed_at_that_pace(store: Store) -> None:
+    for i in range(3):
+        await accept(store, ev(f"s{i}"), [msg("slow", "slack:slow", str(i))], 100.0)
+        await accept(store, ev(f"f{i}"), [msg("fast", "slack:fast", str(i))], 100.0)
+
+    async def round_at(now: float) -> list[str]:
+        found = await store.claim(
+            now, now + 60, rate=100.0, burst=100.0, limit=10, paces={"slack:slow": (1.0, 1.0)}
+        )
+        for claim in found.claimed:
+            await store.settle(sent(claim.row, now))
+        return sorted(c.row.pace_key for c in found.claimed)
+
+    assert await round_at(100.0) == ["slack:fast", "slack:slow"]
+    assert await round_at(100.1) == ["slack:fast"]  # the slow key waits for its next token
+    assert await round_at(101.1) == ["slack:fast", "slack:slow"]

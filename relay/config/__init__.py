@@ -8,12 +8,13 @@ conversations, quiet hours) and `model` (the whole file); `values` holds what th
 from relay.config.destinations import (
     ConsoleDestination,
     Destination,
+    DestinationBase,
     SlackChannelDestination,
     SlackConfig,
     WebhookDestination,
 )
 from relay.config.loading import interpolate, load_config, parse_config, secret_values
-from relay.config.model import Config, LoadedConfig, PacingConfig, ServerConfig, StoreConfig
+from relay.config.model import Config, LoadedConfig, ServerConfig, StoreConfig
 from relay.config.routes import (
     Condition,
     DefaultRoute,
@@ -32,6 +33,7 @@ from relay.config.sources import (
     Source,
     TabstackSource,
 )
+from relay.config.values import PacingConfig
 
 __all__ = [
     "AnchorSource",
@@ -41,6 +43,7 @@ __all__ = [
     "DeckSource",
     "DefaultRoute",
     "Destination",
+    "DestinationBase",
     "GenericSource",
     "GroupConfig",
     "LoadedConfig",

@@ -11,7 +11,7 @@ from pydantic import (
     field_validator,
 )
 
-from relay.config.values import Seconds, Strict, blank_is_none, not_a, seconds
+from relay.config.values import PacingConfig, Seconds, Strict, blank_is_none, not_a, seconds
 
 # ---------------------------------------------------------------- slack and destinations
 
@@ -32,12 +32,19 @@ class SlackConfig(Strict):
         return value if value.endswith("/") else value + "/"
 
 
-class SlackChannelDestination(Strict):
+class DestinationBase(Strict):
+    """What every destination may set: its own pacing (else the config's `pacing`, else its
+    chat's own default)."""
+
+    pacing: PacingConfig | None = None
+
+
+class SlackChannelDestination(DestinationBase):
     type: Literal["slack"]
     channel: Annotated[str, Field(min_length=1)]
 
 
-class WebhookDestination(Strict):
+class WebhookDestination(DestinationBase):
     type: Literal["webhook"]
     url: SecretStr | None = None
 
@@ -51,7 +58,7 @@ class WebhookDestination(Strict):
         return value
 
 
-class ConsoleDestination(Strict):
+class ConsoleDestination(DestinationBase):
     type: Literal["console"]
 
 

@@ -15,7 +15,7 @@ from pydantic import (
 from relay.config.destinations import Destination, SlackConfig
 from relay.config.routes import DefaultRoute, Route, TimeInterval
 from relay.config.sources import Source
-from relay.config.values import NAME, Seconds, Strict, invalid, seconds
+from relay.config.values import NAME, PacingConfig, Seconds, Strict, invalid, seconds
 
 
 class ServerConfig(Strict):
@@ -37,13 +37,6 @@ class StoreConfig(Strict):
     lease: Seconds = 60.0
 
     _durations = field_validator("dedup_ttl", "max_age", "lease", mode="before")(seconds)
-
-
-class PacingConfig(Strict):
-    """Messages per second per channel or webhook URL, and the burst allowed on top."""
-
-    rate: Annotated[float, Field(gt=0)] = 1.0
-    burst: Annotated[float, Field(ge=1)] = 3.0
 
 
 class Config(Strict):

@@ -109,3 +109,10 @@ def check_keys(values: list[str]) -> list[str]:
                     f"'{{value}}' is not a valid Jinja expression: {exc.message}",
                 ) from None
     return values
+
+
+class PacingConfig(Strict):
+    """Messages per second per channel or webhook URL, and the burst allowed on top."""
+
+    rate: Annotated[float, Field(gt=0)] = 1.0
+    burst: Annotated[float, Field(ge=1)] = 3.0

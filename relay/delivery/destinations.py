@@ -59,6 +59,8 @@ class Kind:
     takes_mention: Callable[[str], bool] = slack.takes_mention
     # what `relay check` should say about a destination's settings (an unusual host, say)
     warnings: Callable[[Any], list[str]] = lambda _destination: []
+    # the pace its chat allows, when the config sets none: (messages per second, burst)
+    pacing: tuple[float, float] | None = None
 
 
 def _digest(secret: str) -> str:
@@ -115,6 +117,25 @@ def kind(destination: Destination) -> Kind:
 
 def pace_keys(config: Config, dry_run: bool) -> dict[str, str]:
     return {name: kind(d).pace_key(d, dry_run) for name, d in config.destinations.items()}
+
+
+def paces(config: Config, keys: Mapping[str, str]) -> dict[str, tuple[float, float]]:
+    """The (rate, burst) of each pacing key: the destination's own `pacing`, else the config's
+    `pacing` when the file sets one, else its chat's default, else one a second with a burst of
+    three. Destinations sharing a key share the strictest."""
+    given = "pacing" in config.model_fields_set
+    found: dict[str, tuple[float, float]] = {}
+    for name, destination in config.destinations.items():
+        own = destination.pacing
+        if own is None and given:
+            own = config.pacing
+        pace = (own.rate, own.burst) if own is not None else kind(destination).pacing
+        if pace is None:
+            pace = (config.pacing.rate, config.pacing.burst)
+        key = keys[name]
+        before = found.get(key)
+        found[key] = pace if before is None else (min(before[0], pace[0]), min(before[1], pace[1]))
+    return found
 
 
 def describe(destination: Destination, dry_run: bool) -> str:

@@ -23,7 +23,7 @@ import random as _random
 import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from relay.config import Config
 from relay.conversation.moves import Move, MoveKind, effects, move
@@ -51,16 +51,20 @@ MAX_SENDS = 64  # sends in flight at once, one per channel
 
 @dataclass(frozen=True, slots=True)
 class Pacing:
-    """Messages per second per channel, and the burst allowed on top."""
+    """Messages per second per channel, and the burst allowed on top: `keys` for the pacing
+    keys whose destinations set their own, `rate` and `burst` for the rest."""
 
     rate: float = 1.0
     burst: float = 3.0
+    keys: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
 
-def settings(config: Config) -> tuple[Pacing, policy.RetryPolicy]:
-    """The worker's pacing and retry policy under a config."""
+def settings(
+    config: Config, paces: Mapping[str, tuple[float, float]]
+) -> tuple[Pacing, policy.RetryPolicy]:
+    """The worker's pacing (each key's `paces`) and retry policy under a config."""
     return (
-        Pacing(rate=config.pacing.rate, burst=config.pacing.burst),
+        Pacing(rate=config.pacing.rate, burst=config.pacing.burst, keys=paces),
         policy.RetryPolicy(max_age=config.store.max_age),
     )
 
@@ -148,6 +152,7 @@ class Worker:
                 burst=pacing.burst,
                 limit=free,
                 busy=frozenset(self._busy),
+                paces=pacing.keys,
             )
             if found.paced_wait is not None:
                 next_look = min(next_look, found.paced_wait)

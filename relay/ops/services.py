@@ -127,7 +127,7 @@ class Services:
             heap.unsettle()  # the old config can go once no waiting event needs it
             self.runtime = runtime
             self.pipeline.use(runtime, accepted_until)
-            self.worker.reconfigure(senders, *settings(runtime.config))
+            self.worker.reconfigure(senders, *settings(runtime.config, runtime.paces))
             self.generation += 1
             self.metrics.generation.set(self.generation)
             self.metrics.reloads.labels("ok").inc()

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Protocol, TypeVar
 
 from relay.event import Event, to_record
@@ -78,6 +78,7 @@ class Store(Protocol):
         burst: float,
         limit: int,
         busy: Collection[str] = (),
+        paces: Mapping[str, tuple[float, float]] | None = None,
     ) -> ClaimRound: ...
     async def settle(self, settlement: Settlement) -> Recording: ...
     async def next_due_at(self) -> float | None: ...
@@ -157,9 +158,12 @@ class SqlStore:
         burst: float,
         limit: int,
         busy: Collection[str] = (),
+        paces: Mapping[str, tuple[float, float]] | None = None,
     ) -> ClaimRound:
         return await self._run(
-            lambda db: outbox.claim(db, self.holder, now, lease_until, rate, burst, limit, busy)
+            lambda db: outbox.claim(
+                db, self.holder, now, lease_until, rate, burst, limit, busy, paces or {}
+            )
         )
 
     async def settle(self, settlement: Settlement) -> Recording:

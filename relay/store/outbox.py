@@ -6,7 +6,7 @@ remembers, rate-limit pauses, and the release of claims whose holder died.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from relay.messages import message_from_json
@@ -123,6 +123,7 @@ def claim(
     burst: float,
     limit: int,
     busy: Collection[str] = (),
+    paces: Mapping[str, tuple[float, float]] | None = None,
 ) -> ClaimRound:
     """Claim for `holder` the due heads of up to `limit` keys whose pacing allows a message
     now, spending one token of each; with each row, the conversation messages its step may
@@ -135,11 +136,12 @@ def claim(
             continue
         if len(claimed) == limit:
             break
-        found = _bucket(db, row.pace_key, now, burst)
+        key_rate, key_burst = (paces or {}).get(row.pace_key, (rate, burst))
+        found = _bucket(db, row.pace_key, now, key_burst)
         if found is None:
             continue
-        bucket = refill(found, now, rate, burst)
-        seconds = wait(bucket, now, rate)
+        bucket = refill(found, now, key_rate, key_burst)
+        seconds = wait(bucket, now, key_rate)
         if seconds > 0:
             waits.append(seconds)
             continue
