@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import aiohttp
@@ -73,9 +75,19 @@ BARE = textwrap.dedent(
 )
 
 
-def event_body(i: int, run: str) -> bytes:
-    event = {**BASE, "id": f"evt_{run}_{i}", "data": {**BASE["data"], "task_id": f"tsk_{i}"}}
-    return json.dumps(event).encode()
+def event_body(i: int, run: str, **data: object) -> bytes:
+    """Anchor's task.completed sample as event `i` of `run`, with `data` added to its data."""
+    fields = {**BASE["data"], "task_id": f"tsk_{i}", **data}
+    return json.dumps({**BASE, "id": f"evt_{run}_{i}", "data": fields}).encode()
+
+
+async def post_signed(session: aiohttp.ClientSession, target: str, body: bytes) -> None:
+    """POST one event signed as Anchor signs it now; anything but 200/202 stops the load."""
+    headers = anchor_headers(body, int(time.time()))
+    async with session.post(target, data=body, headers=headers) as answer:
+        await answer.read()
+        if answer.status not in (200, 202):
+            raise RuntimeError(f"{answer.status}: {await answer.text()}")
 
 
 async def load(
@@ -96,13 +108,8 @@ async def load(
             while time.perf_counter() < deadline:
                 counter += 1
                 body = event_body(counter, run)
-                headers = anchor_headers(body, int(time.time()))
                 began = time.perf_counter()
-                post = session.post(target, data=body, headers=headers)
-                async with post as answer:
-                    await answer.read()
-                    if answer.status not in (200, 202):
-                        raise RuntimeError(f"{answer.status}: {await answer.text()}")
+                await post_signed(session, target, body)
                 latencies.append(time.perf_counter() - began)
 
         await asyncio.gather(*(worker(n) for n in range(concurrency)))
@@ -156,6 +163,31 @@ def start_relay(config: str, slack: FakeSlack, work: Path) -> RelayProcess:
         "RELAY_LOG_LEVEL": "warning",
     }
     return RelayProcess(work / "config.yaml", env, work).start()
+
+
+def stop_relay(relay: RelayProcess) -> None:
+    try:
+        relay.terminate(timeout=30)
+    except subprocess.TimeoutExpired:  # still working through a backlog: no need to wait
+        relay.kill()
+
+
+@contextlib.contextmanager
+def running_relays(
+    config: str, work: Path, env: Mapping[str, str], count: int = 1
+) -> Iterator[list[RelayProcess]]:
+    """`count` relay processes on one config (and the database `env` names), signing secret
+    set, logs at `warning`, all stopped at the end."""
+    (work / "config.yaml").write_text(config)
+    env = {"ANCHOR_WEBHOOK_SECRET": ANCHOR_SECRET, "RELAY_LOG_LEVEL": "warning", **env}
+    relays = [RelayProcess(work / "config.yaml", env, work) for _ in range(count)]
+    try:
+        for relay in relays:
+            relay.start()
+        yield relays
+    finally:
+        for relay in relays:
+            stop_relay(relay)
 
 
 def median_row(name: str, values: list[float], fmt: str = "{:.0f}") -> tuple[str, str]:

@@ -25,10 +25,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from fakeslack import FakeSlack  # noqa: E402
-from harness import RelayProcess  # noqa: E402
-from ingest import UNTHROTTLED, load, pct  # noqa: E402  (the same events and load generator)
+
+# the same events, load generator and relay processes as the ingest benchmark
+from ingest import UNTHROTTLED, load, pct, running_relays  # noqa: E402
 from pgschema import fresh_schema  # noqa: E402
-from signing import ANCHOR_SECRET, SLACK_TOKEN  # noqa: E402
+from signing import SLACK_TOKEN  # noqa: E402
 
 
 def main() -> None:
@@ -40,27 +41,17 @@ def main() -> None:
     with FakeSlack() as slack:
         for count in (1, 2, 3):
             with fresh_schema() as url, tempfile.TemporaryDirectory() as tmp:
-                work = Path(tmp)
-                (work / "config.yaml").write_text(UNTHROTTLED)
                 env = {
                     "SLACK_BOT_TOKEN": SLACK_TOKEN,
                     "SLACK_API_URL": slack.api_url,
-                    "ANCHOR_WEBHOOK_SECRET": ANCHOR_SECRET,
                     "RELAY_DATABASE_URL": url,
-                    "RELAY_LOG_LEVEL": "warning",
                 }
-                replicas = [RelayProcess(work / "config.yaml", env, work) for _ in range(count)]
-                try:
-                    for r in replicas:
-                        r.start()
+                with running_relays(UNTHROTTLED, Path(tmp), env, count) as replicas:
                     slack.reset()
                     _n, lat = asyncio.run(
                         load([r.url for r in replicas], args.seconds, args.concurrency, str(count))
                     )
                     delivered = len(slack.messages)
-                finally:
-                    for r in replicas:
-                        r.terminate()
                 rps = len(lat) / args.seconds
                 rows.append((count, rps, pct(lat, 0.5), pct(lat, 0.99), delivered / args.seconds))
     print(
