@@ -19,7 +19,7 @@ from relay.config import LoadedConfig
 from relay.delivery.destinations import Clients, build_senders
 from relay.delivery.heartbeat import Heartbeat
 from relay.delivery.senders import Sender
-from relay.delivery.slack import web_client
+from relay.delivery.slack import Sessions, web_client
 from relay.delivery.worker import Worker, settings
 from relay.errors import ConfigError
 from relay.http.app import build_app
@@ -30,18 +30,22 @@ from relay.store import PostgresStore, open_store
 
 
 def senders_for(
-    runtime: Runtime, console: TextIO, http: httpx.AsyncClient | None = None
+    runtime: Runtime,
+    console: TextIO,
+    http: httpx.AsyncClient | None = None,
+    sessions: Sessions | None = None,
 ) -> dict[str, Sender]:
     """One sender per destination; without a Slack token every channel prints to the console,
     and so does any destination without its URL. `http` serves the chats reached over plain
-    HTTP (one client for all of them, kept across reloads)."""
+    HTTP (one client for all of them, kept across reloads), `sessions` the Slack clients."""
     slack = runtime.config.slack
     web = None
     if not runtime.dry_run and slack.token is not None:
         web = web_client(
             slack.token.get_secret_value(), base_url=slack.api_url, timeout=int(slack.timeout)
         )
-    return build_senders(runtime.config, Clients(web, console, slack.timeout, http))
+    clients = Clients(web, console, slack.timeout, http, sessions)
+    return build_senders(runtime.config, clients)
 
 
 def build_services(
@@ -51,10 +55,11 @@ def build_services(
     store = open_store(env.get("RELAY_DATABASE_URL"), cwd)
     # closed by the running services at shutdown (`Services.owns_http`)
     http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None))
+    sessions = Sessions()
     pacing, retry = settings(runtime.config, runtime.paces)
     worker = Worker(
         store,
-        senders_for(runtime, console, http),
+        senders_for(runtime, console, http, sessions),
         pacing=pacing,
         retry=retry,
         lease_seconds=runtime.config.store.lease,
@@ -70,7 +75,7 @@ def build_services(
         problems = fresh.renderer.compile_problems(user_only=True)
         if problems:
             raise ConfigError(problems)
-        return fresh, senders_for(fresh, console, http)
+        return fresh, senders_for(fresh, console, http, sessions)
 
     return Services(
         runtime=runtime,
@@ -80,6 +85,7 @@ def build_services(
         rebuild=rebuild,
         http=http,
         owns_http=True,
+        closing=[sessions.close],
     )
 
 

@@ -24,7 +24,12 @@ from relay.config import (
 )
 from relay.delivery.console import ConsoleSender
 from relay.delivery.senders import Sender
-from relay.delivery.slack import SlackChannelSender, SlackWebhookSender, webhook_client
+from relay.delivery.slack import (
+    Sessions,
+    SlackChannelSender,
+    SlackWebhookSender,
+    webhook_client,
+)
 from relay.messages import Message
 from relay.render.formats import slack
 
@@ -39,6 +44,7 @@ class Clients:
     console: TextIO
     timeout: float
     http: httpx.AsyncClient | None = None
+    slack_sessions: Sessions | None = None  # keeps Slack's connections alive
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +81,7 @@ def _slack_key(d: SlackChannelDestination, dry_run: bool) -> str:
 def _slack_sender(name: str, d: SlackChannelDestination, clients: Clients) -> Sender:
     if clients.slack is None:
         return ConsoleSender(clients.console, name, d.channel)
-    return SlackChannelSender(clients.slack, d.channel)
+    return SlackChannelSender(clients.slack, d.channel, clients.slack_sessions)
 
 
 def _webhook_key(d: WebhookDestination, dry_run: bool) -> str:
@@ -87,7 +93,7 @@ def _webhook_sender(name: str, d: WebhookDestination, clients: Clients) -> Sende
     if d.url is None:
         return ConsoleSender(clients.console, name)
     hook = webhook_client(d.url.get_secret_value(), timeout=int(clients.timeout))
-    return SlackWebhookSender(hook)
+    return SlackWebhookSender(hook, clients.slack_sessions)
 
 
 KINDS: Mapping[type[Any], Kind] = {

@@ -247,12 +247,35 @@ _TRANSPORT_ERRORS = (TimeoutError, aiohttp.ClientError, OSError)
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
 
 
+class Sessions:
+    """The one aiohttp session every Slack client of the process uses, made in the running event
+    loop when first needed. Without a session slack-sdk's clients open a new one, and so a new
+    connection (with its TLS handshake to slack.com), for every request; with it they keep their
+    connections alive (bench/e2e.py measures the difference)."""
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+
+    def get(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
 class SlackChannelSender:
     """Posts to one channel through the Web API (chat.postMessage, chat.update)."""
 
-    def __init__(self, client: AsyncWebClient, channel: str) -> None:
+    def __init__(
+        self, client: AsyncWebClient, channel: str, sessions: Sessions | None = None
+    ) -> None:
         _require_no_retry_handlers(client)
         self.client = client
+        self.sessions = sessions
         self.channel = channel
         # chat.update needs the ID; learn it from the first post when configured by name.
         self._channel_id = channel if _CHANNEL_ID.match(channel) else None
@@ -260,6 +283,8 @@ class SlackChannelSender:
     async def send(self, out: Outgoing) -> DeliveryResult:
         native = payload(out.message)
         text, blocks = native["text"], native["blocks"]
+        if self.sessions is not None:
+            self.client.session = self.sessions.get()
         try:
             if out.update is not None:
                 response = await self.client.chat_update(
@@ -299,11 +324,14 @@ class SlackWebhookSender:
     """Posts through one incoming webhook. Its answers carry no ts, so relay never threads
     under nor updates a message it posted this way: every message is a flat post."""
 
-    def __init__(self, client: AsyncWebhookClient) -> None:
+    def __init__(self, client: AsyncWebhookClient, sessions: Sessions | None = None) -> None:
         _require_no_retry_handlers(client)
         self.client = client
+        self.sessions = sessions
 
     async def send(self, out: Outgoing) -> DeliveryResult:
+        if self.sessions is not None:
+            self.client.session = self.sessions.get()
         native = payload(out.message)
         body: dict[str, Any] = {
             "text": native["text"],

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +54,8 @@ class Services:
     # for the Tabstack runs relay starts itself and the chats reached over plain HTTP
     http: httpx.AsyncClient | None = None
     owns_http: bool = False  # closed at shutdown (made here when none was given)
+    # what else to close at shutdown, last (the clients' connection pools)
+    closing: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     rebuild: Rebuild | None = None
     metrics: Metrics = field(default_factory=Metrics)
     pipeline: Pipeline = field(init=False)
@@ -187,6 +189,9 @@ class Services:
                 await asyncio.gather(beating, return_exceptions=True)
             if self.owns_http and self.http is not None:
                 await self.http.aclose()
+            for close in self.closing:
+                with contextlib.suppress(Exception):  # closing is best effort at exit
+                    await close()
             await self.store.close()
 
     def _on_sighup(self) -> None:
