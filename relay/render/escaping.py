@@ -10,6 +10,7 @@ any other `<...>` in the output came from data by some path and is shown as text
 from __future__ import annotations
 
 import json
+from json.encoder import encode_basestring
 from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
@@ -52,8 +53,10 @@ class SlackText(Markup):
 
 
 def json_escape(text: str) -> str:
-    """The inside of a JSON string literal for `text`."""
-    return json.dumps(text, ensure_ascii=False)[1:-1]
+    """The inside of a JSON string literal for `text`: what `json.dumps(text,
+    ensure_ascii=False)` writes, through the C function it calls for a string (json.dumps
+    builds an encoder on every call, a tenth of a render's time with ~40 values a message)."""
+    return encode_basestring(text)[1:-1]
 
 
 def mrkdwn_json(text: str) -> str:
