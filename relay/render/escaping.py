@@ -10,9 +10,9 @@ any other `<...>` in the output came from data by some path and is shown as text
 from __future__ import annotations
 
 import json
-from json.encoder import encode_basestring
 from contextvars import ContextVar
 from datetime import datetime
+from json.encoder import encode_basestring
 from typing import Any
 
 from markupsafe import Markup
@@ -23,6 +23,15 @@ ALLOWED: ContextVar[set[str] | None] = ContextVar("relay_allowed_sequences", def
 # set while rendering a message whose ids must read in full (a digest line lists many events,
 # and ids that differ only where `short_id` cuts would read as identical lines)
 FULL_IDS: ContextVar[bool] = ContextVar("relay_full_ids", default=False)
+# the event being rendered: what the shared layout reads, so that templates may import it
+# without their context (an import with context is evaluated again at every render, a quarter
+# of a render's time; one without is compiled once)
+EVENT: ContextVar[Any] = ContextVar("relay_event", default=None)
+
+
+def current_event() -> Any:
+    """The event being rendered (None outside a render)."""
+    return EVENT.get()
 
 
 def to_text(value: Any) -> str:

@@ -49,9 +49,10 @@ from relay.event import Event
 from relay.messages import Blocks, Card, Detail, Field, Message
 from relay.render import mrkdwn
 from relay.render.blockkit import fit
-from relay.render.escaping import ALLOWED, FULL_IDS, finalize
+from relay.render.escaping import ALLOWED, EVENT, FULL_IDS, current_event, finalize
 from relay.render.fallback import default_message
 from relay.render.filters import FILTERS, TemplateOutputError, f_concat
+from relay.render.layout import RENDERED, message
 
 BUILTIN_DIR = Path(__file__).parent / "templates"
 FALLBACK = "<fallback>"
@@ -114,6 +115,10 @@ def _environment(sources: Mapping[str, str]) -> _SlackEnvironment:
     )
     env.filters.update(FILTERS)
     env.globals.update(FILTERS)
+    env.globals["current_event"] = current_event
+    # the layout: `_layout.j2` exports it, and built-in templates call it as a global (importing
+    # it costs a set difference over every global at each render)
+    env.globals["layout_message"] = env.globals["message"] = message
     return env
 
 
@@ -200,11 +205,16 @@ class Renderer:
 
     def _render(self, name: str, event: Event) -> Message:
         allowed: set[str] = set()
-        token = ALLOWED.set(allowed)
+        token, current, card = ALLOWED.set(allowed), EVENT.set(event), RENDERED.set(None)
         try:
             output = self._env.get_template(name + SUFFIX).render(context_of(event))
+            made = RENDERED.get()
         finally:
             ALLOWED.reset(token)
+            EVENT.reset(current)
+            RENDERED.reset(card)
+        if made is not None and output.strip() == made[0]:
+            return card_of(made[1], allowed)  # the layout's card, as it made it
         try:
             document = json.loads(output)
         except ValueError as exc:
@@ -217,7 +227,7 @@ class Renderer:
                 " {'text': ..., 'blocks': [...]}"
             )
         if document.get("kind") == "card":
-            return card_of(document, allowed)
+            return card_of(Card.from_json(document), allowed)
         fitted = fit(sanitize(document, allowed), sdk_check=not self.builtin_only)
         return Blocks(fitted["text"], tuple(fitted["blocks"]))
 
@@ -292,10 +302,9 @@ def _sanitize(value: Any, allowed: set[str]) -> Any:
     return value
 
 
-def card_of(document: dict[str, Any], allowed: set[str]) -> Card:
+def card_of(card: Card, allowed: set[str]) -> Card:
     """The card a template rendered, its texts neutralized (`mrkdwn.neutralize`): a control
     sequence the renderer's own filters did not make in this render is shown as text."""
-    card = Card.from_json(document)
 
     def clean(text: str | None) -> str | None:
         return None if text is None else mrkdwn.neutralize(text, allowed)
