@@ -449,3 +449,16 @@ def test_slack_sdk_checks_block_kit_from_user_templates_and_cards_skip_it(
     renderer = Renderer(user_dir(tmp_path / "u", {"acme/default.j2": blocks}))
     message = renderer.render(event({"name": "n"}))
     assert message.error is None and checked == ["header"]
+
+
+def test_a_template_may_put_the_layouts_card_inside_its_own_output(tmp_path: Path) -> None:
+    """The card comes out whole when a template renders it alone; a template that wraps it
+    (in whitespace, a comment, a set block) still gets the card's JSON where it called it."""
+    wrapped = '{% set m %}{{ message("success", "Done", summary="ok") }}{% endset %}\n  {{ m }}  \n'
+    plain = '{{ message("success", "Done", summary="ok") }}'
+    for name, source in (("wrapped", wrapped), ("plain", plain)):
+        renderer = Renderer(user_dir(tmp_path / name, {"acme/default.j2": source}))
+        message = renderer.render(event({"a": 1}))
+        assert message.error is None, (name, message.error)
+        assert message.blocks[0]["text"]["text"] == ":white_check_mark: Done"
+        assert message.blocks[1]["text"]["text"] == "ok"

@@ -53,6 +53,7 @@ from relay.render.escaping import ALLOWED, EVENT, FULL_IDS, current_event, final
 from relay.render.fallback import default_message
 from relay.render.filters import FILTERS, TemplateOutputError, f_concat
 from relay.render.layout import RENDERED, message
+from relay.render.layout import output as layout_output
 
 BUILTIN_DIR = Path(__file__).parent / "templates"
 FALLBACK = "<fallback>"
@@ -207,14 +208,15 @@ class Renderer:
         allowed: set[str] = set()
         token, current, card = ALLOWED.set(allowed), EVENT.set(event), RENDERED.set(None)
         try:
-            output = self._env.get_template(name + SUFFIX).render(context_of(event))
-            made = RENDERED.get()
+            made, output = layout_output(
+                self._env.get_template(name + SUFFIX).render(context_of(event))
+            )
         finally:
             ALLOWED.reset(token)
             EVENT.reset(current)
             RENDERED.reset(card)
-        if made is not None and output.strip() == made[0]:
-            return card_of(made[1], allowed)  # the layout's card, as it made it
+        if made is not None:
+            return card_of(made, allowed)  # the layout's card, as it made it
         try:
             document = json.loads(output)
         except ValueError as exc:
