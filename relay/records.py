@@ -272,11 +272,29 @@ class OutboxRow:
 
 
 @dataclass(frozen=True, slots=True)
-class Claim:
-    """An outbox row this worker now delivers, with the conversation messages it may need."""
+class Known:
+    """A conversation message the store remembers, and until when."""
 
-    row: OutboxRow
-    refs: Mapping[str, MessageRef] = field(default_factory=dict)
+    ref: MessageRef
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A run of one pacing key's messages this worker now delivers, one after another in the
+    order they were accepted, with the conversation messages they may need (`known`, by key)."""
+
+    rows: tuple[OutboxRow, ...]
+    known: Mapping[str, Known] = field(default_factory=dict)
+
+    @property
+    def row(self) -> OutboxRow:
+        """The first message of the run: the key's head."""
+        return self.rows[0]
+
+    @property
+    def refs(self) -> dict[str, MessageRef]:
+        return {key: known.ref for key, known in self.known.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +303,7 @@ class ClaimRound:
 
     claimed: tuple[Claim, ...]
     paced_wait: float | None = None
+    next_due: float | None = None  # when the earliest pending head becomes due
 
 
 @dataclass(frozen=True, slots=True)

@@ -843,3 +843,31 @@ async def test_a_key_with_its_own_pace_is_claimed_at_that_pace(store: Store) -> 
     assert await round_at(100.0) == ["slack:fast", "slack:slow"]
     assert await round_at(100.1) == ["slack:fast"]  # the slow key waits for its next token
     assert await round_at(101.1) == ["slack:fast", "slack:slow"]
+
+
+async def test_a_claim_takes_a_run_of_a_keys_due_messages_as_far_as_its_tokens_go(
+    store: Store,
+) -> None:
+    for i in range(5):
+        await accept(store, ev(f"e{i}"), [msg("alerts", "slack:alerts", str(i))], 100.0)
+    await accept(store, ev("later"), [msg("alerts", "slack:alerts", "later")], 200.0)
+    await accept(store, ev("other"), [msg("events", "slack:events", "other")], 100.0)
+    found = await store.claim(150.0, 210.0, rate=1.0, burst=3.0, limit=10, run=10)
+    runs = {c.row.pace_key: [r.message.text for r in c.rows] for c in found.claimed}
+    assert runs == {"slack:alerts": ["0", "1", "2"], "slack:events": ["other"]}
+    assert found.next_due is None  # both keys' heads are in flight
+    # the run's last two come back unsent: pending, uncounted, and first of their key again
+    (alerts,) = [c for c in found.claimed if c.row.pace_key == "slack:alerts"]
+    for row in alerts.rows[:1]:
+        await store.settle(sent(row, 151.0))
+    assert await store.unclaim([r.id for r in alerts.rows[1:]]) == 2
+    found = await store.claim(160.0, 220.0, rate=1.0, burst=10.0, limit=10, run=10)
+    (again,) = found.claimed
+    # the message accepted at 200 is not due at 160: the run ends before it
+    assert [(r.message.text, r.attempts) for r in again.rows] == [
+        ("1", 1), ("2", 1), ("3", 1), ("4", 1)
+    ]  # fmt: skip
+    assert [(r.message.text, r.attempts) for r in await store.rows(Status.PENDING)] == [
+        ("later", 0)
+    ]
+    assert found.next_due is None

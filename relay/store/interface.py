@@ -79,8 +79,10 @@ class Store(Protocol):
         limit: int,
         busy: Collection[str] = (),
         paces: Mapping[str, tuple[float, float]] | None = None,
+        run: int = 1,
     ) -> ClaimRound: ...
     async def settle(self, settlement: Settlement) -> Recording: ...
+    async def unclaim(self, row_ids: Sequence[int]) -> int: ...
     async def next_due_at(self) -> float | None: ...
     async def release_expired(self, now: float) -> int: ...
     async def beat(self) -> None: ...
@@ -159,10 +161,11 @@ class SqlStore:
         limit: int,
         busy: Collection[str] = (),
         paces: Mapping[str, tuple[float, float]] | None = None,
+        run: int = 1,
     ) -> ClaimRound:
         return await self._run(
             lambda db: outbox.claim(
-                db, self.holder, now, lease_until, rate, burst, limit, busy, paces or {}
+                db, self.holder, now, lease_until, rate, burst, limit, busy, paces or {}, run
             )
         )
 
@@ -170,6 +173,10 @@ class SqlStore:
         """Record one attempt's outcome (only on a row this process still holds); the outcomes
         of one turn of the event loop are written in one transaction."""
         return await self._settling.submit(settlement)
+
+    async def unclaim(self, row_ids: Sequence[int]) -> int:
+        """Claimed messages this process did not send go back to pending, uncounted."""
+        return await self._run(lambda db: outbox.unclaim(db, self.holder, row_ids))
 
     async def _commit_settlements(self, batch: Sequence[Settlement]) -> list[Recording]:
         return await self._run(lambda db: outbox.settle(db, self.holder, batch))

@@ -14,6 +14,7 @@ from relay.records import (
     Claim,
     ClaimRound,
     Forget,
+    Known,
     MessageRef,
     OutboxRow,
     Recording,
@@ -114,6 +115,18 @@ def _bucket(db: Db, key: str, now: float, burst: float) -> Bucket | None:
     return None if found is None else Bucket(*found)
 
 
+# The messages after a key's head, for a run: the claim holds the key's pace row (locked on
+# PostgreSQL, the one writer on SQLite), so no other claim can take them meanwhile.
+_FOLLOWERS = (
+    "SELECT <columns> FROM outbox o{open_index} WHERE o.pace_key=?"
+    " AND o.status IN ('pending','inflight') AND o.id > ? ORDER BY o.id LIMIT ?"
+)
+_CLAIM_FOLLOWER = (
+    "UPDATE outbox SET status='inflight', lease_until=?, claimed_by=?, attempts=attempts+1"
+    " WHERE id=? AND status='pending'"
+)
+
+
 def claim(
     db: Db,
     holder: str,
@@ -124,11 +137,13 @@ def claim(
     limit: int,
     busy: Collection[str] = (),
     paces: Mapping[str, tuple[float, float]] | None = None,
+    run: int = 1,
 ) -> ClaimRound:
     """Claim for `holder` the due heads of up to `limit` keys whose pacing allows a message
-    now, spending one token of each; with each row, the conversation messages its step may
-    need. Keys in `busy` are skipped: the worker still sends on them (a claim it made whose
-    lease ran out meanwhile would otherwise be taken again under its own send)."""
+    now, and after each head up to `run - 1` of the key's next messages that are due, as far
+    as the key's tokens go (one spent per message); with each run, the conversation messages
+    its steps may need. Keys in `busy` are skipped: the worker still sends on them (a claim it
+    made whose lease ran out meanwhile would otherwise be taken again under its own send)."""
     claimed: list[Claim] = []
     waits: list[float] = []
     for row in due_heads(db, now, limit + len(busy)):
@@ -147,33 +162,73 @@ def claim(
             continue
         if db.count(_CLAIM, (lease_until, holder, row.id, now, row.pace_key, row.id)) != 1:
             continue  # no longer due, or no longer the head of its key
-        bucket = spend(bucket)
+        rows = [row]
+        room = min(run, int(bucket.tokens)) - 1
+        if room > 0:
+            rows += _followers(db, holder, row, now, lease_until, room)
+        bucket = spend(bucket, len(rows))
         db.run(
             "UPDATE pace SET tokens=?, updated=? WHERE key=?",
             (bucket.tokens, bucket.updated, row.pace_key),
         )
-        inflight = OutboxRow(**{**_fields(row), "status": Status.INFLIGHT,
-                                "attempts": row.attempts + 1})  # fmt: skip
-        claimed.append(Claim(inflight, _refs(db, row, now)))
-    return ClaimRound(tuple(claimed), min(waits) if waits else None)
+        taken = tuple(
+            OutboxRow(**{**_fields(r), "status": Status.INFLIGHT, "attempts": r.attempts + 1})
+            for r in rows
+        )
+        claimed.append(Claim(taken, _known(db, row.pace_key, taken, now)))
+    return ClaimRound(tuple(claimed), min(waits) if waits else None, next_due_at(db))
+
+
+def _followers(
+    db: Db, holder: str, head: OutboxRow, now: float, lease_until: float, room: int
+) -> list[OutboxRow]:
+    """Up to `room` messages that follow `head` on its key, claimed: each pending and due, up
+    to the first that is not (order holds: nothing jumps a message that waits)."""
+    taken: list[OutboxRow] = []
+    for values in db.all(
+        _FOLLOWERS.replace("<columns>", _O_COLUMNS), (head.pace_key, head.id, room)
+    ):
+        row = row_of(values)
+        if row.status is not Status.PENDING or row.next_attempt_at > now:
+            break
+        if db.count(_CLAIM_FOLLOWER, (lease_until, holder, row.id)) != 1:
+            break
+        taken.append(row)
+    return taken
 
 
 def _fields(row: OutboxRow) -> dict[str, Any]:
     return {name: getattr(row, name) for name in OutboxRow.__dataclass_fields__}
 
 
-def _refs(db: Db, row: OutboxRow, now: float) -> dict[str, MessageRef]:
-    keys = row.step.keys() if row.step is not None else ()
+def _known(db: Db, pace_key: str, rows: Sequence[OutboxRow], now: float) -> dict[str, Known]:
+    steps = [r.step for r in rows if r.step is not None]
+    # Step.keys(): the message keys a step names (a method of Step, not of a mapping)
+    keys = list(dict.fromkeys(key for step in steps for key in step.keys()))  # noqa: SIM118
     if not keys:
         return {}
     return {
-        found[0]: MessageRef(*found[1:])
+        found[0]: Known(MessageRef(*found[1:7]), found[7])
         for found in db.all(
-            "SELECT key, channel_id, ts, order_at, count, first_at, last_at FROM messages"
-            f" WHERE pace_key=? AND key IN ({marks(len(keys))}) AND expires_at > ?",
-            (row.pace_key, *keys, now),
+            "SELECT key, channel_id, ts, order_at, count, first_at, last_at, expires_at"
+            f" FROM messages WHERE pace_key=? AND key IN ({marks(len(keys))})"
+            " AND expires_at > ?",
+            (pace_key, *keys, now),
         )
     }
+
+
+def unclaim(db: Db, holder: str, row_ids: Sequence[int]) -> int:
+    """Give back claimed messages that were not sent (the run stopped before them): pending
+    again, their attempt not counted; only those `holder` still holds."""
+    if not row_ids:
+        return 0
+    return db.count(
+        "UPDATE outbox SET status='pending', lease_until=NULL, claimed_by=NULL,"
+        f" attempts=attempts-1 WHERE id IN ({marks(len(row_ids))}) AND status='inflight'"
+        " AND claimed_by=?",
+        (*row_ids, holder),
+    )
 
 
 # an outcome is written only on a row its writer still holds

@@ -35,6 +35,6 @@ def wait(bucket: Bucket, now: float, rate: float) -> float:
     return max(paused, short)
 
 
-def spend(bucket: Bucket) -> Bucket:
-    """The bucket after one message left."""
-    return replace(bucket, tokens=bucket.tokens - 1.0)
+def spend(bucket: Bucket, messages: int = 1) -> Bucket:
+    """The bucket after `messages` left."""
+    return replace(bucket, tokens=bucket.tokens - messages)
