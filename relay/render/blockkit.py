@@ -49,10 +49,11 @@ class UnfixableMessage(ValueError):
     """The rendered message is not a Block Kit message that any truncation could repair."""
 
 
-def fit(message: Any, *, sdk_check: bool = True) -> dict[str, Any]:
+def fit(message: Any, *, sdk_check: bool = True, copy_blocks: bool = True) -> dict[str, Any]:
     """A copy of `message` that Slack accepts, or `UnfixableMessage` saying what is wrong.
 
-    `sdk_check=False` skips slack-sdk's model check of each block (for trusted templates)."""
+    `sdk_check=False` skips slack-sdk's model check of each block (for trusted templates);
+    `copy_blocks=False` fixes the blocks in place, for blocks built for this call alone."""
     if not isinstance(message, Mapping):
         raise UnfixableMessage(f"message must be a JSON object, got {type(message).__name__}")
     raw_blocks = message.get("blocks", [])
@@ -62,7 +63,7 @@ def fit(message: Any, *, sdk_check: bool = True) -> dict[str, Any]:
         raise UnfixableMessage(f"'blocks' must be a list, got {type(raw_blocks).__name__}")
     blocks: list[dict[str, Any]] = []
     for index, block in enumerate(raw_blocks):
-        blocks.extend(_fix_block(index, copy.deepcopy(block)))
+        blocks.extend(_fix_block(index, copy.deepcopy(block) if copy_blocks else block))
     _unique_block_ids(blocks)
     blocks = _fit_size(blocks)
     for index, block in enumerate(blocks if sdk_check else ()):

@@ -72,8 +72,9 @@ def payload(message: Message) -> SlackPayload:
     return _fitted({"text": text, "blocks": [first, *document["blocks"]]})
 
 
-def _fitted(document: dict[str, Any]) -> SlackPayload:
-    fixed = fit(document, sdk_check=False)  # relay built it: slack-sdk's check adds nothing
+def _fitted(document: dict[str, Any], *, built_here: bool = False) -> SlackPayload:
+    # relay built it: slack-sdk's check adds nothing; blocks built here need no copy
+    fixed = fit(document, sdk_check=False, copy_blocks=not built_here)
     return SlackPayload(text=fixed["text"], blocks=fixed["blocks"])
 
 
@@ -106,7 +107,7 @@ def card_payload(card: Card) -> SlackPayload:
         ]})  # fmt: skip
     if card.context:
         blocks.append(_context(card.context))
-    document = _fitted({"text": text, "blocks": blocks})
+    document = _fitted({"text": text, "blocks": blocks}, built_here=True)
     if card.repeat is None:
         return document
     return _counted(document, card.repeat.count, card.repeat.first_at, card.repeat.last_at)
