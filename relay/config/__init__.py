@@ -11,6 +11,7 @@ from relay.config.destinations import (
     DestinationBase,
     SlackChannelDestination,
     SlackConfig,
+    TeamsDestination,
     WebhookDestination,
 )
 from relay.config.loading import interpolate, load_config, parse_config, secret_values
@@ -57,6 +58,7 @@ __all__ = [
     "Source",
     "StoreConfig",
     "TabstackSource",
+    "TeamsDestination",
     "ThreadConfig",
     "TimeInterval",
     "TimeRange",

@@ -62,7 +62,24 @@ class ConsoleDestination(DestinationBase):
     type: Literal["console"]
 
 
+class TeamsDestination(DestinationBase):
+    """Microsoft Teams through a Workflows (Power Automate) webhook: its URL is a secret (the
+    `sig=` in it is the only credential). Without one, messages print to the console."""
+
+    type: Literal["teams"]
+    workflow_url: SecretStr | None = None
+
+    _blank = field_validator("workflow_url", mode="before")(blank_is_none)
+
+    @field_validator("workflow_url")
+    @classmethod
+    def _https(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.match(r"^https?://\S+$", value.get_secret_value()):
+            raise ValueError("not an http(s) URL")
+        return value
+
+
 Destination = Annotated[
-    SlackChannelDestination | WebhookDestination | ConsoleDestination,
+    SlackChannelDestination | WebhookDestination | ConsoleDestination | TeamsDestination,
     Field(discriminator="type"),
 ]

@@ -20,6 +20,7 @@ from relay.config import (
     ConsoleDestination,
     Destination,
     SlackChannelDestination,
+    TeamsDestination,
     WebhookDestination,
 )
 from relay.delivery.console import ConsoleSender
@@ -30,8 +31,10 @@ from relay.delivery.slack import (
     SlackWebhookSender,
     webhook_client,
 )
+from relay.delivery.teams import TeamsSender
+from relay.delivery.teams import warnings as teams_warnings
 from relay.messages import Message
-from relay.render.formats import slack
+from relay.render.formats import slack, teams
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +99,18 @@ def _webhook_sender(name: str, d: WebhookDestination, clients: Clients) -> Sende
     return SlackWebhookSender(hook, clients.slack_sessions)
 
 
+def _teams_key(d: TeamsDestination, dry_run: bool) -> str:
+    del dry_run  # a Workflows URL carries its own credential
+    url = d.workflow_url
+    return "console" if url is None else f"teams:{_digest(url.get_secret_value())}"
+
+
+def _teams_sender(name: str, d: TeamsDestination, clients: Clients) -> Sender:
+    if d.workflow_url is None:
+        return ConsoleSender(clients.console, name, chat="teams", format=teams.payload)
+    return TeamsSender(clients.http, d.workflow_url.get_secret_value(), clients.timeout)
+
+
 KINDS: Mapping[type[Any], Kind] = {
     SlackChannelDestination: Kind(
         pace_key=_slack_key,
@@ -108,6 +123,20 @@ KINDS: Mapping[type[Any], Kind] = {
         sender=_webhook_sender,
         threads=False,  # an incoming webhook answers no ts: nothing to reply under or update
         updates=False,
+    ),
+    TeamsDestination: Kind(
+        pace_key=_teams_key,
+        describe=lambda d, _dry: (
+            "teams workflow" + ("" if d.workflow_url else " (no URL: console)")
+        ),
+        sender=_teams_sender,
+        format=teams.payload,
+        chat="teams",
+        threads=False,  # a Workflows webhook answers 202 with no message id
+        updates=False,
+        takes_mention=teams.takes_mention,
+        warnings=teams_warnings,
+        pacing=(3.5, 1.0),  # Teams throttles more than about 4 requests a second
     ),
     ConsoleDestination: Kind(
         pace_key=lambda _d, _dry: "console",
