@@ -102,7 +102,10 @@ def test_escaped_event_text_never_reads_as_a_link_or_a_date(text: str) -> None:
 
 
 def test_every_golden_message_parses_into_spans_that_read_like_it() -> None:
-    for path in (ROOT / "tests" / "golden").rglob("*.json"):
+    golden_dir = ROOT / "tests" / "golden"
+    for path in golden_dir.rglob("*.json"):
+        if path.relative_to(golden_dir).parts[0] not in ("anchor", "deck", "tabstack"):
+            continue  # another chat's payloads (golden/<chat>/...), not Slack's Block Kit
         golden = json.loads(path.read_text())
         for block in golden["blocks"]:
             inner = block.get("text")
