@@ -62,7 +62,24 @@ class ConsoleDestination(DestinationBase):
     type: Literal["console"]
 
 
+class GoogleChatDestination(DestinationBase):
+    """A Google Chat space's incoming webhook: `https://chat.googleapis.com/v1/spaces/SPACE/
+    messages?key=KEY&token=TOKEN` (a secret). Without one, messages print to the console."""
+
+    type: Literal["google_chat"]
+    webhook_url: SecretStr | None = None
+
+    _blank = field_validator("webhook_url", mode="before")(blank_is_none)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _https(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.match(r"^https?://\S+$", value.get_secret_value()):
+            raise ValueError("not an http(s) URL")
+        return value
+
+
 Destination = Annotated[
-    SlackChannelDestination | WebhookDestination | ConsoleDestination,
+    SlackChannelDestination | WebhookDestination | ConsoleDestination | GoogleChatDestination,
     Field(discriminator="type"),
 ]

@@ -22,11 +22,13 @@ from relay.config import (
     SlackChannelDestination,
     WebhookDestination,
 )
+from relay.config.destinations import GoogleChatDestination
+from relay.delivery import google_chat as gchat
 from relay.delivery.console import ConsoleSender
 from relay.delivery.senders import Sender
 from relay.delivery.slack import SlackChannelSender, SlackWebhookSender, webhook_client
 from relay.messages import Message
-from relay.render.formats import slack
+from relay.render.formats import google_chat, slack
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +104,20 @@ KINDS: Mapping[type[Any], Kind] = {
         sender=_webhook_sender,
         threads=False,  # an incoming webhook answers no ts: nothing to reply under or update
         updates=False,
+    ),
+    GoogleChatDestination: Kind(
+        pace_key=gchat.pace_key,
+        describe=gchat.describe,
+        sender=lambda name, d, clients: gchat.sender(
+            name, d, clients.console, clients.http, clients.timeout
+        ),
+        format=google_chat.payload,
+        chat="google_chat",
+        threads=True,  # by thread key
+        updates=False,  # a webhook cannot edit a message: the new state is posted as a reply
+        takes_mention=google_chat.takes_mention,
+        warnings=gchat.warnings,
+        pacing=gchat.PACING,
     ),
     ConsoleDestination: Kind(
         pace_key=lambda _d, _dry: "console",
