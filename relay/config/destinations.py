@@ -44,18 +44,19 @@ class SlackChannelDestination(DestinationBase):
     channel: Annotated[str, Field(min_length=1)]
 
 
+def secret_http_url(value: SecretStr | None) -> SecretStr | None:
+    """A secret URL must be http(s); the message never repeats it."""
+    if value is not None and not re.match(r"^https?://\S+$", value.get_secret_value()):
+        raise ValueError("not an http(s) URL")
+    return value
+
+
 class WebhookDestination(DestinationBase):
     type: Literal["webhook"]
     url: SecretStr | None = None
 
     _blank = field_validator("url", mode="before")(blank_is_none)
-
-    @field_validator("url")
-    @classmethod
-    def _https(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not re.match(r"^https?://\S+$", value.get_secret_value()):
-            raise ValueError("not an http(s) URL")
-        return value
+    _url = field_validator("url")(secret_http_url)
 
 
 class ConsoleDestination(DestinationBase):
@@ -70,16 +71,25 @@ class TeamsDestination(DestinationBase):
     workflow_url: SecretStr | None = None
 
     _blank = field_validator("workflow_url", mode="before")(blank_is_none)
+    _url = field_validator("workflow_url")(secret_http_url)
 
-    @field_validator("workflow_url")
-    @classmethod
-    def _https(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not re.match(r"^https?://\S+$", value.get_secret_value()):
-            raise ValueError("not an http(s) URL")
-        return value
+
+class GoogleChatDestination(DestinationBase):
+    """A Google Chat space's incoming webhook: `https://chat.googleapis.com/v1/spaces/SPACE/
+    messages?key=KEY&token=TOKEN` (a secret). Without one, messages print to the console."""
+
+    type: Literal["google_chat"]
+    webhook_url: SecretStr | None = None
+
+    _blank = field_validator("webhook_url", mode="before")(blank_is_none)
+    _url = field_validator("webhook_url")(secret_http_url)
 
 
 Destination = Annotated[
-    SlackChannelDestination | WebhookDestination | ConsoleDestination | TeamsDestination,
+    SlackChannelDestination
+    | WebhookDestination
+    | ConsoleDestination
+    | TeamsDestination
+    | GoogleChatDestination,
     Field(discriminator="type"),
 ]

@@ -19,10 +19,12 @@ from relay.config import (
     Config,
     ConsoleDestination,
     Destination,
+    GoogleChatDestination,
     SlackChannelDestination,
     TeamsDestination,
     WebhookDestination,
 )
+from relay.delivery import google_chat as gchat
 from relay.delivery.console import ConsoleSender
 from relay.delivery.senders import Sender
 from relay.delivery.slack import (
@@ -34,7 +36,7 @@ from relay.delivery.slack import (
 from relay.delivery.teams import TeamsSender
 from relay.delivery.teams import warnings as teams_warnings
 from relay.messages import Message
-from relay.render.formats import slack, teams
+from relay.render.formats import google_chat, slack, teams
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +139,20 @@ KINDS: Mapping[type[Any], Kind] = {
         takes_mention=teams.takes_mention,
         warnings=teams_warnings,
         pacing=(3.5, 1.0),  # Teams throttles more than about 4 requests a second
+    ),
+    GoogleChatDestination: Kind(
+        pace_key=gchat.pace_key,
+        describe=gchat.describe,
+        sender=lambda name, d, clients: gchat.sender(
+            name, d, clients.console, clients.http, clients.timeout
+        ),
+        format=google_chat.payload,
+        chat="google_chat",
+        threads=True,  # by thread key
+        updates=False,  # a webhook cannot edit a message: the new state is posted as a reply
+        takes_mention=google_chat.takes_mention,
+        warnings=gchat.warnings,
+        pacing=gchat.PACING,
     ),
     ConsoleDestination: Kind(
         pace_key=lambda _d, _dry: "console",
