@@ -156,6 +156,8 @@ def test_every_golden_file_has_a_case() -> None:
     stale = []
     for path in GOLDEN.rglob("*.json"):
         name = path.relative_to(GOLDEN).with_suffix("").as_posix()
+        if name.split("/")[0] not in ("anchor", "deck", "tabstack"):
+            continue  # another chat's payloads (tests/golden/<chat>/), which its own tests check
         if name not in CASES:
             if UPDATE:
                 path.unlink()
