@@ -9,6 +9,7 @@ from pydantic import (
     Field,
     SecretStr,
     field_validator,
+    model_validator,
 )
 
 from relay.config.values import PacingConfig, Seconds, Strict, blank_is_none, not_a, seconds
@@ -62,7 +63,45 @@ class ConsoleDestination(DestinationBase):
     type: Literal["console"]
 
 
+class DiscordDestination(DestinationBase):
+    """A Discord channel webhook. `thread_id` posts every message into that existing thread;
+    `forum: true` is for a forum or media channel, where each conversation is a post of its
+    own (its first message starts the thread)."""
+
+    type: Literal["discord"]
+    webhook_url: SecretStr | None = None
+    thread_id: str | None = None
+    forum: bool = False
+
+    _blank = field_validator("webhook_url", "thread_id", mode="before")(blank_is_none)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _https(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.match(r"^https?://\S+$", value.get_secret_value()):
+            raise ValueError("not an http(s) URL")
+        return value
+
+    @field_validator("thread_id", mode="before")
+    @classmethod
+    def _snowflake(cls, value: object) -> object:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # YAML reads an unquoted id as a number
+        if isinstance(value, str) and not re.match(r"^[0-9]{5,25}$", value):
+            raise not_a(value, "a Discord thread id (its digits, e.g. 1234567890123456789)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_thread(self) -> DiscordDestination:
+        if self.forum and self.thread_id is not None:
+            raise ValueError(
+                "`thread_id` posts every message into one thread, `forum: true` starts one per"
+                " conversation: set one of them"
+            )
+        return self
+
+
 Destination = Annotated[
-    SlackChannelDestination | WebhookDestination | ConsoleDestination,
+    SlackChannelDestination | WebhookDestination | ConsoleDestination | DiscordDestination,
     Field(discriminator="type"),
 ]

@@ -19,14 +19,16 @@ from relay.config import (
     Config,
     ConsoleDestination,
     Destination,
+    DiscordDestination,
     SlackChannelDestination,
     WebhookDestination,
 )
+from relay.delivery import discord as discord_webhook
 from relay.delivery.console import ConsoleSender
 from relay.delivery.senders import Sender
 from relay.delivery.slack import SlackChannelSender, SlackWebhookSender, webhook_client
 from relay.messages import Message
-from relay.render.formats import slack
+from relay.render.formats import discord, slack
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +104,18 @@ KINDS: Mapping[type[Any], Kind] = {
         sender=_webhook_sender,
         threads=False,  # an incoming webhook answers no ts: nothing to reply under or update
         updates=False,
+    ),
+    DiscordDestination: Kind(
+        pace_key=discord_webhook.pace_key,
+        describe=discord_webhook.describe,
+        sender=discord_webhook.sender,
+        format=discord.payload,
+        chat="discord",
+        threads=True,  # in a forum channel; a text channel's replies are flat (README, Discord)
+        updates=True,
+        takes_mention=discord.takes_mention,
+        warnings=discord_webhook.warnings,
+        pacing=discord_webhook.PACING,
     ),
     ConsoleDestination: Kind(
         pace_key=lambda _d, _dry: "console",
