@@ -359,10 +359,15 @@ class FakeDiscord:
         *,
         hooks: Mapping[str, Hook] = DEFAULT_HOOKS,
         rate_limits: bool = True,
+        webhook_limit: tuple[int, float] = WEBHOOK_LIMIT,
+        channel_limit: tuple[int, float] = CHANNEL_LIMIT,
         hang_seconds: float = 35.0,
     ) -> None:
         self.hooks = dict(hooks)
         self.rate_limits = rate_limits
+        # Discord's own by default; a test under load may widen the window
+        self.webhook_limit = webhook_limit
+        self.channel_limit = channel_limit
         self.hang_seconds = hang_seconds
         self._by_id = {hook.id: name for name, hook in self.hooks.items()}
         self._lock = threading.Lock()
@@ -537,7 +542,7 @@ class FakeDiscord:
             self._requests.append(record)
 
     def _limit_headers(self, hook: Hook, now: float) -> dict[str, str]:
-        limit, window = WEBHOOK_LIMIT
+        limit, window = self.webhook_limit
         recent = self._recent[f"hook:{hook.id}"]
         while recent and now - recent[0] >= window:
             recent.popleft()
@@ -556,9 +561,9 @@ class FakeDiscord:
         if not self.rate_limits:
             return None
         with self._lock:
-            buckets = [(f"hook:{hook.id}", WEBHOOK_LIMIT, "user")]
+            buckets = [(f"hook:{hook.id}", self.webhook_limit, "user")]
             if posting:
-                buckets.append((f"channel:{channel}", CHANNEL_LIMIT, "shared"))
+                buckets.append((f"channel:{channel}", self.channel_limit, "shared"))
             for key, (limit, window), scope in buckets:
                 recent = self._recent[key]
                 while recent and now - recent[0] >= window:
