@@ -9,6 +9,7 @@ from pydantic import (
     Field,
     SecretStr,
     field_validator,
+    model_validator,
 )
 
 from relay.config.values import PacingConfig, Seconds, Strict, blank_is_none, not_a, seconds
@@ -85,11 +86,44 @@ class GoogleChatDestination(DestinationBase):
     _url = field_validator("webhook_url")(secret_http_url)
 
 
+class DiscordDestination(DestinationBase):
+    """A Discord channel webhook. `thread_id` posts every message into that existing thread;
+    `forum: true` is for a forum or media channel, where each conversation is a post of its
+    own (its first message starts the thread)."""
+
+    type: Literal["discord"]
+    webhook_url: SecretStr | None = None
+    thread_id: str | None = None
+    forum: bool = False
+
+    _blank = field_validator("webhook_url", "thread_id", mode="before")(blank_is_none)
+    _url = field_validator("webhook_url")(secret_http_url)
+
+    @field_validator("thread_id", mode="before")
+    @classmethod
+    def _snowflake(cls, value: object) -> object:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # YAML reads an unquoted id as a number
+        if isinstance(value, str) and not re.match(r"^[0-9]{5,25}$", value):
+            raise not_a(value, "a Discord thread id (its digits, e.g. 1234567890123456789)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_thread(self) -> DiscordDestination:
+        if self.forum and self.thread_id is not None:
+            raise ValueError(
+                "`thread_id` posts every message into one thread, `forum: true` starts one per"
+                " conversation: set one of them"
+            )
+        return self
+
+
 Destination = Annotated[
     SlackChannelDestination
     | WebhookDestination
     | ConsoleDestination
     | TeamsDestination
-    | GoogleChatDestination,
+    | GoogleChatDestination
+    | DiscordDestination,
     Field(discriminator="type"),
 ]

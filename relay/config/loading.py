@@ -86,6 +86,7 @@ TAGS = (
     "console",
     "teams",
     "google_chat",
+    "discord",
 )
 NAMED = ("sources", "destinations")  # mappings whose keys are checked names
 

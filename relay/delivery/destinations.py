@@ -19,11 +19,13 @@ from relay.config import (
     Config,
     ConsoleDestination,
     Destination,
+    DiscordDestination,
     GoogleChatDestination,
     SlackChannelDestination,
     TeamsDestination,
     WebhookDestination,
 )
+from relay.delivery import discord as discord_webhook
 from relay.delivery import google_chat as gchat
 from relay.delivery.console import ConsoleSender
 from relay.delivery.senders import Sender
@@ -36,7 +38,7 @@ from relay.delivery.slack import (
 from relay.delivery.teams import TeamsSender
 from relay.delivery.teams import warnings as teams_warnings
 from relay.messages import Message
-from relay.render.formats import google_chat, slack, teams
+from relay.render.formats import discord, google_chat, slack, teams
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +155,18 @@ KINDS: Mapping[type[Any], Kind] = {
         takes_mention=google_chat.takes_mention,
         warnings=gchat.warnings,
         pacing=gchat.PACING,
+    ),
+    DiscordDestination: Kind(
+        pace_key=discord_webhook.pace_key,
+        describe=discord_webhook.describe,
+        sender=discord_webhook.sender,
+        format=discord.payload,
+        chat="discord",
+        threads=True,  # in a forum channel; a text channel's replies are flat (README, Discord)
+        updates=True,
+        takes_mention=discord.takes_mention,
+        warnings=discord_webhook.warnings,
+        pacing=discord_webhook.PACING,
     ),
     ConsoleDestination: Kind(
         pace_key=lambda _d, _dry: "console",
