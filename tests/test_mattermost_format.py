@@ -113,6 +113,7 @@ def assert_safe(
 
 def post_both_ways(fake: FakeMattermost, native: dict[str, Any]) -> None:
     """The fake takes the payload as one post, through the API and through a webhook."""
+    fake.reset()
     with httpx.Client(timeout=10) as client:
         api = client.post(
             fake.url + "/api/v4/posts",
@@ -123,7 +124,7 @@ def post_both_ways(fake: FakeMattermost, native: dict[str, Any]) -> None:
         assert api.status_code == 201, api.text
         hook = client.post(fake.webhook_url(HOOK), json=dict(native))
         assert hook.status_code == 200 and hook.text == "ok", hook.text
-    assert not any(p.split for p in fake.posts)
+    assert [p.split for p in fake.posts] == [False, False]
 
 
 # ---------------------------------------------------------------- golden posts
@@ -288,6 +289,26 @@ def test_a_cut_closes_what_it_opened() -> None:
     assert section.startswith("`c") and section.endswith("…`")
 
 
+def test_the_fake_splits_or_refuses_a_text_over_the_limit_as_mattermost_does(
+    fake: FakeMattermost,
+) -> None:
+    """So that "accepted by the fake" above means "one post within the limit"."""
+    fake.reset()
+    with httpx.Client(timeout=10) as client:
+        hook = client.post(fake.webhook_url(HOOK), json={"text": "a" * (MAX_MESSAGE + 1)})
+        api = client.post(
+            fake.url + "/api/v4/posts",
+            json={"channel_id": ALERTS, "message": "a" * (MAX_MESSAGE + 1)},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
+    assert hook.text == "ok" and [p.split for p in fake.posts] == [True, True]
+    assert api.status_code == 400 and api.json()["id"] == "model.post.is_valid.msg.app_error"
+
+
+def test_an_untitled_card_still_reads_as_a_post() -> None:
+    assert payload(Card("info", " "))["text"] == "ℹ️ "  # noqa: RUF001
+
+
 def test_a_message_text_over_the_limit_is_cut_not_split(fake: FakeMattermost) -> None:
     message = Blocks("a " * 20_000, mentions=("@here",))
     native = payload(message)
@@ -324,7 +345,6 @@ def test_every_template_with_hostile_data_is_safe_and_accepted(
     kinds = ANCHOR_TYPES if provider == "anchor" else DECK_TYPES
     kind = kinds[index % len(kinds)]
     sample = json.loads((SAMPLES / provider / f"{kind}.json").read_text())["data"]
-    fake.reset()
     for shaped in (data, with_leaves(sample, leaf), {**sample, "extra": data}):
         body = shaped if isinstance(shaped, dict) else {"value": shaped}
         event = Event(provider, provider, "evt_h", kind, body, text="<!channel> @here hi")

@@ -117,7 +117,9 @@ def headline(card: Card, limit: int) -> str:
     own words as they are: push notifications show the text as written)."""
     writer = Writer(limit)
     writer.put(status_unicode(card.status) + " ")
-    writer.spans([Styled("bold", (Text(" ".join(card.title.split())),))])
+    title = " ".join(card.title.split())
+    if title:
+        writer.spans([Styled("bold", (Text(title),))])
     if card.fact:
         writer.put(" — ")
         writer.spans(parse(card.fact))
