@@ -67,7 +67,7 @@ destinations:
     assert caught.value.detailed == [
         "sources.anchor.colour: unknown key",
         "destinations.alerts.type: unknown type 'pager' (expected 'slack', 'webhook', 'console',"
-        " 'teams', 'google_chat', 'discord')",
+        " 'teams', 'google_chat', 'discord', 'mattermost')",
     ]
 
 

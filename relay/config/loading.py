@@ -87,6 +87,7 @@ TAGS = (
     "teams",
     "google_chat",
     "discord",
+    "mattermost",
 )
 NAMED = ("sources", "destinations")  # mappings whose keys are checked names
 

@@ -21,12 +21,14 @@ from relay.config import (
     Destination,
     DiscordDestination,
     GoogleChatDestination,
+    MattermostDestination,
     SlackChannelDestination,
     TeamsDestination,
     WebhookDestination,
 )
 from relay.delivery import discord as discord_webhook
 from relay.delivery import google_chat as gchat
+from relay.delivery import mattermost
 from relay.delivery.console import ConsoleSender
 from relay.delivery.senders import Sender
 from relay.delivery.slack import (
@@ -39,6 +41,7 @@ from relay.delivery.teams import TeamsSender
 from relay.delivery.teams import warnings as teams_warnings
 from relay.messages import Message
 from relay.render.formats import discord, google_chat, slack, teams
+from relay.render.formats import mattermost as mattermost_format
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,15 +68,22 @@ class Kind:
     # the chat's native payload for a message (what `relay render` shows; senders send it)
     format: Callable[[Message], Mapping[str, Any]] = slack.payload
     chat: str = "slack"  # the chat it reaches: whose mentions and templates it takes
-    # what its conversations can do (`relay check` warns when a route asks for more)
-    threads: bool = True
-    updates: bool = True
+    # what its conversations can do (`relay check` warns when a route asks for more): for
+    # every destination of the type, or as the destination's settings say
+    threads: bool | Callable[[Any], bool] = True
+    updates: bool | Callable[[Any], bool] = True
     # whether it has a form for a config mention name (`relay check` warns when not)
     takes_mention: Callable[[str], bool] = slack.takes_mention
     # what `relay check` should say about a destination's settings (an unusual host, say)
     warnings: Callable[[Any], list[str]] = lambda _destination: []
     # the pace its chat allows, when the config sets none: (messages per second, burst)
     pacing: tuple[float, float] | None = None
+
+    def can_thread(self, destination: Any) -> bool:
+        return self.threads(destination) if callable(self.threads) else self.threads
+
+    def can_update(self, destination: Any) -> bool:
+        return self.updates(destination) if callable(self.updates) else self.updates
 
 
 def _digest(secret: str) -> str:
@@ -172,6 +182,18 @@ KINDS: Mapping[type[Any], Kind] = {
         pace_key=lambda _d, _dry: "console",
         describe=lambda _d, _dry: "console",
         sender=lambda name, _d, clients: ConsoleSender(clients.console, name),
+    ),
+    MattermostDestination: Kind(
+        pace_key=mattermost.pace_key,
+        describe=mattermost.describe,
+        sender=mattermost.sender,
+        format=mattermost_format.payload,
+        chat="mattermost",
+        threads=mattermost.api_mode,  # an incoming webhook answers no post id
+        updates=mattermost.api_mode,
+        takes_mention=mattermost_format.takes_mention,
+        warnings=mattermost.warnings,
+        pacing=mattermost.PACING,
     ),
 }
 
