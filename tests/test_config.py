@@ -66,7 +66,8 @@ destinations:
         parse_config(text, tmp_path / "c.yaml", {})
     assert caught.value.detailed == [
         "sources.anchor.colour: unknown key",
-        "destinations.alerts.type: unknown type 'pager' (expected 'slack', 'webhook', 'console')",
+        "destinations.alerts.type: unknown type 'pager' (expected 'slack', 'webhook', 'console',"
+        " 'teams', 'google_chat', 'discord', 'mattermost')",
     ]
 
 

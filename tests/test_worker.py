@@ -342,6 +342,9 @@ async def test_a_worker_that_cannot_renew_its_heartbeat_gives_its_send_up_and_st
             assert loop.time() - cut < 2.0, "the send outlived the fence"
             await asyncio.sleep(0.01)
         assert loop.time() - cut > 0.2  # the fence counts from the last renewal
+        while not await store.rows(Status.PENDING):  # the give-up is being recorded
+            assert loop.time() - cut < 5.0, "the given-up send was not recorded"
+            await asyncio.sleep(0.01)
         (back,) = await store.rows(Status.PENDING)
         assert (back.event_id, back.last_reason) == ("e0", "fenced")
         # fenced: nothing new starts, on any channel

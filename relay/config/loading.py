@@ -76,7 +76,19 @@ def _join(base: str, key: str) -> str:
     return f"{base}.{key}" if base else key
 
 
-TAGS = ("anchor", "deck", "tabstack", "generic", "slack", "webhook", "console")
+TAGS = (
+    "anchor",
+    "deck",
+    "tabstack",
+    "generic",
+    "slack",
+    "webhook",
+    "console",
+    "teams",
+    "google_chat",
+    "discord",
+    "mattermost",
+)
 NAMED = ("sources", "destinations")  # mappings whose keys are checked names
 
 

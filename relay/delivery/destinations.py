@@ -19,9 +19,16 @@ from relay.config import (
     Config,
     ConsoleDestination,
     Destination,
+    DiscordDestination,
+    GoogleChatDestination,
+    MattermostDestination,
     SlackChannelDestination,
+    TeamsDestination,
     WebhookDestination,
 )
+from relay.delivery import discord as discord_webhook
+from relay.delivery import google_chat as gchat
+from relay.delivery import mattermost
 from relay.delivery.console import ConsoleSender
 from relay.delivery.senders import Sender
 from relay.delivery.slack import (
@@ -30,8 +37,11 @@ from relay.delivery.slack import (
     SlackWebhookSender,
     webhook_client,
 )
+from relay.delivery.teams import TeamsSender
+from relay.delivery.teams import warnings as teams_warnings
 from relay.messages import Message
-from relay.render.formats import slack
+from relay.render.formats import discord, google_chat, slack, teams
+from relay.render.formats import mattermost as mattermost_format
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,15 +68,22 @@ class Kind:
     # the chat's native payload for a message (what `relay render` shows; senders send it)
     format: Callable[[Message], Mapping[str, Any]] = slack.payload
     chat: str = "slack"  # the chat it reaches: whose mentions and templates it takes
-    # what its conversations can do (`relay check` warns when a route asks for more)
-    threads: bool = True
-    updates: bool = True
+    # what its conversations can do (`relay check` warns when a route asks for more): for
+    # every destination of the type, or as the destination's settings say
+    threads: bool | Callable[[Any], bool] = True
+    updates: bool | Callable[[Any], bool] = True
     # whether it has a form for a config mention name (`relay check` warns when not)
     takes_mention: Callable[[str], bool] = slack.takes_mention
     # what `relay check` should say about a destination's settings (an unusual host, say)
     warnings: Callable[[Any], list[str]] = lambda _destination: []
     # the pace its chat allows, when the config sets none: (messages per second, burst)
     pacing: tuple[float, float] | None = None
+
+    def can_thread(self, destination: Any) -> bool:
+        return self.threads(destination) if callable(self.threads) else self.threads
+
+    def can_update(self, destination: Any) -> bool:
+        return self.updates(destination) if callable(self.updates) else self.updates
 
 
 def _digest(secret: str) -> str:
@@ -96,6 +113,18 @@ def _webhook_sender(name: str, d: WebhookDestination, clients: Clients) -> Sende
     return SlackWebhookSender(hook, clients.slack_sessions)
 
 
+def _teams_key(d: TeamsDestination, dry_run: bool) -> str:
+    del dry_run  # a Workflows URL carries its own credential
+    url = d.workflow_url
+    return "console" if url is None else f"teams:{_digest(url.get_secret_value())}"
+
+
+def _teams_sender(name: str, d: TeamsDestination, clients: Clients) -> Sender:
+    if d.workflow_url is None:
+        return ConsoleSender(clients.console, name, chat="teams", format=teams.payload)
+    return TeamsSender(clients.http, d.workflow_url.get_secret_value(), clients.timeout)
+
+
 KINDS: Mapping[type[Any], Kind] = {
     SlackChannelDestination: Kind(
         pace_key=_slack_key,
@@ -109,10 +138,62 @@ KINDS: Mapping[type[Any], Kind] = {
         threads=False,  # an incoming webhook answers no ts: nothing to reply under or update
         updates=False,
     ),
+    TeamsDestination: Kind(
+        pace_key=_teams_key,
+        describe=lambda d, _dry: (
+            "teams workflow" + ("" if d.workflow_url else " (no URL: console)")
+        ),
+        sender=_teams_sender,
+        format=teams.payload,
+        chat="teams",
+        threads=False,  # a Workflows webhook answers 202 with no message id
+        updates=False,
+        takes_mention=teams.takes_mention,
+        warnings=teams_warnings,
+        pacing=(3.5, 1.0),  # Teams throttles more than about 4 requests a second
+    ),
+    GoogleChatDestination: Kind(
+        pace_key=gchat.pace_key,
+        describe=gchat.describe,
+        sender=lambda name, d, clients: gchat.sender(
+            name, d, clients.console, clients.http, clients.timeout
+        ),
+        format=google_chat.payload,
+        chat="google_chat",
+        threads=True,  # by thread key
+        updates=False,  # a webhook cannot edit a message: the new state is posted as a reply
+        takes_mention=google_chat.takes_mention,
+        warnings=gchat.warnings,
+        pacing=gchat.PACING,
+    ),
+    DiscordDestination: Kind(
+        pace_key=discord_webhook.pace_key,
+        describe=discord_webhook.describe,
+        sender=discord_webhook.sender,
+        format=discord.payload,
+        chat="discord",
+        threads=True,  # in a forum channel; a text channel's replies are flat (README, Discord)
+        updates=True,
+        takes_mention=discord.takes_mention,
+        warnings=discord_webhook.warnings,
+        pacing=discord_webhook.PACING,
+    ),
     ConsoleDestination: Kind(
         pace_key=lambda _d, _dry: "console",
         describe=lambda _d, _dry: "console",
         sender=lambda name, _d, clients: ConsoleSender(clients.console, name),
+    ),
+    MattermostDestination: Kind(
+        pace_key=mattermost.pace_key,
+        describe=mattermost.describe,
+        sender=mattermost.sender,
+        format=mattermost_format.payload,
+        chat="mattermost",
+        threads=mattermost.api_mode,  # an incoming webhook answers no post id
+        updates=mattermost.api_mode,
+        takes_mention=mattermost_format.takes_mention,
+        warnings=mattermost.warnings,
+        pacing=mattermost.PACING,
     ),
 }
 

@@ -46,19 +46,20 @@ def check(runtime: Runtime) -> Report:
         ]
     for i, route in enumerate(config.routes):
         for name in route.to:
-            chat = kind(config.destinations[name])
+            destination = config.destinations[name]
+            chat = kind(destination)
             where = f"routes[{i}]"
-            if route.thread is not None and not chat.threads:
+            if route.thread is not None and not chat.can_thread(destination):
                 report.warnings.append(
                     f"{where}.thread: destination '{name}' ({chat.chat}) cannot reply in a"
                     " thread: its messages are posted one after the other"
                 )
-            if route.thread is not None and not chat.updates:
+            if route.thread is not None and not chat.can_update(destination):
                 report.warnings.append(
                     f"{where}.thread: destination '{name}' ({chat.chat}) cannot update a message"
                     " in place: each change of state is posted anew"
                 )
-            if route.repeat is not None and not chat.updates:
+            if route.repeat is not None and not chat.can_update(destination):
                 report.warnings.append(
                     f"{where}.repeat: destination '{name}' ({chat.chat}) cannot update a message"
                     " in place: each repeat is posted"

@@ -1,0 +1,386 @@
+"""Discord destinations through the real pipeline, store and worker against the fake Discord over
+HTTP (SQLite and PostgreSQL): a forum post per conversation with its replies, edits in place,
+a deleted message posted anew, a repeat counter, a text channel's flat replies; `relay serve`
+end to end; the config and `relay check`."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fakediscord import FakeDiscord, Hook
+from harness import ROOT, RelayProcess, sample
+from signing import ANCHOR_SECRET, anchor_headers
+
+from relay.config import load_config, parse_config
+from relay.delivery.destinations import describe, kind, pace_keys, paces
+from relay.delivery.policy import RetryPolicy
+from relay.delivery.worker import Worker
+from relay.ops.check import check
+from relay.pipeline import Pipeline
+from relay.records import Status
+from relay.runtime import build_runtime
+from relay.server import senders_for
+from relay.store import open_store
+
+SAMPLES = ROOT / "relay" / "samples"
+ROLE = "discord:role:123456789012345678"
+HOOKS = {
+    "forum": Hook("1100000000000000010", "tok-forum", "1200000000000000010", forum=True),
+    "text": Hook("1100000000000000011", "tok-text", "1200000000000000011"),
+}
+CONFIG = """
+sources:
+  anchor: {provider: anchor, secrets: [test-secret]}
+  deck: {provider: deck, secrets: [whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw]}
+destinations:
+  forum: {type: discord, webhook_url: "%(forum)s", forum: true}
+  text: {type: discord, webhook_url: "%(text)s"}
+routes:
+  - name: flaky
+    match: {source: anchor, type: task.failed, when: [{path: flaky, exists: true}]}
+    to: [text]
+    repeat: {key: [data.task_id, data.error.type], interval: 1h}
+  - name: text-sessions
+    match: {source: anchor, when: [{path: channel, equals: text}]}
+    to: [text]
+    thread: auto
+  - name: sessions
+    match: {source: anchor}
+    to: [forum]
+    thread: auto
+    mention: ["@here", "%(role)s", U0123ABCD]
+  - name: runs
+    match: {source: deck}
+    to: [text]
+    thread: auto
+pacing: {rate: 50, burst: 50}
+"""
+
+
+@pytest.fixture(scope="module")
+def discord() -> Iterator[FakeDiscord]:
+    with FakeDiscord(hooks=HOOKS, rate_limits=False) as fake:
+        yield fake
+
+
+class Rig:
+    """The pipeline and the worker of one relay, restartable on one database."""
+
+    def __init__(self, discord: FakeDiscord, db: str, folder: Path) -> None:
+        text = CONFIG % {"forum": discord.url("forum"), "text": discord.url("text"), "role": ROLE}
+        self.runtime = build_runtime(parse_config(text, folder / "relay.yaml", {}))
+        self.db = db
+        self.folder = folder
+
+    async def start(self) -> None:
+        self.http = httpx.AsyncClient()
+        self.store = open_store(self.db, self.folder)
+        await self.store.open()
+        senders = senders_for(self.runtime, io.StringIO(), self.http)
+        retry = RetryPolicy(backoff_base=0.1)
+        self.worker = Worker(self.store, senders, poll_seconds=0.05, retry=retry)
+        self.pipeline = Pipeline(self.runtime, self.store, on_enqueued=self.worker.wake)
+        self.stop = asyncio.Event()
+        self.tasks = [
+            asyncio.create_task(self.worker.run(self.stop)),
+            asyncio.create_task(self.pipeline.run(self.stop)),
+        ]
+
+    async def shutdown(self) -> None:
+        self.stop.set()
+        for task in self.tasks:
+            await task
+        await self.worker.drain(5)
+        await self.store.close()
+        await self.http.aclose()
+
+    async def restart(self) -> None:
+        await self.shutdown()
+        await self.start()
+
+    async def accept(self, source: str, body: dict[str, Any]) -> None:
+        raw = json.dumps(body).encode()
+        event = self.runtime.providers[source].parse({"content-type": "application/json"}, raw)[0]
+        await self.pipeline.accept(event)
+        deadline = time.monotonic() + 20
+        while (await self.store.inbox_stats()).waiting:
+            assert time.monotonic() < deadline, "the router did not take the event"
+            await asyncio.sleep(0.01)
+
+    async def settle(self) -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            waiting = (await self.store.inbox_stats()).waiting
+            busy = [s for s in await self.store.stats() if s.pending or s.inflight or s.digesting]
+            if not waiting and not busy:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"not settled: {await self.store.stats()}")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def rig(
+    request: pytest.FixtureRequest, discord: FakeDiscord, tmp_path: Path
+) -> AsyncIterator[Rig]:
+    discord.reset()
+    url = request.getfixturevalue("pg_url") if request.param == "postgres" else "relay.db"
+    r = Rig(discord, url, tmp_path)
+    await r.start()
+    yield r
+    await r.shutdown()
+    assert all(q.allowed_mentions_sent for q in discord.requests), "a request without allow-list"
+
+
+def event(provider: str, kind: str, event_id: str, **data: Any) -> dict[str, Any]:
+    body = json.loads((SAMPLES / provider / f"{kind}.json").read_text())
+    return {**body, "id": event_id, "data": {**body["data"], **data}}
+
+
+def title(discord: FakeDiscord, message_id: str) -> str:
+    return str(discord.current(message_id)["embeds"][0]["title"])
+
+
+async def test_a_session_is_one_forum_post_its_events_reply_in_it(
+    rig: Rig, discord: FakeDiscord
+) -> None:
+    await rig.accept("anchor", event("anchor", "task.completed", "a1"))
+    await rig.settle()
+    await rig.restart()  # which post is the session's lives in the store
+    await rig.accept("anchor", event("anchor", "session.completed", "a2"))
+    await rig.accept("anchor", event("anchor", "session.recording.ready", "a3"))
+    await rig.accept("anchor", event("anchor", "task.completed", "b1", session_id="other"))
+    await rig.settle()
+
+    post, *replies, other = discord.messages_of("forum")
+    assert post.started_thread and post.thread_name and "Task completed" in post.thread_name
+    assert [r.thread_id for r in replies] == [post.id, post.id]
+    assert not any(r.started_thread for r in replies)
+    assert other.started_thread  # another session, another post
+    assert post.content == f"@here <@&{ROLE.rsplit(':', 1)[1]}>"  # U0123ABCD is Slack's
+    assert post.allowed_mentions == {"parse": ["everyone"], "roles": [ROLE.rsplit(":", 1)[1]]}
+
+
+async def test_a_resolved_intervention_edits_its_request_in_the_forum_post(
+    rig: Rig, discord: FakeDiscord
+) -> None:
+    await rig.accept("anchor", event("anchor", "intervention.requested", "i1"))
+    await rig.settle()
+    await rig.restart()
+    await rig.accept("anchor", event("anchor", "intervention.resolved", "i2"))
+    await rig.settle()
+
+    (request,) = discord.messages_of("forum")
+    (edit,) = discord.edits
+    assert edit.id == request.id
+    assert "resolved" in title(discord, request.id).lower()
+    patch = next(r for r in discord.requests if r.method == "PATCH")
+    assert patch.query["thread_id"] == request.id  # a forum post's thread has its id
+    assert patch.body is not None and "allowed_mentions" in patch.body
+
+
+def deck_run(status: str, event_id: str, created: str) -> dict[str, Any]:
+    body = event("deck", f"task_run.{status}", event_id, id="trun_order1", status=status)
+    return {**body, "created_at": created}
+
+
+async def test_a_deck_run_is_one_message_edited_as_its_status_moves(
+    rig: Rig, discord: FakeDiscord
+) -> None:
+    await rig.accept("deck", deck_run("queued", "d1", "2025-01-15T09:30:00Z"))
+    await rig.settle()
+    await rig.restart()
+    await rig.accept("deck", deck_run("running", "d2", "2025-01-15T09:30:05Z"))
+    await rig.accept("deck", deck_run("completed", "d3", "2025-01-15T09:31:15Z"))
+    await rig.settle()
+
+    (message,) = discord.messages_of("text")
+    assert [e.id for e in discord.edits] == [message.id, message.id]
+    assert "queued" in str(message.embeds[0]["title"]).lower()
+    assert "completed" in title(discord, message.id).lower()
+    assert all("thread_id" not in r.query for r in discord.requests)  # a text channel
+
+
+async def test_in_a_text_channel_a_failure_edits_the_parent_and_replies_flat(
+    rig: Rig, discord: FakeDiscord
+) -> None:
+    await rig.accept("deck", deck_run("running", "f1", "2025-01-15T09:30:00Z"))
+    failed = event("deck", "task_run.failed", "f2", id="trun_order1")
+    await rig.accept("deck", {**failed, "created_at": "2025-01-15T09:31:00Z"})
+    await rig.settle()
+
+    parent, reply = discord.messages_of("text")
+    assert reply.thread_id is None  # no thread: a webhook cannot start one in a text channel
+    assert "failed" in title(discord, parent.id).lower()
+    assert not await rig.store.rows(Status.DEAD)
+
+
+async def test_a_deleted_message_is_posted_anew(rig: Rig, discord: FakeDiscord) -> None:
+    await rig.accept("deck", deck_run("queued", "x1", "2025-01-15T09:30:00Z"))
+    await rig.settle()
+    discord.delete_message(discord.messages_of("text")[0].id)
+    await rig.accept("deck", deck_run("running", "x2", "2025-01-15T09:30:05Z"))
+    await rig.settle()
+    _first, second = discord.messages_of("text")
+    assert "started" in str(second.embeds[0]["title"]).lower()
+    assert not await rig.store.rows(Status.DEAD)
+
+
+async def test_a_repeated_failure_edits_one_message_with_a_counter(
+    rig: Rig, discord: FakeDiscord
+) -> None:
+    for i in range(4):
+        await rig.accept("anchor", event("anchor", "task.failed", f"p{i}", flaky=True))
+    await rig.settle()
+    (message,) = discord.messages_of("text")
+    assert len(discord.edits) == 3
+    fields = discord.current(message.id)["embeds"][0]["fields"]
+    assert fields[-1]["name"].endswith("Seen 4 times")
+    assert fields[-1]["value"].startswith("first <t:")
+
+
+async def test_a_session_in_a_text_channel_replies_flat(rig: Rig, discord: FakeDiscord) -> None:
+    await rig.accept("anchor", event("anchor", "task.completed", "t1", channel="text"))
+    await rig.accept("anchor", event("anchor", "session.completed", "t2", channel="text"))
+    await rig.settle()
+    assert [m.thread_id for m in discord.messages_of("text")] == [None, None]
+    assert [r.last_reason for r in await rig.store.rows(Status.SENT)] == ["ok", "ok"]
+
+
+# ---------------------------------------------------------------- relay serve, end to end
+
+
+def test_relay_serve_posts_a_signed_event_to_discord(
+    relay_process: type[RelayProcess], tmp_path: Path
+) -> None:
+    with FakeDiscord() as fake:  # Discord's own rate limits: relay's default pace keeps within
+        config = tmp_path / "relay.yaml"
+        config.write_text(
+            "sources: {anchor: {provider: anchor, secrets: ['${ANCHOR_WEBHOOK_SECRET}']}}\n"
+            "destinations:\n"
+            "  chat: {type: discord, webhook_url: '${DISCORD_WEBHOOK_URL}'}\n"
+            "routes: [{match: {source: anchor}, to: [chat], mention: ['@here']}]\n"
+        )
+        env = {
+            "ANCHOR_WEBHOOK_SECRET": ANCHOR_SECRET,
+            "DISCORD_WEBHOOK_URL": fake.url("alerts"),
+            "RELAY_DATABASE_URL": f"sqlite:///{tmp_path}/relay.db",
+        }
+        relay = relay_process(config, env, tmp_path).start()
+        body = sample("anchor", "task.failed.json").read_bytes()
+        headers = anchor_headers(body, int(time.time()))
+        assert (
+            httpx.post(relay.url + "/hooks/anchor", content=body, headers=headers).status_code
+            == 202
+        )
+        (message,) = fake.wait_for_messages(1)
+        assert message.embeds[0]["title"] == "❌ Task failed: invalid credentials"
+        assert message.content == "@here"
+        assert message.allowed_mentions == {"parse": ["everyone"]}
+        assert message.components and message.components[0]["components"][0]["style"] == 5
+        relay.terminate()
+        logs = relay.stdout() + relay.stderr()
+        assert "tok-alerts" not in logs  # the webhook's token never reaches a log
+
+
+# ---------------------------------------------------------------- config and relay check
+
+
+def config(text: str, tmp_path: Path, env: dict[str, str] | None = None) -> Any:
+    path = tmp_path / "relay.yaml"
+    path.write_text(text)
+    return load_config(path, env or {})
+
+
+BASE = "sources: {anchor: {provider: anchor, secrets: [s]}}\n"
+
+
+def test_a_discord_destination_paces_by_its_webhook_and_never_shows_its_token(
+    tmp_path: Path,
+) -> None:
+    url = "https://discord.com/api/webhooks/1234567890123/s3cr3t-token"
+    loaded = config(BASE + f"destinations: {{d: {{type: discord, webhook_url: '{url}'}}}}\n",
+                    tmp_path)  # fmt: skip
+    destination = loaded.config.destinations["d"]
+    keys = pace_keys(loaded.config, dry_run=False)
+    assert keys == {"d": "discord:1234567890123"}
+    assert paces(loaded.config, keys) == {"discord:1234567890123": (0.4, 4.0)}
+    assert describe(destination, False) == "discord webhook"
+    assert "s3cr3t" not in repr(destination) and kind(destination).warnings(destination) == []
+
+
+def test_a_thread_id_may_be_written_as_a_number(tmp_path: Path) -> None:
+    """(The refusals of `forum` with `thread_id` and of a thread id that is not one are in
+    tests/configs/bad/discord-*.yaml.)"""
+    number = BASE + "destinations: {d: {type: discord, thread_id: 123456789012, webhook_url: ''}}\n"
+    loaded = config(number, tmp_path)
+    assert loaded.config.destinations["d"].thread_id == "123456789012"
+    assert (
+        describe(loaded.config.destinations["d"], False)
+        == "discord webhook (thread) (no URL: console)"
+    )
+
+
+def test_without_a_url_a_discord_destination_prints_discords_payload(tmp_path: Path) -> None:
+    loaded = config(BASE + "destinations: {d: {type: discord, webhook_url: '${X:-}'}}\n", tmp_path)
+    console = io.StringIO()
+    (sender,) = senders_for(build_runtime(loaded), console).values()
+    from relay.messages import Card
+    from relay.records import Outgoing
+
+    asyncio.run(sender.send(Outgoing(Card("info", "hello"))))
+    line = json.loads(console.getvalue())
+    assert line["chat"] == "discord" and line["embeds"][0]["title"] == "\u2139\ufe0f hello"
+    assert line["allowed_mentions"] == {"parse": []}
+
+
+def test_relay_check_warns_about_what_discord_cannot_show(tmp_path: Path) -> None:
+    templates = tmp_path / "templates" / "anchor"
+    templates.mkdir(parents=True)
+    (templates / "task.failed.j2").write_text('{"text": "raw", "blocks": []}')
+    text = (
+        BASE + "destinations:\n"
+        "  d: {type: discord, webhook_url: 'http://proxy.example/hook'}\n"
+        "routes: [{match: {source: anchor}, to: [d], mention: ['@here', U0123ABCD]}]\n"
+        "templates: ./templates\n"
+    )
+    report = check(build_runtime(config(text, tmp_path)))
+    assert (
+        "destinations.d: webhook_url is plain http: its token travels unencrypted"
+        in report.warnings
+    )
+    assert (
+        "destinations.d: webhook_url's host is not Discord's: fine for a proxy" in report.warnings
+    )
+    assert (
+        "routes[0].mention[1]: 'U0123ABCD' has no form in discord (destination 'd'): left out"
+        " of its messages"
+    ) in report.warnings
+    assert not any("@here" in w for w in report.warnings)
+    assert any(
+        "template 'anchor/task.failed' renders Slack Block Kit, which destination 'd' (discord)"
+        in e for e in report.errors
+    )  # fmt: skip
+
+
+def test_the_example_configs_discord_destination_works_once_uncommented(tmp_path: Path) -> None:
+    text = (ROOT / "config.example.yaml").read_text()
+    found = re.search(r"^  # discord:\n(?:  #   .*\n)+", text, re.M)
+    assert found is not None, "config.example.yaml shows a Discord destination"
+    block = found.group(0)
+    uncommented = re.sub(r"^  # ", "  ", block, flags=re.M)
+    (tmp_path / "templates").mkdir()
+    path = tmp_path / "relay.yaml"
+    path.write_text(text.replace(block, uncommented).replace("to: [events]", "to: [discord]"))
+    loaded = load_config(path, {"DISCORD_WEBHOOK_URL": "https://discord.com/api/webhooks/123456/t"})
+    destination = loaded.config.destinations["discord"]
+    assert describe(destination, False) == "discord webhook"
+    assert check(build_runtime(loaded)).errors == []
