@@ -3,7 +3,10 @@ events to Slack (bot token), Discord, Microsoft Teams, Google Chat and Mattermos
 once, and the five fakes over HTTP.
 
 One signed Anchor `task.failed` reaches each chat exactly once, in that chat's native form, with
-the route's mentions written the chat's own way (and only those it has a form for).
+the route's mentions written the chat's own way (and only those it has a form for). A 429 storm
+on Discord holds back Discord alone: the other chats get every message, in order, while it
+lasts; Discord gets them all afterwards, in order, once each, never sooner than the
+`Retry-After` it gave.
 """
 
 from __future__ import annotations
@@ -11,14 +14,16 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from fakediscord import FakeDiscord
+from fakediscord import RequestRecord as DiscordRequest
 from fakegooglechat import FakeGoogleChat
 from fakemattermost import ALERTS as MM_ALERTS
 from fakemattermost import TOKEN as MM_TOKEN
@@ -51,6 +56,8 @@ routes:
     mention: ["@here", U0ONCALL1, "discord:user:{DISCORD_USER}",
               "teams:alice@contoso.com|Alice Smith", "google_chat:{GOOGLE_USER}",
               "mattermost:alice"]
+# faster than the chats' own paces: the tests look at who waits for whom, not at pacing
+pacing: {{rate: 20, burst: 10}}
 """
 
 
@@ -78,6 +85,23 @@ class Chats:
     def reset(self) -> None:
         for fake in (self.slack, self.discord, self.teams, self.google_chat, self.mattermost):
             fake.reset()
+
+    def received(self) -> dict[str, list[tuple[float, str]]]:
+        """What each chat accepted, in arrival order: (arrival time, the payload as JSON)."""
+
+        def shown(payload: Any) -> str:
+            return json.dumps(payload, ensure_ascii=False)
+
+        found = {
+            "slack": [(m.received, shown([m.text, m.blocks])) for m in self.slack.messages],
+            "discord": [(m.received, shown([m.content, m.embeds])) for m in self.discord.messages],
+            "teams": [(p.received, shown(p.payload)) for p in self.teams.posts],
+            "google-chat": [(m.received, shown(m.body)) for m in self.google_chat.messages],
+            "mattermost": [
+                (p.received, shown([p.message, p.attachments])) for p in self.mattermost.posts
+            ],
+        }
+        return {chat: sorted(arrivals) for chat, arrivals in found.items()}
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +131,20 @@ def start_relay(
     config.write_text(CONFIG, encoding="utf-8")
     env = {**chats.env(), "ANCHOR_WEBHOOK_SECRET": ANCHOR_SECRET, "RELAY_DATABASE_URL": database}
     return relay_process(config, env, folder).start()
+
+
+def failed_task(n: int) -> bytes:
+    """Anchor's sample `task.failed` as the n-th of several: its own id, task and error text."""
+    event = json.loads(sample("anchor", "task.failed.json").read_text())
+    event["id"] = f"evt_every_chat_{n}"
+    event["data"]["task_id"] = f"tsk_every_chat_{n}"
+    event["data"]["error"]["message"] = f"Login rejected: round {n}"
+    return json.dumps(event).encode()
+
+
+def rounds(arrivals: list[tuple[float, str]]) -> list[set[int]]:
+    """Which of the `failed_task`s each message shows, in arrival order."""
+    return [{int(n) for n in re.findall(r"round (\d)", payload)} for _at, payload in arrivals]
 
 
 def sent(relay: RelayProcess) -> dict[str, int]:
@@ -193,3 +231,57 @@ def test_a_failed_task_reaches_every_chat_once_in_its_own_form(
     logs = relay.stdout() + relay.stderr()
     for secret in (TEAMS_SIG, "tok-alerts", chats.google_chat.token("alerts"), MM_TOKEN):
         assert secret not in logs
+
+
+def wait_for(what: str, done: Callable[[], bool], timeout: float = 60.0) -> None:
+    """Poll until `done()`; a generous deadline, so that a loaded machine is only slower."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, f"no {what} within {timeout} s"
+        time.sleep(0.02)
+
+
+def test_a_429_storm_on_discord_delays_discord_alone(
+    chats: Chats, relay_process: type[RelayProcess], tmp_path: Path, database: str
+) -> None:
+    relay = start_relay(chats, relay_process, tmp_path, database)
+    # Discord's rate limit answer, twice: 429 with `Retry-After` and the JSON `retry_after`
+    storm = (5, 2)  # seconds each 429 asks for; the first is the other chats' window
+    chats.discord.script("alerts", [f"ratelimited:{seconds}" for seconds in storm])
+
+    def limited() -> list[DiscordRequest]:
+        return [r for r in chats.discord.requests if r.status == 429]
+
+    assert post_anchor(relay, failed_task(1)).status_code == 202
+    wait_for("429 from Discord", lambda: len(limited()) >= 1)
+    began = limited()[0].received
+    for n in (2, 3, 4):  # accepted while Discord is rate limited
+        answer = post_anchor(relay, failed_task(n))
+        assert answer.status_code == 202, answer.text
+
+    # the other chats get every message, in order, within the time Discord asked relay to wait
+    others = [chat for chat in CHATS if chat != "discord"]
+    wait_for("message to every other chat", lambda: all(
+        len(chats.received()[chat]) >= 4 for chat in others
+    ))  # fmt: skip
+    received = chats.received()
+    for chat in others:
+        assert rounds(received[chat]) == [{1}, {2}, {3}, {4}], chat
+        assert max(at for at, _payload in received[chat]) < began + storm[0], chat
+    assert received["discord"] == []
+
+    # Discord gets them all once the storm is over: in order, once each
+    wait_until_sent(relay, 4)
+    received = chats.received()
+    assert rounds(received["discord"]) == [{1}, {2}, {3}, {4}]
+    first, second = limited()
+    assert all(at >= second.received + storm[1] for at, _payload in received["discord"])
+    # relay asked again no sooner than each Retry-After said
+    calls = sorted(chats.discord.requests, key=lambda r: r.received)
+    assert [r.status for r in calls] == [429, 429, 200, 200, 200, 200]
+    assert calls[1].received - first.received >= storm[0]
+    assert calls[2].received - second.received >= storm[1]
+    # the others were asked once per message: the storm cost them nothing
+    assert sent(relay) == dict.fromkeys(CHATS, 4)
+    assert len(chats.teams.requests) == len(chats.google_chat.requests) == 4
+    assert len(chats.mattermost.requests) == 4
