@@ -1,4 +1,5 @@
-"""Test harness: free ports and `relay serve` run as a real child process."""
+"""Test harness: free ports, `relay serve` run as a real child process, and signed events
+posted to it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
+from signing import anchor_headers, deck_headers
 
 ROOT = Path(__file__).resolve().parent.parent
 # example events of every type, shipped with relay (`relay check` renders them): the tests read
@@ -93,3 +95,15 @@ class RelayProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
+
+
+def post_anchor(relay: RelayProcess, body: bytes, ts: int | None = None) -> httpx.Response:
+    """POST an event to relay's /hooks/anchor, signed as Anchor signs it (now, unless `ts`)."""
+    headers = anchor_headers(body, int(time.time()) if ts is None else ts)
+    return httpx.post(relay.url + "/hooks/anchor", content=body, headers=headers)
+
+
+def post_deck(relay: RelayProcess, body: bytes, ts: int | None = None) -> httpx.Response:
+    """POST an event to relay's /hooks/deck, signed as Deck signs it (now, unless `ts`)."""
+    headers = deck_headers(body, int(time.time()) if ts is None else ts)
+    return httpx.post(relay.url + "/hooks/deck", content=body, headers=headers)

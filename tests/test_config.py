@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,8 @@ import pytest
 from relay.config import load_config, parse_config
 from relay.config.values import MENTION_FORMS
 from relay.errors import ConfigError
+from relay.ops.check import check
+from relay.runtime import build_runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 BAD = sorted((ROOT / "tests" / "configs" / "bad").glob("*.yaml"))
@@ -31,6 +34,38 @@ def test_example_config_loads_without_any_environment() -> None:
     assert config.slack.token is None  # dry-run
     assert config.slack.api_url == "https://slack.com/api/"
     assert loaded.templates_dir == (ROOT / "templates").resolve()
+
+
+def test_the_example_configs_other_chats_work_once_uncommented(tmp_path: Path) -> None:
+    """Each chat's destination is in config.example.yaml, commented out (so that the example
+    runs without credentials), and loads and checks cleanly once uncommented and set."""
+    text = (ROOT / "config.example.yaml").read_text()
+    blocks = re.findall(r"^  # ([a-z-]+):\n((?:  #   .*\n)+)", text, re.M)
+    names = [name for name, _block in blocks]
+    for name, block in blocks:
+        text = text.replace(block, re.sub(r"^  # ", "  ", block, flags=re.M))
+        text = text.replace(f"  # {name}:\n", f"  {name}:\n")
+    text = text.replace("default:\n  to: [events]", f"default:\n  to: [events, {', '.join(names)}]")
+    (tmp_path / "templates").mkdir()
+    path = tmp_path / "relay.yaml"
+    path.write_text(text)
+    env = {
+        "ANCHOR_WEBHOOK_SECRET": "secret",
+        "DECK_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T000/B000/secret",
+        "DISCORD_WEBHOOK_URL": "https://discord.com/api/webhooks/123456/secret",
+        "TEAMS_WORKFLOW_URL": "https://x.logic.azure.com/workflows/1/triggers/manual/paths/"
+        "invoke?api-version=2016-06-01&sig=secret",
+        "GOOGLE_CHAT_WEBHOOK_URL": "https://chat.googleapis.com/v1/spaces/S/messages?key=k&token=t",
+        "MATTERMOST_TOKEN": "secret",
+        "MATTERMOST_WEBHOOK_URL": "https://mm.example.com/hooks/secretkey",
+    }
+    loaded = load_config(path, env=env)
+    chats = {d.type for name, d in loaded.config.destinations.items() if name in names}
+    assert chats == {"webhook", "discord", "teams", "google_chat", "mattermost"}
+    assert list(loaded.config.default.to) == ["events", *names]
+    report = check(build_runtime(loaded))
+    assert (report.errors, report.warnings) == ([], [])
 
 
 def test_interpolation_fills_values_and_defaults() -> None:

@@ -371,6 +371,35 @@ def test_relay_check_warns_about_what_discord_cannot_show(tmp_path: Path) -> Non
     )  # fmt: skip
 
 
+HOOK = "https://discord.com/api/webhooks/123456/t"
+
+
+@pytest.mark.parametrize(
+    ("settings", "own_thread"),
+    [
+        (f"forum: true, webhook_url: '{HOOK}'", True),  # each conversation is a forum post
+        (f"forum: false, webhook_url: '{HOOK}'", False),  # a text channel: replies are flat
+        (f"thread_id: '123456789012', webhook_url: '{HOOK}'", False),  # all in one thread
+        (f"forum: true, webhook_url: '{HOOK}?thread_id=98765'", False),  # the URL names one
+    ],
+)
+def test_relay_check_warns_when_a_discord_conversation_gets_no_thread_of_its_own(
+    tmp_path: Path, settings: str, own_thread: bool
+) -> None:
+    text = (
+        BASE + "destinations:\n"
+        f"  d: {{type: discord, {settings}}}\n"
+        "routes: [{match: {source: anchor}, to: [d], thread: auto}]\n"
+    )
+    report = check(build_runtime(config(text, tmp_path)))
+    flat = (
+        "routes[0].thread: destination 'd' (discord) cannot reply in a thread: its messages are"
+        " posted one after the other"
+    )
+    assert (flat not in report.warnings) is own_thread, report.warnings
+    assert not any("update" in w for w in report.warnings)  # Discord edits in every channel
+
+
 def test_the_example_configs_discord_destination_works_once_uncommented(tmp_path: Path) -> None:
     text = (ROOT / "config.example.yaml").read_text()
     found = re.search(r"^  # discord:\n(?:  #   .*\n)+", text, re.M)

@@ -17,14 +17,13 @@ import httpx
 import pytest
 from fakeslack import FakeSlack, Message
 from faketabstack import API_KEY, FakeTabstack
-from harness import ROOT, RelayProcess, sample
+from harness import ROOT, RelayProcess, post_anchor, post_deck, sample
 from signing import (
     ADMIN_TOKEN,
     ANCHOR_SECRET,
     DECK_SECRET,
     SLACK_TOKEN,
     anchor_headers,
-    deck_headers,
 )
 
 SAMPLES = ROOT / "relay" / "samples"
@@ -82,16 +81,6 @@ def wait_for(slack: FakeSlack, count: int, timeout: float = 60.0) -> list[Messag
             return slack.messages
         time.sleep(0.05)
     raise AssertionError(f"expected {count} messages, got {len(slack.messages)}")
-
-
-def post_anchor(relay: RelayProcess, body: bytes, ts: int | None = None) -> httpx.Response:
-    headers = anchor_headers(body, int(time.time()) if ts is None else ts)
-    return httpx.post(relay.url + "/hooks/anchor", content=body, headers=headers)
-
-
-def post_deck(relay: RelayProcess, body: bytes, ts: int | None = None) -> httpx.Response:
-    headers = deck_headers(body, int(time.time()) if ts is None else ts)
-    return httpx.post(relay.url + "/hooks/deck", content=body, headers=headers)
 
 
 @pytest.mark.fast_pacing

@@ -28,8 +28,9 @@ A result's `detail` is Discord's error code, `http_<status>` or an exception cla
 URL, whose token is the secret.
 
 Also what `relay.delivery.destinations` needs to know of a `type: discord` destination: its
-pacing key (the webhook's id), its description and `relay check` warnings (never the URL), its
-sender, and Discord's pace.
+pacing key (the webhook's id), its description and `relay check` warnings (never the URL),
+whether its conversations get threads of their own (in a forum channel only), its sender, and
+Discord's pace.
 """
 
 from __future__ import annotations
@@ -86,6 +87,20 @@ def pace_key(d: DiscordDestination, dry_run: bool) -> str:
     return f"discord:{webhook_id(url) or hashlib.sha256(url.encode()).hexdigest()[:16]}"
 
 
+def url_thread(url: str) -> str | None:
+    """The thread a webhook URL copied with `?thread_id=...` names, if it names one."""
+    given = parse_qs(urlsplit(url).query).get("thread_id", [None])[-1]
+    return given if given and _SNOWFLAKE.match(given) else None
+
+
+def threads(d: DiscordDestination) -> bool:
+    """Whether each conversation gets a thread of its own: only in a forum channel, where its
+    first message starts a post. A text channel's webhook cannot start a thread (replies are
+    posted flat), and `thread_id` (or a URL's `?thread_id=`) puts every message in one thread."""
+    url = d.webhook_url.get_secret_value() if d.webhook_url is not None else ""
+    return d.forum and d.thread_id is None and url_thread(url) is None
+
+
 def describe(d: DiscordDestination, dry_run: bool) -> str:
     del dry_run
     where = " (forum)" if d.forum else " (thread)" if d.thread_id else ""
@@ -139,10 +154,9 @@ class DiscordWebhookSender:
     ) -> None:
         parts = urlsplit(url)
         # a URL copied with `?thread_id=...` says which thread; the rest relay sets itself
-        given = parse_qs(parts.query).get("thread_id", [None])[-1]
         self.url = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
         self.client = client
-        self.thread_id = thread_id or (given if given and _SNOWFLAKE.match(given) else None)
+        self.thread_id = thread_id or url_thread(url)
         self.forum = forum and self.thread_id is None
         self.timeout = timeout
         self.clock = clock
