@@ -24,6 +24,7 @@ from relay.config import load_config, parse_config
 from relay.delivery.destinations import describe, kind, pace_keys, paces
 from relay.delivery.policy import RetryPolicy
 from relay.delivery.worker import Worker
+from relay.errors import ConfigError
 from relay.ops.check import check
 from relay.pipeline import Pipeline
 from relay.records import Status
@@ -315,6 +316,33 @@ def test_a_discord_destination_paces_by_its_webhook_and_never_shows_its_token(
     assert paces(loaded.config, keys) == {"discord:1234567890123": (0.4, 4.0)}
     assert describe(destination, False) == "discord webhook"
     assert "s3cr3t" not in repr(destination) and kind(destination).warnings(destination) == []
+
+
+def test_discord_destinations_naming_one_channel_share_its_pace(tmp_path: Path) -> None:
+    hooks = [f"https://discord.com/api/webhooks/{n}/token-{n}" for n in (111111, 222222, 333333)]
+    text = BASE + (
+        "destinations:\n"
+        f"  a: {{type: discord, webhook_url: '{hooks[0]}', channel_id: '9876543210'}}\n"
+        f"  b: {{type: discord, webhook_url: '{hooks[1]}', channel_id: 9876543210}}\n"
+        f"  c: {{type: discord, webhook_url: '{hooks[2]}'}}\n"
+    )
+    loaded = config(text, tmp_path)
+    keys = pace_keys(loaded.config, dry_run=False)
+    # two webhooks of one channel: one pace (Discord counts the channel's messages across its
+    # webhooks); a webhook whose channel the config does not name: its own
+    assert keys == {
+        "a": "discord:channel:9876543210",
+        "b": "discord:channel:9876543210",
+        "c": "discord:333333",
+    }
+    assert paces(loaded.config, keys)["discord:channel:9876543210"] == (0.4, 4.0)
+    with pytest.raises(ConfigError) as caught:
+        config(BASE + f"destinations: {{a: {{type: discord, webhook_url: '{hooks[0]}',"
+               " channel_id: general}}\n", tmp_path)  # fmt: skip
+    assert caught.value.detailed == [
+        "destinations.a.channel_id: 'general' is not a Discord channel id (its digits, e.g."
+        " 1234567890123456789)"
+    ]
 
 
 def test_a_thread_id_may_be_written_as_a_number(tmp_path: Path) -> None:

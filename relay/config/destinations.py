@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import (
     Field,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -95,17 +96,21 @@ class DiscordDestination(DestinationBase):
     webhook_url: SecretStr | None = None
     thread_id: str | None = None
     forum: bool = False
+    # the channel the webhook posts in: destinations naming the same channel share one pace,
+    # as Discord limits a channel across all of its webhooks
+    channel_id: str | None = None
 
-    _blank = field_validator("webhook_url", "thread_id", mode="before")(blank_is_none)
+    _blank = field_validator("webhook_url", "thread_id", "channel_id", mode="before")(blank_is_none)
     _url = field_validator("webhook_url")(secret_http_url)
 
-    @field_validator("thread_id", mode="before")
+    @field_validator("thread_id", "channel_id", mode="before")
     @classmethod
-    def _snowflake(cls, value: object) -> object:
+    def _snowflake(cls, value: object, info: ValidationInfo) -> object:
         if isinstance(value, int) and not isinstance(value, bool):
             value = str(value)  # YAML reads an unquoted id as a number
         if isinstance(value, str) and not re.match(r"^[0-9]{5,25}$", value):
-            raise not_a(value, "a Discord thread id (its digits, e.g. 1234567890123456789)")
+            what = "thread" if info.field_name == "thread_id" else "channel"
+            raise not_a(value, f"a Discord {what} id (its digits, e.g. 1234567890123456789)")
         return value
 
     @model_validator(mode="after")

@@ -79,10 +79,13 @@ def webhook_id(url: str) -> str | None:
 
 
 def pace_key(d: DiscordDestination, dry_run: bool) -> str:
-    """One key per webhook: Discord limits each webhook, and the channel it posts in."""
+    """One key per webhook, or per channel where the config names it (`channel_id`): Discord
+    limits each webhook, and the channel it posts in across its webhooks."""
     del dry_run  # a webhook carries its own credentials
     if d.webhook_url is None:
         return "console"
+    if d.channel_id is not None:
+        return f"discord:channel:{d.channel_id}"
     url = d.webhook_url.get_secret_value()
     return f"discord:{webhook_id(url) or hashlib.sha256(url.encode()).hexdigest()[:16]}"
 
