@@ -359,7 +359,9 @@ def parser() -> argparse.ArgumentParser:
     )
     send.add_argument("event", metavar="SAMPLE|FILE", help="a sample's name or an event file")
     send.add_argument(
-        "--url", default="http://localhost:8080", help="relay's base URL (default: %(default)s)"
+        "--url",
+        default=os.environ.get("RELAY_URL", "http://localhost:8080"),
+        help="relay's base URL (default: $RELAY_URL, else http://localhost:8080)",
     )
     send.add_argument("--source", help="configured source name (by the event's platform if absent)")
     send.add_argument(

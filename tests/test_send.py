@@ -1,20 +1,24 @@
 """`relay send`: a shipped sample, signed with the configured secret, reaches a real relay and,
 through it, the fake Slack; a wrong secret is a 401 and a non-zero exit; an unknown sample
-lists the names there are. Both sides are real processes talking HTTP, on config.example.yaml."""
+lists the names there are. Both sides are real processes talking HTTP, on config.example.yaml.
+And the README's try-it (its run command, then its `relay send`) works as written."""
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import httpx
 import pytest
 from fakeslack import FakeSlack, Message
-from harness import ROOT, RelayProcess
+from harness import ROOT, RelayProcess, free_port
 from signing import ADMIN_TOKEN, ANCHOR_SECRET, DECK_SECRET, SLACK_TOKEN
 
 RELAY = Path(sys.executable).parent / "relay"
@@ -156,3 +160,72 @@ def test_a_given_file_is_sent_to_the_source_of_its_platform(
     assert "/hooks/anchor" in done.stdout
     (message,) = wait_for(slack, 1)
     assert "tsk_from_my_file" in json.dumps(message.blocks)
+
+
+def readme_command(marker: str) -> tuple[dict[str, str], list[str]]:
+    """The README's command after `<!-- try-it: MARKER -->` (its last `&&` step), as its
+    environment assignments and its argv."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split(f"<!-- try-it: {marker} -->\n```bash\n", 1)[1].split("\n```", 1)[0]
+    words = shlex.split(block.split(" && ")[-1])
+    env = {}
+    while "=" in words[0]:
+        name, _, value = words.pop(0).partition("=")
+        env[name] = value
+    return env, words
+
+
+def test_the_readmes_try_it_works_from_a_fresh_clone(tmp_path: Path) -> None:
+    """The README's run command, then its `relay send`, as written, in a copy of the project
+    with nothing beside it (a user's clone has no other folder), on a free port."""
+    clone = tmp_path / "relay"
+    shutil.copytree(
+        ROOT,
+        clone,
+        ignore=shutil.ignore_patterns(".git", ".venv", "data", "*.egg-info", "__pycache__"),
+    )
+    port = free_port()
+    serve_env, serve_argv = readme_command("serve")
+    send_env, send_argv = readme_command("send")
+    assert serve_argv[0] == send_argv[0] == ".venv/bin/relay"
+    base = {k: v for k, v in os.environ.items() if k not in SECRETS and not k.startswith("RELAY_")}
+    out = (tmp_path / "serve.out").open("w")
+    server = subprocess.Popen(
+        [str(RELAY), *serve_argv[1:]],
+        cwd=clone,
+        env={**base, **serve_env, "PORT": str(port)},
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            assert server.poll() is None, (tmp_path / "serve.out").read_text()
+            try:
+                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        sent = subprocess.run(
+            [str(RELAY), *send_argv[1:]],
+            cwd=clone,
+            env={**base, **send_env, "RELAY_URL": url},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert sent.returncode == 0, sent.stderr
+        assert sent.stdout.startswith("202 task.failed.json -> ")
+        deadline = time.monotonic() + 10
+        shown = ""
+        while time.monotonic() < deadline and "[ Open session ]" not in shown:
+            time.sleep(0.05)
+            shown = (tmp_path / "serve.out").read_text()
+        assert (
+            "── alerts · slack #browser-alerts ──\n❌ Task failed: invalid credentials\n" in shown
+        )
+    finally:
+        server.terminate()
+        server.wait(30)
+        out.close()
