@@ -21,6 +21,10 @@ from fakeslack import FakeSlack, Message
 from harness import ROOT, RelayProcess, free_port
 from signing import ADMIN_TOKEN, ANCHOR_SECRET, DECK_SECRET, SLACK_TOKEN
 
+from relay.config import parse_config
+from relay.ops.send import build_request, find_event
+from relay.runtime import build_runtime
+
 RELAY = Path(sys.executable).parent / "relay"
 SECRETS = {
     "ANCHOR_WEBHOOK_SECRET": ANCHOR_SECRET,
@@ -75,7 +79,7 @@ def wait_for(slack: FakeSlack, count: int, timeout: float = 30.0) -> list[Messag
     [
         ("anchor/task.completed", "Task completed"),
         ("task_run.completed", "Task run"),  # a stem names a sample as well
-        ("tabstack/run-success", "Run"),
+        ("tabstack/run-success", "Tabstack run"),
     ],
 )
 def test_each_providers_sample_reaches_slack(
@@ -229,3 +233,49 @@ def test_the_readmes_try_it_works_from_a_fresh_clone(tmp_path: Path) -> None:
         server.terminate()
         server.wait(30)
         out.close()
+
+
+SIGNED = """
+sources:
+  anchor: {provider: anchor, secrets: ["", "@ANCHOR@"]}
+  hexed: {provider: anchor, secrets: ["@ANCHOR@"], key_encoding: hex}
+  deck: {provider: deck, secrets: ["@DECK@"]}
+  tabstack: {provider: tabstack, token: t0ken}
+  generic:
+    provider: generic
+    id_path: meta.id
+    secrets: [g-secret]
+    token: g-token
+    timestamp_header: X-Time
+destinations: {c: {type: console}}
+""".replace("@ANCHOR@", ANCHOR_SECRET).replace("@DECK@", DECK_SECRET)
+
+
+@pytest.mark.parametrize(
+    ("source", "event"),
+    [
+        ("anchor", "anchor/task.failed"),
+        ("hexed", "anchor/task.failed"),
+        ("deck", "deck/task_run.failed"),
+        ("tabstack", "tabstack/run-success"),
+        ("generic", "anchor/task.completed"),
+    ],
+)
+def test_every_kind_of_source_verifies_what_send_signs(source: str, event: str) -> None:
+    """Checked by the providers relay serves with, in process: every kind of source, the hex
+    key of an Anchor source that says so, a generic source's token, HMAC and timestamp."""
+    runtime = build_runtime(parse_config(SIGNED, Path("relay.yaml"), {}))
+    path = find_event(event)
+    now = time.time()
+    first = build_request(runtime.config, source, path, now)
+    again = build_request(runtime.config, source, path, now)
+    provider = runtime.providers[source]
+    for request in (first, again):
+        provider.verify(request.headers, request.body, now)
+    ids = [{e.id for e in provider.parse(r.headers, r.body)} for r in (first, again)]
+    assert ids[0].isdisjoint(ids[1])  # a fresh id per send: not a duplicate
+    kept = build_request(runtime.config, source, path, now, keep_id=True)
+    assert kept.body == path.read_bytes()
+    if source == "generic":
+        assert first.headers["X-Time"] == str(int(now))
+        assert json.loads(first.body)["meta"]["id"] == first.event_id
