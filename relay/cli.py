@@ -271,26 +271,19 @@ def cmd_dead(args: argparse.Namespace) -> int:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    import httpx
-
-    from relay.ops.send import build_request, choose_source, find_event, refusal
+    from relay.ops.send import build_request, choose_source, find_event, post
 
     path = find_event(args.event)
     config = _load(args).config
     source = choose_source(config, path, path.read_bytes(), args.source)
     request = build_request(config, source, path, time.time(), keep_id=args.keep_id)
-    url = f"{args.url.rstrip('/')}/hooks/{source}"
-    try:
-        answer = httpx.post(url, content=request.body, headers=request.headers, timeout=30.0)
-    except httpx.HTTPError as exc:
-        print(f"error: could not post to {url}: {type(exc).__name__}", file=sys.stderr)
+    answer = post(request, args.url)
+    if answer.status is not None:
+        print(f"{answer.status} {path.name} -> {answer.url} (id {request.event_id}): {answer.text}")
+    if answer.problem is not None:
+        print(f"error: {answer.problem}", file=sys.stderr)
         return 1
-    shown = answer.text[:2000].strip()  # relay answers one line of JSON
-    print(f"{answer.status_code} {path.name} -> {url} (id {request.event_id}): {shown}")
-    if answer.is_success:
-        return 0
-    print(f"error: {answer.status_code}: {refusal(answer.status_code, source)}", file=sys.stderr)
-    return 1
+    return 0
 
 
 def parser() -> argparse.ArgumentParser:

@@ -279,3 +279,11 @@ def test_every_kind_of_source_verifies_what_send_signs(source: str, event: str) 
     if source == "generic":
         assert first.headers["X-Time"] == str(int(now))
         assert json.loads(first.body)["meta"]["id"] == first.event_id
+
+
+def test_a_relay_that_does_not_answer_is_said_so() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    done = send("anchor/task.failed", "--config", "config.example.yaml", "--url", url)
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr == f"error: could not post to {url}/hooks/anchor: ConnectError\n"

@@ -5,8 +5,9 @@ choosing the configured source it goes to, giving it a fresh id (so that relay's
 swallow a second try) and building the headers the source's provider verifies: Anchor's
 `Anchor-Signature`, Deck's Standard Webhooks headers (the `standardwebhooks` package, as
 `relay.providers.deck` checks them), a bearer token for Tabstack, and for a generic source its
-bearer token and/or HMAC header. Pure but for reading the event file: the CLI posts the request
-(`relay.cli`). A secret only ever goes into the request, never into a message of this module.
+bearer token and/or HMAC header. Pure but for reading the event file, and `post`, which sends
+the request with httpx and says what a refusal means. A secret only ever goes into the request,
+never into a message of this module.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 from standardwebhooks.webhooks import Webhook
 
 from relay.config import AnchorSource, Config, DeckSource, GenericSource, TabstackSource
 from relay.errors import ConfigError
 from relay.providers.anchor import signing_keys
 from relay.providers.base import hmac_hex
+from relay.render.formats.text import inert
 from relay.samples import SAMPLES
 
 
@@ -114,6 +117,35 @@ def build_request(
         body = json.dumps(obj, ensure_ascii=False).encode()
     headers = {"Content-Type": "application/json", **_signed(model, source, obj, body, now)}
     return Request(source, body, headers, event_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What relay answered: its status and body, and for a failure, what it means."""
+
+    url: str
+    status: int | None  # None: the request did not arrive
+    text: str
+    problem: str | None
+
+
+def post(request: Request, base_url: str) -> Answer:
+    """POST the request to `{base_url}/hooks/{source}`."""
+    url = f"{base_url.rstrip('/')}/hooks/{request.source}"
+    try:
+        got = httpx.post(url, content=request.body, headers=request.headers, timeout=30.0)
+    except httpx.HTTPError as exc:
+        name = type(exc).__name__
+        return Answer(url, None, "", f"could not post to {url}: {name}")
+    shown = inert(got.text[:2000].strip())  # relay answers one line of JSON; a proxy may not
+    if got.is_success:
+        return Answer(url, got.status_code, shown, None)
+    return Answer(
+        url,
+        got.status_code,
+        shown,
+        f"{got.status_code}: {refusal(got.status_code, request.source)}",
+    )
 
 
 def refusal(status: int, source: str) -> str:
