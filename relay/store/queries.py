@@ -140,7 +140,7 @@ def event(db: Db, seq: int) -> EventDetail | None:
         summary.source, summary.event_id, (summary.type, provider, created, row[7], body,
                                            envelope, data),
     )  # fmt: skip
-    return EventDetail(summary, provider, dict(parsed.envelope), json.loads(row[13]), views)
+    return EventDetail(summary, provider, dict(parsed.envelope), json.loads(row[13]), views, parsed)
 
 
 def _message(m: Sequence[Any], attempts: Sequence[AttemptView]) -> MessageView:

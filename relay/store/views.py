@@ -11,6 +11,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Generic, TypeVar
 
+from relay.event import Event
+
 T = TypeVar("T")
 
 
@@ -107,6 +109,7 @@ class EventDetail:
     envelope: dict[str, Any]
     routing: dict[str, Any]
     messages: tuple[MessageView, ...]
+    event: Event  # the event as routing and rendering see it (for a resend or a reroute)
 
 
 @dataclass(frozen=True, slots=True)
