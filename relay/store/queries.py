@@ -6,6 +6,7 @@ pages), one event in full, the dead letters, and the figures of the overview. Ty
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from collections.abc import Sequence
 from typing import Any
 
@@ -174,7 +175,7 @@ def dead(db: Db, f: EventFilter, before: int | None, limit: int) -> Page[DeadLet
 
 
 def _dead_where(db: Db, f: EventFilter) -> tuple[str, list[Any]]:
-    sql, args = where(db, EventFilter(**{**f.__dict__, "outcome": None, "destination": None}))
+    sql, args = where(db, replace(f, outcome=None, destination=None))
     sql += " AND m.status = 'dead' AND EXISTS (SELECT 1 FROM outbox o WHERE o.id = m.outbox_id"
     sql += " AND o.status = 'dead')"
     if f.destination:
