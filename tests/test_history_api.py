@@ -148,7 +148,7 @@ def story(relay: RelayProcess, slack: FakeSlack) -> dict[str, Any]:
             "evt_done": "delivered",
             "evt_noise": "dropped",
             "evt_hostile": "dead",
-        }  # fmt: skip
+        }
     )
     return {"api": api, "events": found, "started": started, "posts": posts, "relay": relay}
 

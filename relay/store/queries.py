@@ -6,8 +6,8 @@ pages), one event in full, the dead letters, and the figures of the overview. Ty
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from relay.event import from_record
