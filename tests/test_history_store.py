@@ -184,3 +184,23 @@ async def test_a_database_written_before_history_upgrades_and_keeps_working(
         assert await store.replay_dead([dead.id], 2002.0) == 1
     finally:
         await store.close()
+
+
+def test_store_history_is_seven_days_unless_the_config_says_otherwise(tmp_path: Path) -> None:
+    from harness import ROOT
+
+    from relay.config import load_config
+
+    env = {
+        "ANCHOR_WEBHOOK_SECRET": "s",
+        "DECK_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    }
+    text = (ROOT / "config.example.yaml").read_text()
+    (tmp_path / "templates").mkdir()
+    path = tmp_path / "relay.yaml"
+    path.write_text(text)
+    assert load_config(path, env=env).config.store.history == 7 * 86400.0
+    # the example's commented block, uncommented and changed
+    assert "# store:\n#   history: 7d\n" in text
+    path.write_text(text.replace("# store:\n#   history: 7d\n", "store:\n  history: 36h\n"))
+    assert load_config(path, env=env).config.store.history == 36 * 3600.0
