@@ -204,3 +204,31 @@ def test_store_history_is_seven_days_unless_the_config_says_otherwise(tmp_path: 
     assert "# store:\n#   history: 7d\n" in text
     path.write_text(text.replace("# store:\n#   history: 7d\n", "store:\n  history: 36h\n"))
     assert load_config(path, env=env).config.store.history == 36 * 3600.0
+
+
+async def test_a_grouped_message_follows_its_digest(store: Store) -> None:
+    from relay.records import GroupSpec
+
+    spec = GroupSpec("batches", "batch-1", wait=30.0, interval=300.0, max_items=100, show=10)
+    grouped = NewMessage("alerts", "slack:alerts", "anchor/task.failed", Blocks("x"), group=spec)
+    await accept(store, ev("g1"), [grouped], 100.0)
+    await accept(store, ev("g2"), [grouped], 101.0)
+    outcomes = {
+        e.event_id: e.outcome for e in (await store.history_events(EventFilter(), None, 9)).items
+    }
+    assert outcomes == {"g1": "grouped", "g2": "grouped"}
+    (batch,) = await store.due_digests(200.0)
+    digest = NewMessage("alerts", "slack:alerts", "digest", Blocks("2 events"))
+    await store.flush_digest(batch, digest, 200.0)
+    (row_id,) = await _claim(store, 201.0)
+    await store.settle(Settlement(row_id, "slack:alerts", Status.SENT, Reason.OK, 201.5, ts="9"))
+    page = (await store.history_events(EventFilter(outcome="delivered"), None, 9)).items
+    assert [e.event_id for e in page] == ["g2", "g1"]
+    detail = await store.history_event(page[0].id)
+    assert detail is not None
+    (message,) = detail.messages
+    assert (message.digest, message.ts, [a.status for a in message.timeline]) == (
+        "batch-1",
+        "9",
+        ["sent"],
+    )

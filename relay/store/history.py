@@ -8,6 +8,9 @@ that records an attempt's outcome on the outbox also appends the attempt and upd
 message and the event's outcome. A message row outlives its outbox row (sent rows are pruned
 after `dedup_ttl`, dead ones may be dropped): history keeps it for `store.history`.
 
+A message parked for a digest is `grouped` until its group is flushed; it then follows the
+digest's outbox row (one row, one attempt per try, recorded on every message it lists).
+
 An event's outcome is the most pressing of its messages' states, in this order: dead, retrying,
 pending (not yet sent), grouped (waiting for a digest), delivered, muted; an event that made no
 message (dropped by a rule, or matched none) is `dropped`.
@@ -18,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from relay.records import NewMessage, Settlement, Status
+from relay.records import DigestBatch, NewMessage, Settlement, Status
 from relay.store.db import Db, dumps, marks
 
 OUTCOMES = ("delivered", "retrying", "dead", "muted", "dropped", "pending", "grouped")
@@ -96,25 +99,43 @@ def refresh_outcomes(db: Db, seqs: Sequence[int]) -> None:
 
 
 def record_attempt(db: Db, s: Settlement) -> None:
-    """An attempt's outcome, in the transaction that writes it on the outbox row."""
-    found = db.one("SELECT id, seq FROM history_messages WHERE outbox_id=?", (s.row_id,))
-    if found is None:  # queued before history existed
-        return
-    message_id, seq = found
+    """An attempt's outcome, in the transaction that writes it on the outbox row: on each
+    message the row carries (a digest carries one of each event it lists)."""
     status = _AFTER.get(s.status, s.status.value)
-    db.run(
-        "INSERT INTO history_attempts (message_id, at, status, reason, error, took,"
-        " next_attempt_at) VALUES (?,?,?,?,?,?,?)",
-        (message_id, s.at, status, s.reason.value, s.error, s.took, s.next_attempt_at),
-    )
-    db.run(
-        "UPDATE history_messages SET status=?, attempts=attempts+1, last_reason=?,"
-        " last_error=COALESCE(?, last_error), channel_id=COALESCE(?, channel_id),"
-        " ts=COALESCE(?, ts), finished_at=? WHERE id=?",
-        (status, s.reason.value, s.error, s.channel_id, s.ts,
-         None if s.status is Status.PENDING else s.at, message_id),
-    )  # fmt: skip
-    refresh_outcomes(db, (seq,))
+    found = db.all("SELECT id, seq FROM history_messages WHERE outbox_id=?", (s.row_id,))
+    for message_id, _seq in found:  # none: queued before history existed
+        db.run(
+            "INSERT INTO history_attempts (message_id, at, status, reason, error, took,"
+            " next_attempt_at) VALUES (?,?,?,?,?,?,?)",
+            (message_id, s.at, status, s.reason.value, s.error, s.took, s.next_attempt_at),
+        )
+    if found:
+        db.run(
+            "UPDATE history_messages SET status=?, attempts=attempts+1, last_reason=?,"
+            " last_error=COALESCE(?, last_error), channel_id=COALESCE(?, channel_id),"
+            " ts=COALESCE(?, ts), finished_at=? WHERE outbox_id=?",
+            (status, s.reason.value, s.error, s.channel_id, s.ts,
+             None if s.status is Status.PENDING else s.at, s.row_id),
+        )  # fmt: skip
+        refresh_outcomes(db, sorted({seq for _id, seq in found}))
+
+
+def digested(db: Db, batch: DigestBatch, outbox_id: int) -> None:
+    """A digest group's items went out as the outbox row `outbox_id`: their events' messages
+    follow that row from now on."""
+    seqs: list[int] = []
+    for item in batch.items:
+        seqs += [
+            row[0]
+            for row in db.all(
+                "UPDATE history_messages SET outbox_id=?, status='pending'"
+                " WHERE status='grouped' AND destination=? AND digest=? AND seq IN"
+                " (SELECT seq FROM history_events WHERE source=? AND event_id=?) RETURNING seq",
+                (outbox_id, batch.destination, batch.group_key, item.event_source,
+                 item.event_id),
+            )
+        ]  # fmt: skip
+    refresh_outcomes(db, sorted(set(seqs)))
 
 
 def mark_dead(db: Db, outbox_ids: Sequence[int] | None, status: str) -> None:
