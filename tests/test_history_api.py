@@ -141,6 +141,12 @@ def story(relay: RelayProcess, slack: FakeSlack) -> dict[str, Any]:
     started = time.time()
     for body in posts:
         assert post_anchor(relay, body).status_code == 202
+    # a refused request leaves nothing in history (the list below holds the four alone)
+    forged = body_of("task.failed.json", "evt_forged")
+    headers = {"Content-Type": "application/json", "Anchor-Signature": "t=1,v1=00"}
+    assert (
+        httpx.post(relay.url + "/hooks/anchor", content=forged, headers=headers).status_code == 401
+    )
     api = Api(relay)
     found = api.wait(
         {
@@ -217,7 +223,8 @@ def test_the_events_list_filters_and_pages(story: dict[str, Any]) -> None:
     def ids(**params: Any) -> list[str]:
         return [e["event_id"] for e in api.get("/api/events", **params)["events"]]
 
-    assert ids() == ["evt_hostile", "evt_noise", "evt_done", "evt_failed"]  # newest first
+    # newest first; the refused request is not there
+    assert ids() == ["evt_hostile", "evt_noise", "evt_done", "evt_failed"]
     assert ids(type="task.*") == ["evt_hostile", "evt_done", "evt_failed"]
     assert ids(type="session.recording.?eady") == ["evt_noise"]
     assert ids(outcome="dead") == ["evt_hostile"]
