@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from relay.delivery.destinations import native
@@ -52,7 +52,7 @@ def _time(name: str, value: str) -> float:
     except ValueError:
         raise BadQuery(f"{name}: expected epoch seconds or an ISO 8601 time") from None
     if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=datetime.now().astimezone().tzinfo).timestamp()
+        return parsed.replace(tzinfo=UTC).timestamp()
     return parsed.timestamp()
 
 
