@@ -237,6 +237,8 @@ def test_the_events_list_filters_and_pages(story: dict[str, Any]) -> None:
     assert ids(q="<script>") == ["evt_hostile"]  # text
     assert ids(since=story["started"] - 60, until=time.time() + 60)[:1] == ["evt_hostile"]
     assert ids(until=story["started"] - 60) == []
+    assert len(ids(since="2000-01-01T00:00:00Z")) == 4
+    assert ids(until="2000-01-01T00:00:00") == []  # ISO 8601, UTC without a zone
     # keyset pages of two, joined, are the whole list, each event once
     seen: list[str] = []
     page = api.get("/api/events", limit=2)
