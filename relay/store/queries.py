@@ -200,12 +200,20 @@ def dead_ids(db: Db, f: EventFilter) -> list[int]:
 # ------------------------------------------------------------------ overview
 
 
+def _by_time(db: Db, index: str) -> str:
+    """Read a period through its covering index: without statistics SQLite's planner prefers
+    an index that saves the GROUP BY's sort and then visits every row of the table."""
+    return f" INDEXED BY {index}" if db.dialect.name == "sqlite" else ""
+
+
 def tallies(db: Db, since: float) -> list[Tally]:
     """Events received since `since`, per source and outcome."""
     return [
         Tally(*r)
         for r in db.all(
-            "SELECT source, outcome, COUNT(*) FROM history_events WHERE received_at >= ?"
+            "SELECT source, outcome, COUNT(*) FROM history_events"
+            + _by_time(db, "history_events_received")
+            + " WHERE received_at >= ?"
             " GROUP BY source, outcome ORDER BY source, outcome",
             (since,),
         )
@@ -218,21 +226,23 @@ def per_hour(db: Db, since: float) -> list[tuple[float, int]]:
         (float(r[0]) * 3600.0, int(r[1]))
         for r in db.all(
             "SELECT FLOOR(received_at / 3600.0) AS h, COUNT(*) FROM history_events"
-            " WHERE received_at >= ? GROUP BY h ORDER BY h",
+            + _by_time(db, "history_events_received")
+            + " WHERE received_at >= ? GROUP BY h ORDER BY h",
             (since,),
         )
     ]
 
 
-def latencies(db: Db, since: float, limit: int = 100_000) -> list[float]:
-    """Seconds from acceptance to delivery of the messages delivered since `since` (the
-    newest `limit`)."""
+def latencies(db: Db, since: float) -> list[float]:
+    """Seconds from acceptance to delivery of the messages made since `since` and delivered,
+    sorted."""
     return sorted(
         float(r[0])
         for r in db.all(
-            "SELECT finished_at - created_at FROM history_messages WHERE status = 'sent'"
-            " AND finished_at >= ? ORDER BY finished_at DESC LIMIT ?",
-            (since, limit),
+            "SELECT finished_at - created_at FROM history_messages"
+            + _by_time(db, "history_messages_created")
+            + " WHERE created_at >= ? AND status = 'sent'",
+            (since,),
         )
     )
 
@@ -242,14 +252,17 @@ def busiest(db: Db, since: float, failing: bool, limit: int = 5) -> dict[str, li
     retrying) since `since`."""
     failed = " AND e.outcome IN ('dead','retrying')" if failing else ""
     types = db.all(
-        f"SELECT e.source, e.type, COUNT(*) AS n FROM history_events e WHERE e.received_at >= ?"
+        "SELECT e.source, e.type, COUNT(*) AS n FROM history_events e"
+        + _by_time(db, "history_events_received")
+        + " WHERE e.received_at >= ?"
         f"{failed} GROUP BY e.source, e.type ORDER BY n DESC, e.type LIMIT ?",
         (since, limit),
     )
     status = " AND m.status IN ('dead','retrying','discarded')" if failing else ""
     destinations = db.all(
         "SELECT m.destination, '', COUNT(*) AS n FROM history_messages m"
-        f" WHERE m.created_at >= ?{status} GROUP BY m.destination ORDER BY n DESC,"
+        + _by_time(db, "history_messages_created")
+        + f" WHERE m.created_at >= ?{status} GROUP BY m.destination ORDER BY n DESC,"
         " m.destination LIMIT ?",
         (since, limit),
     )

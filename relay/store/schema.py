@@ -167,7 +167,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         routing     TEXT NOT NULL,
         outcome     TEXT NOT NULL
     )""",
-        "CREATE INDEX history_events_received ON history_events (received_at)",
+        # covering for the overview's counts (per source, type and outcome over a period)
+        "CREATE INDEX history_events_received ON history_events"
+        " (received_at, source, type, outcome)",
         "CREATE INDEX history_events_event ON history_events (source, event_id)",
         "CREATE INDEX history_events_outcome ON history_events (outcome, seq)",
         """
@@ -193,6 +195,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX history_messages_event ON history_messages (seq)",
         "CREATE INDEX history_messages_outbox ON history_messages (outbox_id)",
         "CREATE INDEX history_messages_destination ON history_messages (destination, seq)",
+        "CREATE INDEX history_messages_created ON history_messages"
+        " (created_at, destination, status, finished_at)",
         """
     CREATE TABLE history_attempts (
         id              {id},
