@@ -261,7 +261,9 @@ class Pipeline:
             if done is not None:
                 planned.append((received, done))
         try:
-            written = await self.store.enqueue([self._routed_record(r, p) for r, p in planned])
+            written = await self.store.enqueue(
+                [self._routed_record(r, p) for r, p in planned], self.clock()
+            )
         except Exception:
             written = await self._enqueue_each(planned)
         for received, done in planned:
@@ -290,7 +292,9 @@ class Pipeline:
         written: set[int] = set()
         for received, done in planned:
             try:
-                written |= await self.store.enqueue([self._routed_record(received, done)])
+                written |= await self.store.enqueue(
+                    [self._routed_record(received, done)], self.clock()
+                )
             except Exception:
                 if not await self.store.ping():
                     raise

@@ -166,6 +166,7 @@ def test_history_keeps_the_envelope_routing_payload_and_every_attempt(
     failed = api.get(f"/api/events/{story['events']['evt_failed']['id']}")
     assert failed["envelope"] == json.loads(story["posts"][0])
     assert failed["event"]["destinations"] == ["alerts"]
+    assert failed["event"]["received_at"] <= failed["event"]["routed_at"] <= time.time()
     routing = failed["routing"]
     assert routing["explanation"][0] == "anchor task.failed (evt_failed)"
     assert [r["verdict"] for r in routing["rules"]] == [

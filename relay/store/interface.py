@@ -68,7 +68,7 @@ class Store(Protocol):
     async def release_routing(self, holder: str) -> None: ...
     async def inbox(self, limit: int) -> list[Received]: ...
     async def last_seq(self) -> int: ...
-    async def enqueue(self, planned: Sequence[Routed]) -> set[int]: ...
+    async def enqueue(self, planned: Sequence[Routed], now: float | None = None) -> set[int]: ...
     async def inbox_stats(self) -> InboxStats: ...
     async def claim(
         self,
@@ -157,8 +157,9 @@ class SqlStore:
     async def inbox(self, limit: int) -> list[Received]:
         return await self._run(lambda db: inbox.inbox(db, limit), read_only=True)
 
-    async def enqueue(self, planned: Sequence[Routed]) -> set[int]:
-        return await self._run(lambda db: inbox.enqueue(db, planned))
+    async def enqueue(self, planned: Sequence[Routed], now: float | None = None) -> set[int]:
+        """`now`: when they were routed, for history (default: when they were received)."""
+        return await self._run(lambda db: inbox.enqueue(db, planned, now))
 
     async def inbox_stats(self) -> InboxStats:
         return await self._run(inbox.inbox_stats, read_only=True)
