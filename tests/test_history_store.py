@@ -232,3 +232,21 @@ async def test_a_grouped_message_follows_its_digest(store: Store) -> None:
         "9",
         ["sent"],
     )
+
+
+async def test_the_pruner_forgets_everything_older_in_steps_and_stops_when_told(
+    store: Store,
+) -> None:
+    import asyncio
+
+    from relay.ops.history import prune
+
+    for i in range(5):
+        await accept(store, ev(f"old{i}"), [msg("alerts")], 100.0 + i)
+    await accept(store, ev("new"), [msg("alerts")], 1000.0)
+    stop = asyncio.Event()
+    stop.set()
+    assert await prune(store, 500.0, step=2, pause=0, stop=stop) == 0  # told to stop first
+    assert await prune(store, 500.0, step=2, pause=0) == 5
+    left = [e.event_id for e in (await store.history_events(EventFilter(), None, 10)).items]
+    assert left == ["new"]

@@ -10,6 +10,7 @@ link it would have to build.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ from relay.store.views import (
 
 DAY = 86400.0
 MAX_LIMIT = 500
+PRUNE_STEP = 1000  # events forgotten per transaction of the pruner
 _FILTERS = ("source", "type", "outcome", "destination", "since", "until", "q")
 
 
@@ -215,3 +217,23 @@ async def dead_targets(store: Store, ids: Sequence[int] | None, f: EventFilter |
         return matching
     named = set(ids)
     return [i for i in matching if i in named]
+
+
+async def prune(
+    store: Store,
+    before: float,
+    *,
+    step: int = PRUNE_STEP,
+    pause: float = 0.05,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Forget the events received before `before`, `step` per transaction, pausing between
+    two so that intake and delivery write meanwhile; how many."""
+    total = 0
+    while stop is None or not stop.is_set():
+        gone = await store.prune_history(before, step)
+        total += gone
+        if gone < step:
+            break
+        await asyncio.sleep(pause)
+    return total

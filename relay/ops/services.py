@@ -27,7 +27,7 @@ from relay.delivery.worker import Worker, settings
 from relay.errors import ConfigError
 from relay.logs import protect
 from relay.metrics import UNKNOWN_SOURCE, Metrics
-from relay.ops import heap
+from relay.ops import heap, history
 from relay.ops.watch import watch
 from relay.pipeline import Pipeline
 from relay.runtime import Runtime
@@ -36,7 +36,6 @@ from relay.store import Store
 log = logging.getLogger("relay.service")
 
 PRUNE_EVERY = 600.0  # seconds between two passes of the pruner
-HISTORY_STEP = 1000  # history events forgotten per transaction of the pruner
 
 # builds the runtime and the senders of a newly loaded config (the server's assembly)
 Rebuild = Callable[[LoadedConfig], tuple[Runtime, dict[str, Sender]]]
@@ -216,11 +215,7 @@ class Services:
                     self.clock(), store_cfg.dedup_ttl, keep_sent=store_cfg.dedup_ttl
                 )
                 # history in bounded steps, each its own short transaction
-                before = self.clock() - store_cfg.history
-                while not stop.is_set():
-                    if await self.store.prune_history(before, HISTORY_STEP) < HISTORY_STEP:
-                        break
-                    await asyncio.sleep(0.05)  # let intake and delivery write in between
+                await history.prune(self.store, self.clock() - store_cfg.history, stop=stop)
             except Exception:
                 log.exception("pruning the store failed; will try again")
             with contextlib.suppress(TimeoutError):
