@@ -5,7 +5,8 @@ The filters come from a query string (`parse_filter`), checked here with errors 
 parameter; each function reads one store snapshot. Nothing here shows a secret from the config:
 a message's native payload is what its chat is sent (no webhook URL, no token), and where
 relay knows the message in the chat it gives the channel and the message's id there, never a
-link it would have to build.
+link it would have to build. `prune` is the background pass that forgets what is older than
+`store.history`, in bounded steps.
 """
 
 from __future__ import annotations
