@@ -39,6 +39,7 @@ from relay.records import DestinationStats, Status
 from relay.runtime import Runtime, build_runtime
 from relay.samples import events_from_file
 from relay.store import Store, open_store
+from relay.trace import explain
 
 
 def _config_arg(parser: argparse.ArgumentParser) -> None:
@@ -133,38 +134,6 @@ def cmd_render(args: argparse.Namespace) -> int:
     out = [_plan_json(runtime, e) for e in events]
     print(json.dumps(out[0] if len(out) == 1 else out, indent=2, ensure_ascii=False))
     return 0
-
-
-def explain(runtime: Runtime, event: Event) -> list[str]:
-    """Which rules matched an event and why, in order, then where it goes (`relay routes`)."""
-    decision = runtime.router.decide(event)
-    lines = [f"{event.source} {event.type} ({event.id})"]
-    width = max((len(t.route) for t in decision.trace), default=0)
-    for t in decision.trace:
-        lines.append(f"  {t.route:<{width}}  {t.verdict}")
-    if decision.dropped_by:
-        lines.append(f"=> dropped by {decision.dropped_by}")
-    elif not decision.targets:
-        lines.append("=> goes nowhere")
-    for target in decision.targets:
-        route = runtime.router.route(target.route)
-        extras = [
-            f"route {target.route}",
-            f"template {runtime.renderer.resolve(event, target.template)}",
-        ]
-        if target.mentions:
-            extras.append(f"mention {' '.join(target.mentions)}")
-        if route is not None:
-            if route.thread is not None:
-                extras.append(f"thread {route.thread.key}")
-            if route.repeat is not None:
-                extras.append(f"repeat by {', '.join(route.repeat.key)}")
-            if route.group is not None:
-                extras.append(f"digest by {', '.join(route.group.by)}")
-            if route.mute_during:
-                extras.append(f"muted during {', '.join(route.mute_during)}")
-        lines.append(f"=> {target.destination}: {'; '.join(extras)}")
-    return lines
 
 
 def cmd_routes(args: argparse.Namespace) -> int:

@@ -39,6 +39,7 @@ from relay.routing.router import Decision
 from relay.routing.schedule import active
 from relay.runtime import Runtime
 from relay.store import Store
+from relay.trace import routing_trace
 
 log = logging.getLogger("relay.pipeline")
 
@@ -260,7 +261,9 @@ class Pipeline:
             if done is not None:
                 planned.append((received, done))
         try:
-            written = await self.store.enqueue([Routed(r, p.messages) for r, p in planned])
+            written = await self.store.enqueue(
+                [self._routed_record(r, p) for r, p in planned], self.clock()
+            )
         except Exception:
             written = await self._enqueue_each(planned)
         for received, done in planned:
@@ -289,7 +292,9 @@ class Pipeline:
         written: set[int] = set()
         for received, done in planned:
             try:
-                written |= await self.store.enqueue([Routed(received, done.messages)])
+                written |= await self.store.enqueue(
+                    [self._routed_record(received, done)], self.clock()
+                )
             except Exception:
                 if not await self.store.ping():
                     raise
@@ -300,6 +305,16 @@ class Pipeline:
                     extra=_fields(received.event),
                 )
         return written
+
+    def _routed_record(self, received: Received, done: Planned) -> Routed:
+        """What the store writes of a routed event: its messages, and for history their routes
+        and the routing trace."""
+        runtime = self._runtime_for(received.seq)
+        decision = done.decision
+        trace = routing_trace(
+            runtime, received.event, decision, done.messages, done.routes, done.template_errors
+        )
+        return Routed(received, done.messages, done.routes, trace)
 
     def _plan(self, received: Received) -> Planned | None:
         try:

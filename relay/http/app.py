@@ -13,7 +13,6 @@ redirected (Starlette would redirect `/hooks/anchor/` to an address built from t
 from __future__ import annotations
 
 import contextlib
-import hmac
 import logging
 from collections.abc import AsyncIterator, Callable
 
@@ -34,7 +33,8 @@ from relay.errors import (
     UnknownSource,
     UnsupportedMediaType,
 )
-from relay.http.answers import error_response, http_error
+from relay.http.answers import admin_refusal, error_response, http_error
+from relay.http.api import api_routes
 from relay.http.hooks import Hooks, is_hook, media_type, read_body, stream_limits
 from relay.http.protocol import HEAD_TOO_LARGE_DETAIL, MAX_HEAD_BYTES, head_size
 from relay.http.streams import RunStartFailed, new_run_id, start_run
@@ -48,13 +48,7 @@ log = logging.getLogger("relay.http")
 
 def _admin(services: Services, request: Request) -> Response | None:
     """None when the request carries the admin token; else the answer to give."""
-    token = services.admin_token
-    if not token:
-        return error_response(404, "admin_disabled", "set RELAY_ADMIN_TOKEN to enable this")
-    given = request.headers.get("authorization", "")
-    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-        return error_response(401, "unauthorized", "missing or wrong bearer token")
-    return None
+    return admin_refusal(services.admin_token, request.headers.get("authorization", ""))
 
 
 class HeadLimit:
@@ -194,6 +188,7 @@ def build_app(services: Services) -> RelayApp:
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/admin/reload", admin_reload, methods=["POST"]),
+            *api_routes(services),
         ],
         exception_handlers={
             IngestError: ingest_error,

@@ -12,6 +12,7 @@ from relay.records import (
     OutboxRow,
     Status,
 )
+from relay.store import history
 from relay.store.db import Db, marks
 from relay.store.outbox import ROW_COLUMNS, row_of
 
@@ -89,6 +90,7 @@ def replay_dead(db: Db, ids: Sequence[int] | None, now: float) -> int:
     if ids is not None and not ids:
         return 0
     where, args = _ids_clause(ids)
+    history.mark_dead(db, ids, "pending")
     return db.count(
         "UPDATE outbox SET status='pending', next_attempt_at=?, created_at=?, attempts=0,"
         f" finished_at=NULL WHERE status='dead'{where}",
@@ -100,4 +102,5 @@ def drop_dead(db: Db, ids: Sequence[int] | None) -> int:
     if ids is not None and not ids:
         return 0
     where, args = _ids_clause(ids)
+    history.mark_dead(db, ids, "discarded")
     return db.count(f"DELETE FROM outbox WHERE status='dead'{where}", args)
