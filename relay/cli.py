@@ -9,10 +9,11 @@ relay outbox [--config FILE]          pending / in flight / dead / sent / muted 
                                       digest / oldest age per destination (every configured
                                       one, given a config); events not yet routed
 relay dead list|replay|drop [--config FILE] ...   inspect and act on dead letters
+relay silence add|list|expire ...     silences: hold back matching events' messages for a while
 
 Every command takes `--config FILE`, by default `$RELAY_CONFIG`. The store commands (migrate,
-outbox, dead) work without one; a config they are given is validated as `relay serve` would,
-and refused with its problems if it is invalid.
+outbox, dead, silence) work without one; a config they are given is validated as `relay serve`
+would, and refused with its problems if it is invalid.
 """
 
 from __future__ import annotations
@@ -214,13 +215,13 @@ def cmd_outbox(args: argparse.Namespace) -> int:
         stats.sort(key=lambda s: s.destination)
         print(
             f"{'destination':<24}{'pending':>9}{'inflight':>10}{'dead':>7}{'sent':>8}"
-            f"{'muted':>7}{'digest':>8}  oldest"
+            f"{'muted':>7}{'silenced':>9}{'digest':>8}  oldest"
         )
         for s in stats:
             age = f"{now - s.oldest_pending_at:.0f}s" if s.oldest_pending_at else "-"
             print(
                 f"{s.destination:<24}{s.pending:>9}{s.inflight:>10}{s.dead:>7}{s.sent:>8}"
-                f"{s.muted:>7}{s.digesting:>8}  {age}"
+                f"{s.muted:>7}{s.silenced:>9}{s.digesting:>8}  {age}"
             )
         if not stats:
             print("(outbox is empty)")
@@ -263,6 +264,34 @@ def cmd_dead(args: argparse.Namespace) -> int:
         else:
             count = await store.drop_dead(ids)
             print(f"dropped {count} dead letter(s)")
+        return 0
+
+    return asyncio.run(_with_store(args, act))
+
+
+def cmd_silence(args: argparse.Namespace) -> int:
+    from relay.silences import service, text
+    from relay.silences.model import parse_request
+
+    runtime = _given(args)
+    destinations = list(runtime.config.destinations) if runtime is not None else None
+
+    async def act(store: Store) -> int:
+        now = time.time()
+        if args.action == "add":
+            until = text.parse_time(args.until) if args.until else None
+            request = parse_request(
+                {"matchers": args.items, "destination": args.destination, "ends_at": until,
+                 "duration": args.duration, "comment": args.comment, "created_by": args.by}
+            )  # fmt: skip
+            silence = await service.create(store, request, now, destinations)
+            print(silence.id)
+        elif args.action == "list":
+            for found in await service.listing(store, now, expired=args.all):
+                print(json.dumps(found.to_json(now)) if args.json else text.line(found, now))
+        else:
+            for silence_id in args.items:
+                print(text.line(await service.expire(store, silence_id, now), now))
         return 0
 
     return asyncio.run(_with_store(args, act))
@@ -324,6 +353,19 @@ def parser() -> argparse.ArgumentParser:
     dead.add_argument("--all", action="store_true", help="every dead letter")
     _config_arg(dead)
     dead.set_defaults(fn=cmd_dead)
+
+    silence = sub.add_parser("silence", help="silences: add, list, expire")
+    silence.add_argument("action", choices=["add", "list", "expire"])
+    silence.add_argument("items", nargs="*", help="add: matchers (source=...); expire: IDs")
+    silence.add_argument("--for", dest="duration", help="add: how long (90m, 2h, 1d)")
+    silence.add_argument("--until", help="add: when it ends (ISO 8601, UTC unless zoned)")
+    silence.add_argument("--destination", help="add: only this destination's messages")
+    silence.add_argument("--comment", default="", help="add: why")
+    silence.add_argument("--by", default=os.environ.get("USER", ""), help="add: who ($USER)")
+    silence.add_argument("--all", action="store_true", help="list: expired ones too")
+    silence.add_argument("--json", action="store_true", help="list: one JSON object a line")
+    _config_arg(silence)
+    silence.set_defaults(fn=cmd_silence)
     return root
 
 
@@ -341,6 +383,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except IngestError as exc:
         print(f"error: {exc.detail}", file=sys.stderr)
+        return 1
+    except LookupError as exc:  # a silence ID that names none
+        print(f"error: {exc.args[0]}", file=sys.stderr)
         return 1
     except (OSError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)

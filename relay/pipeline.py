@@ -38,6 +38,7 @@ from relay.render.renderer import Rendered
 from relay.routing.router import Decision
 from relay.routing.schedule import active
 from relay.runtime import Runtime
+from relay.silences import SilenceSet
 from relay.store import Store
 
 log = logging.getLogger("relay.pipeline")
@@ -58,9 +59,15 @@ class Planned:
     routes: tuple[str, ...] = ()  # the route of each message, in order
 
 
-def plan(runtime: Runtime, event: Event, now: float | None = None) -> Planned:
-    """Route and render one event, and say how each message joins its conversation, digest or
-    quiet hours. Pure apart from reading templates (`now` decides quiet hours); never raises."""
+def plan(
+    runtime: Runtime,
+    event: Event,
+    now: float | None = None,
+    silences: SilenceSet | None = None,
+) -> Planned:
+    """Route and render one event, and say how each message joins its conversation, digest,
+    quiet hours or silence. Pure apart from reading templates (`now`, the event's acceptance,
+    decides quiet hours and silences); never raises."""
     now = time.time() if now is None else now
     config = runtime.config
     decision = runtime.router.decide(event)
@@ -76,6 +83,7 @@ def plan(runtime: Runtime, event: Event, now: float | None = None) -> Planned:
             muted = active(config.time_intervals, route.mute_during, now) is not None
             if active(config.time_intervals, route.mentions_off_during, now) is not None:
                 mentions = ()
+        held = silences.holding(event, target.destination, now) if silences else None
         grouped = route is not None and route.group is not None
         # a digest lists its events by their notification text: ids in full tell them apart
         key = (target.template, grouped)
@@ -115,6 +123,7 @@ def plan(runtime: Runtime, event: Event, now: float | None = None) -> Planned:
                     step=step if step.joins else None,
                     muted=muted,
                     group=group,
+                    silence=held.id if held is not None else None,
                 )
             )
     return Planned(decision, tuple(messages), tuple(errors), tuple(routes))
@@ -251,12 +260,15 @@ class Pipeline:
                 if self.on_settled is not None:
                     self.on_settled()
             return 0
+        # read per batch, so a silence created or expired through any replica holds from the
+        # next batch on; only those still running at the oldest acceptance can matter
+        silences = SilenceSet(await self.store.silences(min(r.received_at for r in waiting)))
         planned: list[tuple[Received, Planned]] = []
         for received in waiting:
             await self._intake_first()
             if stop is not None and stop.is_set():
                 return 0  # the batch stays in the inbox, whole
-            done = self._plan(received)
+            done = self._plan(received, silences)
             if done is not None:
                 planned.append((received, done))
         try:
@@ -301,9 +313,10 @@ class Pipeline:
                 )
         return written
 
-    def _plan(self, received: Received) -> Planned | None:
+    def _plan(self, received: Received, silences: SilenceSet) -> Planned | None:
         try:
-            return plan(self._runtime_for(received.seq), received.event, received.received_at)
+            runtime = self._runtime_for(received.seq)
+            return plan(runtime, received.event, received.received_at, silences)
         except Exception:  # a bug, never the event's fault: keep it, and keep the rest moving
             self._stuck.add(received.seq)
             log.exception(
@@ -326,6 +339,9 @@ class Pipeline:
             log.info("progress event with no message to update: not posted", extra=fields)
         elif not planned.messages:
             log.info("event matched no route", extra=fields)
+        elif all(m.silence is not None for m in planned.messages):
+            silenced = sorted({m.silence for m in planned.messages if m.silence is not None})
+            log.info("event silenced", extra={**fields, "silences": silenced})
         else:
             log.info(
                 "event routed",
@@ -343,6 +359,9 @@ class Pipeline:
             m.rendered.labels(target.destination).inc()
         for error in planned.template_errors:
             m.fallbacks.labels(error.split(":", 1)[0]).inc()
+        for message in planned.messages:
+            if message.silence is not None:
+                m.silenced.labels(message.destination).inc()
 
 
 def _debug_plan(fields: dict[str, Any], planned: Planned) -> None:
@@ -369,6 +388,7 @@ def _debug_plan(fields: dict[str, Any], planned: Planned) -> None:
                 "template": message.template,
                 "conversation": message.step.to_json() if message.step else None,
                 "muted": message.muted,
+                "silence": message.silence,
                 "digest": message.group.key if message.group is not None else None,
             },
         )

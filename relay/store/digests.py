@@ -74,6 +74,7 @@ def flush_digest(db: Db, batch: DigestBatch, message: NewMessage | None, now: fl
                 now,
                 None,
                 None,
+                None,
             ),
         )
     (waiting,) = db.one("SELECT COUNT(*) FROM digest_items WHERE group_id=?", (batch.group_id,))

@@ -112,8 +112,8 @@ def inbox_stats(db: Db) -> InboxStats:
 
 INSERT_OUTBOX = (
     "INSERT INTO outbox (event_source, event_id, event_type, destination, pace_key, template,"
-    " payload, status, created_at, next_attempt_at, step, finished_at)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+    " payload, status, created_at, next_attempt_at, step, finished_at, silence_id)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 
 
@@ -137,9 +137,11 @@ def enqueue(db: Db, planned: Sequence[Routed]) -> set[int]:
         event, now = received.event, received.received_at
         for m in routed.messages:
             payload = dumps(m.message.to_json())
-            if m.group is not None and not m.muted:
+            held = m.muted or m.silence is not None  # recorded as it is, never delivered
+            if m.group is not None and not held:
                 _add_to_group(db, event, m, payload, now)
                 continue
+            status = Status.SILENCED if m.silence is not None else Status.MUTED
             db.run(
                 INSERT_OUTBOX,
                 (
@@ -150,11 +152,12 @@ def enqueue(db: Db, planned: Sequence[Routed]) -> set[int]:
                     m.pace_key,
                     m.template,
                     payload,
-                    (Status.MUTED if m.muted else Status.PENDING).value,
+                    (status if held else Status.PENDING).value,
                     now,
                     now,
                     dumps(m.step.to_json()) if m.step is not None and m.step.joins else None,
-                    now if m.muted else None,
+                    now if held else None,
+                    m.silence,
                 ),
             )
     return taken

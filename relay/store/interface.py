@@ -42,7 +42,9 @@ from relay.records import (
     Settlement,
     Status,
 )
+from relay.silences.model import Silence
 from relay.store import digests, inbox, outbox, upkeep
+from relay.store import silences as silence_rows
 from relay.store.db import Db
 from relay.store.groups import GroupCommit
 from relay.store.schema import Dialect
@@ -97,6 +99,11 @@ class Store(Protocol):
     async def rows(self, status: Status, limit: int = 1000) -> list[OutboxRow]: ...
     async def replay_dead(self, ids: Sequence[int] | None, now: float) -> int: ...
     async def drop_dead(self, ids: Sequence[int] | None) -> int: ...
+    async def add_silence(self, silence: Silence) -> None: ...
+    async def silence(self, silence_id: str) -> Silence | None: ...
+    async def silences(self, since: float | None = None) -> list[Silence]: ...
+    async def expire_silence(self, silence_id: str, now: float) -> Silence | None: ...
+    async def recent_rows(self, limit: int) -> list[OutboxRow]: ...
 
 
 class SqlStore:
@@ -225,3 +232,21 @@ class SqlStore:
 
     async def drop_dead(self, ids: Sequence[int] | None) -> int:
         return await self._run(lambda db: upkeep.drop_dead(db, ids))
+
+    # ------------------------------------------------------------ silences
+
+    async def add_silence(self, silence: Silence) -> None:
+        await self._run(lambda db: silence_rows.add(db, silence))
+
+    async def silence(self, silence_id: str) -> Silence | None:
+        return await self._run(lambda db: silence_rows.get(db, silence_id), read_only=True)
+
+    async def silences(self, since: float | None = None) -> list[Silence]:
+        """Silences ending after `since` (None: all kept, expired ones too), newest first."""
+        return await self._run(lambda db: silence_rows.ending_after(db, since), read_only=True)
+
+    async def expire_silence(self, silence_id: str, now: float) -> Silence | None:
+        return await self._run(lambda db: silence_rows.expire(db, silence_id, now))
+
+    async def recent_rows(self, limit: int) -> list[OutboxRow]:
+        return await self._run(lambda db: silence_rows.recent(db, limit), read_only=True)

@@ -147,6 +147,22 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 6: one logic for both backends: SQLite paces, leads routing and beats through the same
     # tables as PostgreSQL
     (_PACE, _ROUTING_LEASE, _REPLICAS),
+    # 7: silences (relay.silences), and the silence that held back each silenced outbox row
+    (
+        """
+    CREATE TABLE silences (
+        id          TEXT PRIMARY KEY,
+        matchers    TEXT NOT NULL,
+        destination TEXT,
+        starts_at   {real} NOT NULL,
+        ends_at     {real} NOT NULL,
+        comment     TEXT NOT NULL,
+        created_by  TEXT NOT NULL,
+        created_at  {real} NOT NULL
+    )""",
+        "CREATE INDEX silences_ends ON silences (ends_at)",
+        "ALTER TABLE outbox ADD COLUMN silence_id TEXT",
+    ),
 )
 
 VERSION = len(MIGRATIONS)

@@ -1,0 +1,79 @@
+"""The store's logic for silences: created, listed, expired, kept for history, then pruned.
+
+One table shared by every replica: a silence created or expired through any of them is seen by
+the others' next routing batch (the router reads the silences it needs per batch).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from relay.config import Match
+from relay.records import OutboxRow
+from relay.silences.model import Silence
+from relay.store.db import Db
+from relay.store.outbox import ROW_COLUMNS, row_of
+
+_COLUMNS = "id, matchers, destination, starts_at, ends_at, comment, created_by, created_at"
+
+
+def _silence(row: Any) -> Silence:
+    return Silence(
+        id=row[0],
+        match=Match.model_validate(json.loads(row[1])),
+        destination=row[2],
+        starts_at=row[3],
+        ends_at=row[4],
+        comment=row[5],
+        created_by=row[6],
+        created_at=row[7],
+    )
+
+
+def add(db: Db, silence: Silence) -> None:
+    db.run(
+        f"INSERT INTO silences ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
+        (silence.id, silence.matchers_json(), silence.destination, silence.starts_at,
+         silence.ends_at, silence.comment, silence.created_by, silence.created_at),
+    )  # fmt: skip
+
+
+def get(db: Db, silence_id: str) -> Silence | None:
+    row = db.one(f"SELECT {_COLUMNS} FROM silences WHERE id=?", (silence_id,))
+    return _silence(row) if row is not None else None
+
+
+def ending_after(db: Db, since: float | None) -> list[Silence]:
+    """Silences that end after `since` (None: every one kept), the newest first."""
+    if since is None:
+        rows = db.all(f"SELECT {_COLUMNS} FROM silences ORDER BY created_at DESC, id")
+    else:
+        rows = db.all(
+            f"SELECT {_COLUMNS} FROM silences WHERE ends_at > ? ORDER BY created_at DESC, id",
+            (since,),
+        )
+    return [_silence(r) for r in rows]
+
+
+def expire(db: Db, silence_id: str, now: float) -> Silence | None:
+    """End the silence now (an ended one is left as it is); None if there is no such silence."""
+    db.run(
+        "UPDATE silences SET starts_at = CASE WHEN starts_at > ? THEN ? ELSE starts_at END,"
+        " ends_at = ? WHERE id = ? AND ends_at > ?",
+        (now, now, now, silence_id, now),
+    )
+    return get(db, silence_id)
+
+
+def prune(db: Db, before: float) -> int:
+    """Forget silences that ended before `before`."""
+    return db.count("DELETE FROM silences WHERE ends_at < ?", (before,))
+
+
+def recent(db: Db, limit: int) -> list[OutboxRow]:
+    """The newest outbox rows, whatever their status (for a silence's preview)."""
+    return [
+        row_of(r)
+        for r in db.all(f"SELECT {ROW_COLUMNS} FROM outbox ORDER BY id DESC LIMIT ?", (limit,))
+    ]
