@@ -13,7 +13,6 @@ redirected (Starlette would redirect `/hooks/anchor/` to an address built from t
 from __future__ import annotations
 
 import contextlib
-import hmac
 import logging
 from collections.abc import AsyncIterator, Callable
 
@@ -34,9 +33,11 @@ from relay.errors import (
     UnknownSource,
     UnsupportedMediaType,
 )
+from relay.http.admin import admin_refusal as _admin
 from relay.http.answers import error_response, http_error
 from relay.http.hooks import Hooks, is_hook, media_type, read_body, stream_limits
 from relay.http.protocol import HEAD_TOO_LARGE_DETAIL, MAX_HEAD_BYTES, head_size
+from relay.http.silences import silence_routes
 from relay.http.streams import RunStartFailed, new_run_id, start_run
 from relay.metrics import CONTENT_TYPE
 from relay.ops.services import Services
@@ -44,17 +45,6 @@ from relay.providers.base import json_object
 from relay.providers.tabstack import TabstackProvider
 
 log = logging.getLogger("relay.http")
-
-
-def _admin(services: Services, request: Request) -> Response | None:
-    """None when the request carries the admin token; else the answer to give."""
-    token = services.admin_token
-    if not token:
-        return error_response(404, "admin_disabled", "set RELAY_ADMIN_TOKEN to enable this")
-    given = request.headers.get("authorization", "")
-    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-        return error_response(401, "unauthorized", "missing or wrong bearer token")
-    return None
 
 
 class HeadLimit:
@@ -194,6 +184,7 @@ def build_app(services: Services) -> RelayApp:
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/admin/reload", admin_reload, methods=["POST"]),
+            *silence_routes(services),
         ],
         exception_handlers={
             IngestError: ingest_error,
