@@ -270,7 +270,8 @@ def cmd_dead(args: argparse.Namespace) -> int:
 
 
 def cmd_silence(args: argparse.Namespace) -> int:
-    from relay.silences import service, text
+    from relay.ops import silences as service
+    from relay.silences import text
     from relay.silences.model import parse_request
 
     runtime = _given(args)

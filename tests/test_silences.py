@@ -17,10 +17,11 @@ import pytest
 from relay.config import Match, parse_config
 from relay.event import Event
 from relay.metrics import Metrics
+from relay.ops import silences as service
 from relay.pipeline import Pipeline
 from relay.records import Status
 from relay.runtime import Runtime, build_runtime
-from relay.silences import SilenceError, SilenceRequest, SilenceSet, build, parse_request, service
+from relay.silences import SilenceError, SilenceRequest, SilenceSet, build, parse_request
 from relay.store import PostgresStore, SqliteStore, Store, open_store
 from relay.store.schema import MIGRATIONS, POSTGRES, SQLITE, VERSION
 

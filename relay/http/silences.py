@@ -22,9 +22,10 @@ from relay.errors import UnsupportedMediaType
 from relay.http.admin import admin_refusal
 from relay.http.answers import error_response
 from relay.http.hooks import media_type, read_body
+from relay.ops import silences as service
 from relay.ops.services import Services
 from relay.providers.base import json_object
-from relay.silences import SilenceError, parse_request, service
+from relay.silences import SilenceError, parse_request
 
 
 def silence_routes(services: Services) -> list[Route]:
