@@ -335,3 +335,20 @@ async def test_a_database_written_by_the_previous_schema_upgrades_with_its_rows(
         assert [s.id for s in await store.silences(T0)] == [silence.id]
     finally:
         await store.close()
+
+
+async def test_a_condition_on_null_survives_storage(store: Store, tmp_path: Path) -> None:
+    clock = Clock()
+    pipeline = Pipeline(runtime(tmp_path), store, clock=clock)
+    wanted = parse_request(
+        {"match": {"when": [{"path": "region", "equals": None}]}, "duration": "1h"}
+    )
+    silence = await service.create(store, wanted, clock())
+    (stored,) = await store.silences()
+    assert stored == silence
+    await pipeline.accept(event(1, region=None))  # held
+    await pipeline.accept(event(2, region="eu"))
+    await route_all(pipeline)
+    found = await statuses(store)
+    assert {e for e, _, _ in found["silenced"]} == {"evt_1"}
+    assert {e for e, _, _ in found["pending"]} == {"evt_2"}

@@ -64,13 +64,14 @@ class Silence:
         return replace(self, starts_at=min(self.starts_at, at), ends_at=at)
 
     def matchers_json(self) -> str:
-        return json.dumps(self.match.model_dump(exclude_defaults=True, by_alias=True))
+        # the fields as given: a condition's operator is the field it sets (even `equals: null`)
+        return json.dumps(self.match.model_dump(exclude_unset=True))
 
     def to_json(self, at: float) -> dict[str, Any]:
         """The silence as the API and `relay silence list --json` show it."""
         return {
             "id": self.id,
-            "match": self.match.model_dump(exclude_defaults=True),
+            "match": self.match.model_dump(exclude_unset=True),
             "destination": self.destination,
             "starts_at": self.starts_at,
             "ends_at": self.ends_at,

@@ -7,6 +7,7 @@ the others' next routing batch (the router reads the silences it needs per batch
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from relay.config import Match
@@ -14,6 +15,8 @@ from relay.records import OutboxRow
 from relay.silences.model import Silence
 from relay.store.db import Db
 from relay.store.outbox import ROW_COLUMNS, row_of
+
+log = logging.getLogger("relay.store")
 
 _COLUMNS = "id, matchers, destination, starts_at, ends_at, comment, created_by, created_at"
 
@@ -53,7 +56,13 @@ def ending_after(db: Db, since: float | None) -> list[Silence]:
             f"SELECT {_COLUMNS} FROM silences WHERE ends_at > ? ORDER BY created_at DESC, id",
             (since,),
         )
-    return [_silence(r) for r in rows]
+    found: list[Silence] = []
+    for row in rows:
+        try:
+            found.append(_silence(row))
+        except ValueError:  # a row no relay could have written: it must not stop routing
+            log.error("unreadable silence ignored", extra={"silence": row[0]})
+    return found
 
 
 def expire(db: Db, silence_id: str, now: float) -> Silence | None:
