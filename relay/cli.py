@@ -282,8 +282,9 @@ def cmd_silence(args: argparse.Namespace) -> int:
         if args.action == "add":
             until = text.parse_time(args.until) if args.until else None
             request = parse_request(
-                {"matchers": args.items, "destination": args.destination, "ends_at": until,
-                 "duration": args.duration, "comment": args.comment, "created_by": args.by}
+                {"matchers": args.items, "destination": args.destination, "key": args.key,
+                 "ends_at": until, "duration": args.duration, "comment": args.comment,
+                 "created_by": args.by}
             )  # fmt: skip
             silence = await service.create(store, request, now, destinations)
             print(silence.id)
@@ -361,6 +362,7 @@ def parser() -> argparse.ArgumentParser:
     silence.add_argument("--for", dest="duration", help="add: how long (90m, 2h, 1d)")
     silence.add_argument("--until", help="add: when it ends (ISO 8601, UTC unless zoned)")
     silence.add_argument("--destination", help="add: only this destination's messages")
+    silence.add_argument("--key", help="add: only messages joining this thread or repeat key")
     silence.add_argument("--comment", default="", help="add: why")
     silence.add_argument("--by", default=os.environ.get("USER", ""), help="add: who ($USER)")
     silence.add_argument("--all", action="store_true", help="list: expired ones too")

@@ -83,7 +83,6 @@ def plan(
             muted = active(config.time_intervals, route.mute_during, now) is not None
             if active(config.time_intervals, route.mentions_off_during, now) is not None:
                 mentions = ()
-        held = silences.holding(event, target.destination, now) if silences else None
         grouped = route is not None and route.group is not None
         # a digest lists its events by their notification text: ids in full tell them apart
         key = (target.template, grouped)
@@ -114,6 +113,9 @@ def plan(
         )
         for step in joined:
             routes.append(target.route)
+            held = (
+                silences.holding(event, target.destination, now, step.keys()) if silences else None
+            )
             messages.append(
                 NewMessage(
                     destination=target.destination,

@@ -236,7 +236,8 @@ async def test_a_silence_written_through_one_replica_holds_on_another(
         ({"matchers": ["type=task.failed"], "starts_at": T0 - 100, "ends_at": T0 - 1},
          "ends_at: is in the past: the silence would never hold anything"),
         ({"duration": "1h"},
-         "match: a silence needs at least one matcher (source, type, data.PATH or destination)"),
+         "match: a silence needs at least one matcher"
+         " (source, type, data.PATH, destination or key)"),
         ({"matchers": ["type=x"], "destination": "opps", "duration": "1h"},
          "destination: unknown destination 'opps' (configured: alerts, events)"),
         ({"matchers": ["type=x"], "duration": "1h", "comment": "x" * 1001},
@@ -352,3 +353,40 @@ async def test_a_condition_on_null_survives_storage(store: Store, tmp_path: Path
     found = await statuses(store)
     assert {e for e, _, _ in found["silenced"]} == {"evt_1"}
     assert {e for e, _, _ in found["pending"]} == {"evt_2"}
+
+
+THREADED = """
+sources:
+  anchor: {provider: anchor, secrets: [test-secret]}
+destinations:
+  alerts: {type: console}
+routes:
+  - {match: {type: "task.*"}, to: [alerts], thread: auto}
+"""
+
+
+async def test_a_silence_scoped_to_a_thread_key_holds_only_that_conversation(
+    store: Store, tmp_path: Path
+) -> None:
+    """What a "Mute" button on a message does: silence the conversation that message is in."""
+    threaded = build_runtime(parse_config(THREADED, tmp_path / "relay.yaml", {}))
+    clock = Clock()
+    pipeline = Pipeline(threaded, store, clock=clock)
+    await pipeline.accept(event(1, session_id="ses_1"))
+    await route_all(pipeline)
+    (first,) = await store.rows(Status.PENDING)
+    assert first.step is not None and first.step.thread == "thread:anchor:ses_1"
+    muted = parse_request({"key": first.step.thread, "duration": "1h", "created_by": "U0ALICE"})
+    # the preview finds the message the button was on
+    (seen,) = await service.previewed(store, muted, clock(), ["alerts"])
+    assert seen.row.id == first.id
+    silence = await service.create(store, muted, clock(), ["alerts"])
+    assert silence.key == "thread:anchor:ses_1"
+    await pipeline.accept(event(2, kind="task.completed", session_id="ses_1"))
+    await pipeline.accept(event(3, session_id="ses_2"))
+    await route_all(pipeline)
+    found = await statuses(store)
+    assert found["silenced"] == [("evt_2", "alerts", silence.id)]
+    assert [e for e, _, _ in found["pending"]] == ["evt_1", "evt_3"]
+    (listed,) = await store.silences(clock())
+    assert listed.key == "thread:anchor:ses_1"

@@ -61,7 +61,8 @@ async def previewed(
     silence = build(request, now, destinations=destinations)
     found: list[Previewed] = []
     for row in await store.recent_rows(PREVIEW_ROWS):
-        seen = preview(silence, row.event_source, row.event_type, row.destination)
+        keys = row.step.keys() if row.step is not None else ()
+        seen = preview(silence, row.event_source, row.event_type, row.destination, keys)
         if seen.matched:
             found.append(Previewed(row, seen))
     return found

@@ -3,8 +3,10 @@ strictly as the config), and the `key=value` matcher form the CLI and the API ac
 
 A silence's matchers are a route's `match:` (`relay.config.Match`: source, type globs, `when`
 conditions on the event's `data`), checked by the same validation and compiled by the same code
-(`relay.routing.router.Matcher`); a silence may also name one destination. It holds back the
-messages of the events it matches from `starts_at` until `ends_at`. Nothing here does I/O.
+(`relay.routing.router.Matcher`); a silence may also name one destination, and one message key
+(a thread or repeat key, `relay.records.Step`: what a Slack "Mute" button scopes a silence to).
+It holds back the messages of the events it matches from `starts_at` until `ends_at`. Nothing
+here does I/O.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class Silence:
     id: str
     match: Match
     destination: str | None
+    key: str | None  # only messages joining this thread or repeat key
     starts_at: float
     ends_at: float
     comment: str
@@ -73,6 +76,7 @@ class Silence:
             "id": self.id,
             "match": self.match.model_dump(exclude_unset=True),
             "destination": self.destination,
+            "key": self.key,
             "starts_at": self.starts_at,
             "ends_at": self.ends_at,
             "comment": self.comment,
@@ -93,6 +97,7 @@ class SilenceRequest(Strict):
     match: Match = Match()
     matchers: tuple[str, ...] = ()
     destination: str | None = None
+    key: Annotated[str, Field(min_length=1, max_length=400)] | None = None
     starts_at: float | None = None
     ends_at: float | None = None
     duration: Seconds | None = None
@@ -135,9 +140,10 @@ def build(
         if match != Match():
             raise SilenceError("matchers", "give either `match` or `matchers`, not both")
         match = parse_matchers(request.matchers)
-    if match == Match() and request.destination is None:
+    if match == Match() and request.destination is None and request.key is None:
         raise SilenceError(
-            "match", "a silence needs at least one matcher (source, type, data.PATH or destination)"
+            "match",
+            "a silence needs at least one matcher (source, type, data.PATH, destination or key)",
         )
     if (
         request.destination is not None
@@ -168,6 +174,7 @@ def build(
         id=id or new_id(),
         match=match,
         destination=request.destination,
+        key=request.key,
         starts_at=starts,
         ends_at=ends,
         comment=request.comment,

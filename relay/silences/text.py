@@ -23,6 +23,8 @@ def matchers(silence: Silence) -> str:
         parts.append(f"data.{c.path} {c.operator} {getattr(c, c.operator)!r}")
     if silence.destination is not None:
         parts.append(f"destination={silence.destination}")
+    if silence.key is not None:
+        parts.append(f"key={silence.key}")
     return " ".join(parts)
 
 

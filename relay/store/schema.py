@@ -154,6 +154,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         id          TEXT PRIMARY KEY,
         matchers    TEXT NOT NULL,
         destination TEXT,
+        message_key TEXT,
         starts_at   {real} NOT NULL,
         ends_at     {real} NOT NULL,
         comment     TEXT NOT NULL,

@@ -18,7 +18,9 @@ from relay.store.outbox import ROW_COLUMNS, row_of
 
 log = logging.getLogger("relay.store")
 
-_COLUMNS = "id, matchers, destination, starts_at, ends_at, comment, created_by, created_at"
+_COLUMNS = (
+    "id, matchers, destination, message_key, starts_at, ends_at, comment, created_by, created_at"
+)
 
 
 def _silence(row: Any) -> Silence:
@@ -26,18 +28,19 @@ def _silence(row: Any) -> Silence:
         id=row[0],
         match=Match.model_validate(json.loads(row[1])),
         destination=row[2],
-        starts_at=row[3],
-        ends_at=row[4],
-        comment=row[5],
-        created_by=row[6],
-        created_at=row[7],
+        key=row[3],
+        starts_at=row[4],
+        ends_at=row[5],
+        comment=row[6],
+        created_by=row[7],
+        created_at=row[8],
     )
 
 
 def add(db: Db, silence: Silence) -> None:
     db.run(
-        f"INSERT INTO silences ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
-        (silence.id, silence.matchers_json(), silence.destination, silence.starts_at,
+        f"INSERT INTO silences ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+        (silence.id, silence.matchers_json(), silence.destination, silence.key, silence.starts_at,
          silence.ends_at, silence.comment, silence.created_by, silence.created_at),
     )  # fmt: skip
 
