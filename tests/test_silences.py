@@ -6,6 +6,7 @@ field; a database written by the previous schema upgrades with its rows."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -390,3 +391,31 @@ async def test_a_silence_scoped_to_a_thread_key_holds_only_that_conversation(
     assert [e for e, _, _ in found["pending"]] == ["evt_1", "evt_3"]
     (listed,) = await store.silences(clock())
     assert listed.key == "thread:anchor:ses_1"
+
+
+def test_cli_add_until_a_time_checks_the_destination_against_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from relay.cli import main
+
+    monkeypatch.setenv("RELAY_DATABASE_URL", f"sqlite:///{tmp_path}/relay.db")
+    config = tmp_path / "relay.yaml"
+    config.write_text(CONFIG)
+    base = ["silence", "add", "type=task.failed", "--config", str(config)]
+    assert main([*base, "--until", "2099-01-02T03:04Z", "--destination", "alerts"]) == 0
+    silence_id = capsys.readouterr().out.strip()
+    assert main(["silence", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert (listed["id"], listed["destination"], listed["ends_at"]) == (
+        silence_id, "alerts", 4071006240.0  # 2099-01-02 03:04 UTC
+    )  # fmt: skip
+    assert main([*base, "--until", "2099-01-02", "--destination", "opps"]) == 1
+    assert capsys.readouterr().err == (
+        "error: destination: unknown destination 'opps' (configured: alerts, events)\n"
+    )
+    assert main([*base, "--until", "tomorrow"]) == 1
+    assert capsys.readouterr().err == (
+        "error: ends_at: 'tomorrow' is not a time (expected ISO 8601 such as 2026-12-02T16:05Z)\n"
+    )
+    assert main([*base, "--until", "2099-01-02", "--for", "1h"]) == 1
+    assert "give exactly one of `ends_at` or `duration`" in capsys.readouterr().err
