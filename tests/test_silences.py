@@ -236,6 +236,8 @@ async def test_a_silence_written_through_one_replica_holds_on_another(
          "ends_at: must be after starts_at"),
         ({"matchers": ["type=task.failed"], "starts_at": T0 - 100, "ends_at": T0 - 1},
          "ends_at: is in the past: the silence would never hold anything"),
+        ({"matchers": ["type=x"], "ends_at": float("inf")},
+         "ends_at: Input should be a finite number"),
         ({"duration": "1h"},
          "match: a silence needs at least one matcher"
          " (source, type, data.PATH, destination or key)"),

@@ -98,8 +98,8 @@ class SilenceRequest(Strict):
     matchers: tuple[str, ...] = ()
     destination: str | None = None
     key: Annotated[str, Field(min_length=1, max_length=400)] | None = None
-    starts_at: float | None = None
-    ends_at: float | None = None
+    starts_at: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    ends_at: Annotated[float, Field(allow_inf_nan=False)] | None = None
     duration: Seconds | None = None
     comment: Annotated[str, Field(max_length=MAX_COMMENT)] = ""
     created_by: Annotated[str, Field(max_length=200)] = ""
