@@ -39,7 +39,7 @@ from pgschema import fresh_schema  # noqa: E402
 
 from relay.config import parse_config  # noqa: E402
 from relay.event import Event  # noqa: E402
-from relay.pipeline import plan  # noqa: E402
+from relay.planning import plan  # noqa: E402
 from relay.records import Reason, Routed, Settlement, Status  # noqa: E402
 from relay.runtime import build_runtime  # noqa: E402
 from relay.store import PostgresStore, SqliteStore, Store  # noqa: E402

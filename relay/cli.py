@@ -9,12 +9,13 @@ relay outbox [--config FILE]          pending / in flight / dead / sent / muted 
                                       digest / oldest age per destination (every configured
                                       one, given a config); events not yet routed
 relay dead list|replay|drop [--config FILE] ...   inspect and act on dead letters
+relay silence add|list|expire ...     silences: hold back matching events' messages for a while
 relay send SAMPLE|FILE --url URL [--config FILE]  sign a sample event as its platform would
                                       and post it to a running relay (try a deployment)
 
 Every command takes `--config FILE`, by default `$RELAY_CONFIG`. The store commands (migrate,
-outbox, dead) work without one; a config they are given is validated as `relay serve` would,
-and refused with its problems if it is invalid.
+outbox, dead, silence) work without one; a config they are given is validated as `relay serve`
+would, and refused with its problems if it is invalid.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from relay.config import LoadedConfig, load_config
 from relay.delivery.destinations import describe, native
 from relay.errors import ConfigError, IngestError
 from relay.event import Event
-from relay.pipeline import plan
+from relay.ops import silence_command
+from relay.planning import plan
 from relay.records import DestinationStats, Status
 from relay.runtime import Runtime, build_runtime
 from relay.samples import events_from_file
@@ -185,13 +187,13 @@ def cmd_outbox(args: argparse.Namespace) -> int:
         stats.sort(key=lambda s: s.destination)
         print(
             f"{'destination':<24}{'pending':>9}{'inflight':>10}{'dead':>7}{'sent':>8}"
-            f"{'muted':>7}{'digest':>8}  oldest"
+            f"{'muted':>7}{'silenced':>9}{'digest':>8}  oldest"
         )
         for s in stats:
             age = f"{now - s.oldest_pending_at:.0f}s" if s.oldest_pending_at else "-"
             print(
                 f"{s.destination:<24}{s.pending:>9}{s.inflight:>10}{s.dead:>7}{s.sent:>8}"
-                f"{s.muted:>7}{s.digesting:>8}  {age}"
+                f"{s.muted:>7}{s.silenced:>9}{s.digesting:>8}  {age}"
             )
         if not stats:
             print("(outbox is empty)")
@@ -237,6 +239,11 @@ def cmd_dead(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(_with_store(args, act))
+
+
+def cmd_silence(args: argparse.Namespace) -> int:
+    names = list(r.config.destinations) if (r := _given(args)) is not None else None
+    return asyncio.run(_with_store(args, lambda store: silence_command.run(store, args, names)))
 
 
 def cmd_send(args: argparse.Namespace) -> int:
@@ -311,6 +318,10 @@ def parser() -> argparse.ArgumentParser:
     dead.add_argument("--all", action="store_true", help="every dead letter")
     _config_arg(dead)
     dead.set_defaults(fn=cmd_dead)
+
+    silence = sub.add_parser("silence", help="silences: add, list, expire")
+    _config_arg(silence)
+    silence_command.arguments(silence, cmd_silence)
 
     from relay.ops.send import sample_names
 

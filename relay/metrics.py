@@ -61,6 +61,12 @@ class Metrics:
             "relay_messages_rendered", "Messages rendered per destination", ["destination"],
             registry=r,
         )  # fmt: skip
+        self.silenced = Counter(
+            "relay_messages_silenced",
+            "Messages recorded as silenced (held back by a silence) per destination",
+            ["destination"],
+            registry=r,
+        )
         self.fallbacks = Counter(
             "relay_template_fallbacks",
             "Messages sent as the safe default because a template failed",
@@ -139,6 +145,7 @@ class Metrics:
                 ("inflight", s.inflight),
                 ("dead", s.dead),
                 ("muted", s.muted),
+                ("silenced", s.silenced),
                 ("digest", s.digesting),
             ):
                 self.queue.labels(s.destination, status).set(value)

@@ -25,19 +25,15 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from typing import Any
 
 from relay.conversation.digest import build as build_digest
-from relay.conversation.digest import group_key
-from relay.conversation.steps import steps
 from relay.event import Event
 from relay.metrics import Metrics
-from relay.records import Acceptance, GroupSpec, NewMessage, Received, Routed
-from relay.render.renderer import Rendered
-from relay.routing.router import Decision
-from relay.routing.schedule import active
+from relay.planning import Planned, plan
+from relay.records import Acceptance, Received, Routed
 from relay.runtime import Runtime
+from relay.silences import SilenceSet
 from relay.store import Store
 from relay.trace import routing_trace
 
@@ -47,78 +43,6 @@ BATCH = 32  # events routed per transaction
 BURST = 5  # accepts between two renders that make a burst
 YIELD_SECONDS = 0.05  # while requests wait: at most one render per this (20 events/s at least)
 ROUTING_LEASE = 10.0  # replicas: how long a silent router keeps the others from routing
-
-
-@dataclass(frozen=True, slots=True)
-class Planned:
-    """What accepting an event will enqueue, and why (for `relay render` and the logs)."""
-
-    decision: Decision
-    messages: tuple[NewMessage, ...]
-    template_errors: tuple[str, ...]
-    routes: tuple[str, ...] = ()  # the route of each message, in order
-
-
-def plan(runtime: Runtime, event: Event, now: float | None = None) -> Planned:
-    """Route and render one event, and say how each message joins its conversation, digest or
-    quiet hours. Pure apart from reading templates (`now` decides quiet hours); never raises."""
-    now = time.time() if now is None else now
-    config = runtime.config
-    decision = runtime.router.decide(event)
-    messages: list[NewMessage] = []
-    routes: list[str] = []
-    errors: list[str] = []
-    renders: dict[tuple[str | None, bool], Rendered] = {}  # one render per template
-    for target in decision.targets:
-        route = runtime.router.route(target.route)
-        mentions = target.mentions
-        muted = False
-        if route is not None:
-            muted = active(config.time_intervals, route.mute_during, now) is not None
-            if active(config.time_intervals, route.mentions_off_during, now) is not None:
-                mentions = ()
-        grouped = route is not None and route.group is not None
-        # a digest lists its events by their notification text: ids in full tell them apart
-        key = (target.template, grouped)
-        rendered = renders.get(key)
-        if rendered is None:
-            rendered = renders[key] = runtime.renderer.render(
-                event, template=target.template, full_ids=grouped
-            )
-            if rendered.error:
-                errors.append(f"{target.destination}: {rendered.error}")
-        message = replace(rendered.message, mentions=mentions)
-        pace_key = runtime.pace_keys[target.destination]
-        group = None
-        if route is not None and route.group is not None:
-            group = GroupSpec(
-                route=target.route,
-                key=group_key(event, route.group.by),
-                wait=route.group.wait,
-                interval=route.group.interval,
-                max_items=route.group.max,
-                show=route.group.show,
-            )
-        joined = steps(
-            event,
-            route.thread if route is not None else None,
-            route.repeat if route is not None else None,
-            route=target.route,
-        )
-        for step in joined:
-            routes.append(target.route)
-            messages.append(
-                NewMessage(
-                    destination=target.destination,
-                    pace_key=pace_key,
-                    template=rendered.template,
-                    message=message,
-                    step=step if step.joins else None,
-                    muted=muted,
-                    group=group,
-                )
-            )
-    return Planned(decision, tuple(messages), tuple(errors), tuple(routes))
 
 
 class Pipeline:
@@ -252,12 +176,15 @@ class Pipeline:
                 if self.on_settled is not None:
                     self.on_settled()
             return 0
+        # read per batch, so a silence created or expired through any replica holds from the
+        # next batch on; only those still running at the oldest acceptance can matter
+        silences = SilenceSet(await self.store.silences(min(r.received_at for r in waiting)))
         planned: list[tuple[Received, Planned]] = []
         for received in waiting:
             await self._intake_first()
             if stop is not None and stop.is_set():
                 return 0  # the batch stays in the inbox, whole
-            done = self._plan(received)
+            done = self._plan(received, silences)
             if done is not None:
                 planned.append((received, done))
         try:
@@ -316,9 +243,10 @@ class Pipeline:
         )
         return Routed(received, done.messages, done.routes, trace)
 
-    def _plan(self, received: Received) -> Planned | None:
+    def _plan(self, received: Received, silences: SilenceSet) -> Planned | None:
         try:
-            return plan(self._runtime_for(received.seq), received.event, received.received_at)
+            runtime = self._runtime_for(received.seq)
+            return plan(runtime, received.event, received.received_at, silences)
         except Exception:  # a bug, never the event's fault: keep it, and keep the rest moving
             self._stuck.add(received.seq)
             log.exception(
@@ -341,6 +269,9 @@ class Pipeline:
             log.info("progress event with no message to update: not posted", extra=fields)
         elif not planned.messages:
             log.info("event matched no route", extra=fields)
+        elif all(m.silence is not None for m in planned.messages):
+            silenced = sorted({m.silence for m in planned.messages if m.silence is not None})
+            log.info("event silenced", extra={**fields, "silences": silenced})
         else:
             log.info(
                 "event routed",
@@ -358,6 +289,9 @@ class Pipeline:
             m.rendered.labels(target.destination).inc()
         for error in planned.template_errors:
             m.fallbacks.labels(error.split(":", 1)[0]).inc()
+        for message in planned.messages:
+            if message.silence is not None:
+                m.silenced.labels(message.destination).inc()
 
 
 def _debug_plan(fields: dict[str, Any], planned: Planned) -> None:
@@ -384,6 +318,7 @@ def _debug_plan(fields: dict[str, Any], planned: Planned) -> None:
                 "template": message.template,
                 "conversation": message.step.to_json() if message.step else None,
                 "muted": message.muted,
+                "silence": message.silence,
                 "digest": message.group.key if message.group is not None else None,
             },
         )

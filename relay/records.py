@@ -34,6 +34,7 @@ class Status(StrEnum):
     SENT = "sent"
     DEAD = "dead"
     MUTED = "muted"  # recorded during quiet hours, never delivered
+    SILENCED = "silenced"  # recorded while a silence matched (relay.silences), never delivered
 
 
 class Acceptance(StrEnum):
@@ -233,6 +234,7 @@ class NewMessage:
     step: Step | None = None
     muted: bool = False
     group: GroupSpec | None = None
+    silence: str | None = None  # the id of the silence that holds it back: never delivered
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +274,7 @@ class OutboxRow:
     last_reason: str | None
     last_error: str | None
     step: Step | None = None
+    silence_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,3 +374,4 @@ class DestinationStats:
     oldest_pending_at: float | None
     muted: int = 0
     digesting: int = 0
+    silenced: int = 0

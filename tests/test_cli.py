@@ -109,9 +109,10 @@ def test_outbox_and_dead_letter_commands(
     assert main(["outbox"]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].split() == [
-        "destination", "pending", "inflight", "dead", "sent", "muted", "digest", "oldest"
+        "destination", "pending", "inflight", "dead", "sent", "muted", "silenced", "digest",
+        "oldest",
     ]  # fmt: skip
-    assert table[1].split() == ["alerts", "0", "0", "2", "0", "0", "0", "-"]
+    assert table[1].split() == ["alerts", "0", "0", "2", "0", "0", "0", "0", "-"]
     assert re.fullmatch(r"accepted, waiting to be routed and rendered: 1, oldest 6\ds", table[2])
     assert main(["dead", "list"]) == 0
     letters = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -298,8 +299,8 @@ def test_outbox_with_a_config_lists_every_configured_destination(
     assert main(["outbox", "--config", str(config)]) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
     assert rows == [
-        ["alerts", "0", "0", "0", "0", "0", "0", "-"],
-        ["events", "0", "0", "0", "0", "0", "0", "-"],
+        ["alerts", "0", "0", "0", "0", "0", "0", "0", "-"],
+        ["events", "0", "0", "0", "0", "0", "0", "0", "-"],
     ]
     monkeypatch.setenv("RELAY_CONFIG", str(config))
     assert main(["outbox"]) == 0

@@ -30,7 +30,7 @@ from test_templates import CASES
 
 from relay.event import Event
 from relay.messages import Blocks, Button, Card, Detail, Field, Repeat
-from relay.pipeline import plan
+from relay.planning import plan
 from relay.render.formats.google_chat import (
     mention_text,
     payload,

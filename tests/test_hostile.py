@@ -26,7 +26,7 @@ from slackview import view
 from relay.config import load_config, parse_config
 from relay.errors import IngestError
 from relay.event import Event
-from relay.pipeline import plan
+from relay.planning import plan
 from relay.providers.base import MAX_JSON_DEPTH
 from relay.providers.tabstack.provider import TabstackProvider
 from relay.render.formats.slack import mention_text, payload

@@ -32,7 +32,7 @@ from test_hostile import HOSTILE, RUNTIME, WRONG, every_leaf, urls_in, with_leav
 
 from relay.event import Event, parse_time
 from relay.messages import Blocks, Button, Card, Detail, Field, Message, Repeat
-from relay.pipeline import plan
+from relay.planning import plan
 from relay.render.formats.mattermost import (
     ATTACHMENT_BUDGET,
     MAX_FOOTER,

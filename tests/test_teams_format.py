@@ -31,7 +31,7 @@ from test_templates import CASES
 
 from relay.event import Event
 from relay.messages import Blocks, Button, Card, Detail, Field, Message, Repeat
-from relay.pipeline import plan
+from relay.planning import plan
 from relay.render.formats.teams import (
     LIMIT,
     TRIMMED,

@@ -17,7 +17,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from relay.http.answers import admin_refusal, error_response
+from relay.http.admin import admin_refusal
+from relay.http.answers import error_response
 from relay.ops import actions, history
 from relay.ops.services import Services
 from relay.store.views import encode_cursor
@@ -68,7 +69,7 @@ def api_routes(services: Services) -> list[Route]:
 
     def guarded(handler: Handler) -> Handler:
         async def endpoint(request: Request) -> Response:
-            refused = admin_refusal(services.admin_token, request.headers.get("authorization", ""))
+            refused = admin_refusal(services, request)
             if refused is not None:
                 return refused
             try:

@@ -33,10 +33,12 @@ from relay.errors import (
     UnknownSource,
     UnsupportedMediaType,
 )
-from relay.http.answers import admin_refusal, error_response, http_error
+from relay.http.admin import admin_refusal as _admin
+from relay.http.answers import error_response, http_error
 from relay.http.api import api_routes
 from relay.http.hooks import Hooks, is_hook, media_type, read_body, stream_limits
 from relay.http.protocol import HEAD_TOO_LARGE_DETAIL, MAX_HEAD_BYTES, head_size
+from relay.http.silences import silence_routes
 from relay.http.streams import RunStartFailed, new_run_id, start_run
 from relay.metrics import CONTENT_TYPE
 from relay.ops.services import Services
@@ -44,11 +46,6 @@ from relay.providers.base import json_object
 from relay.providers.tabstack import TabstackProvider
 
 log = logging.getLogger("relay.http")
-
-
-def _admin(services: Services, request: Request) -> Response | None:
-    """None when the request carries the admin token; else the answer to give."""
-    return admin_refusal(services.admin_token, request.headers.get("authorization", ""))
 
 
 class HeadLimit:
@@ -189,6 +186,7 @@ def build_app(services: Services) -> RelayApp:
             Route("/metrics", metrics, methods=["GET"]),
             Route("/admin/reload", admin_reload, methods=["POST"]),
             *api_routes(services),
+            *silence_routes(services),
         ],
         exception_handlers={
             IngestError: ingest_error,

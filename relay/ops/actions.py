@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 
-from relay.pipeline import plan
+from relay.planning import plan
 from relay.records import NewMessage
 from relay.runtime import Runtime
 from relay.store import Store

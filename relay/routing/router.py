@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from relay.config import Condition, Config, DefaultRoute, Route
+from relay.config import Condition, Config, DefaultRoute, Match, Route
 from relay.event import Event, dig
 
 _ABSENT = object()
@@ -97,15 +97,24 @@ def _describe(cond: Condition) -> str:
 
 
 @dataclass(frozen=True)
-class CompiledRoute:
-    label: str
+class Matcher:
+    """A compiled `match:` (source, type globs, `when` conditions): what routes and silences
+    (relay.silences) both test an event with."""
+
     sources: frozenset[str] | None
     types: tuple[str, ...] | None
     conditions: tuple[tuple[Callable[[Event], bool], str], ...]
-    route: Route
+
+    @classmethod
+    def compile(cls, match: Match) -> Matcher:
+        return cls(
+            sources=frozenset(match.source) if match.source is not None else None,
+            types=tuple(match.type) if match.type is not None else None,
+            conditions=tuple((_compile_condition(c), _describe(c)) for c in match.when),
+        )
 
     def explain(self, event: Event) -> str | None:
-        """None when the rule matches, else the first reason it does not."""
+        """None when the event matches, else the first reason it does not."""
         if self.sources is not None and event.source not in self.sources:
             return f"source '{event.source}' not in {sorted(self.sources)}"
         if self.types is not None and not any(
@@ -118,18 +127,23 @@ class CompiledRoute:
         return None
 
 
+@dataclass(frozen=True)
+class CompiledRoute:
+    label: str
+    matcher: Matcher
+    route: Route
+
+    def explain(self, event: Event) -> str | None:
+        """None when the rule matches, else the first reason it does not."""
+        return self.matcher.explain(event)
+
+
 class Router:
     """Compiled routing rules; `decide(event)` is pure and assumes a validated config."""
 
     def __init__(self, routes: Sequence[Route], default: DefaultRoute) -> None:
         self._routes = tuple(
-            CompiledRoute(
-                label=r.name or f"routes[{i}]",
-                sources=frozenset(r.match.source) if r.match.source is not None else None,
-                types=tuple(r.match.type) if r.match.type is not None else None,
-                conditions=tuple((_compile_condition(c), _describe(c)) for c in r.match.when),
-                route=r,
-            )
+            CompiledRoute(label=r.name or f"routes[{i}]", matcher=Matcher.compile(r.match), route=r)
             for i, r in enumerate(routes)
         )
         self._default = default

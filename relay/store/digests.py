@@ -75,6 +75,7 @@ def flush_digest(db: Db, batch: DigestBatch, message: NewMessage | None, now: fl
                 now,
                 None,
                 None,
+                None,
             ),
         )
         history.digested(db, batch, outbox_id)

@@ -12,8 +12,9 @@ A message parked for a digest is `grouped` until its group is flushed; it then f
 digest's outbox row (one row, one attempt per try, recorded on every message it lists).
 
 An event's outcome is the most pressing of its messages' states, in this order: dead, retrying,
-pending (not yet sent), grouped (waiting for a digest), delivered, muted; an event that made no
-message (dropped by a rule, or matched none) is `dropped`.
+pending (not yet sent), grouped (waiting for a digest), delivered, silenced (held back by a
+silence, whose id the message keeps), muted; an event that made no message (dropped by a rule,
+or matched none) is `dropped`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from typing import Any
 from relay.records import DigestBatch, NewMessage, Settlement, Status
 from relay.store.db import Db, dumps, marks
 
-OUTCOMES = ("delivered", "retrying", "dead", "muted", "dropped", "pending", "grouped")
+OUTCOMES = (
+    "delivered", "retrying", "dead", "silenced", "muted", "dropped", "pending", "grouped"
+)
 
 # a message's history status after an attempt that left its outbox row in this status
 _AFTER = {Status.PENDING: "retrying", Status.SENT: "sent", Status.DEAD: "dead"}
@@ -42,6 +45,8 @@ _OUTCOME = """CASE
  WHEN EXISTS (SELECT 1 FROM history_messages m WHERE m.seq = history_events.seq
               AND m.status = 'sent') THEN 'delivered'
  WHEN EXISTS (SELECT 1 FROM history_messages m WHERE m.seq = history_events.seq
+              AND m.status = 'silenced') THEN 'silenced'
+ WHEN EXISTS (SELECT 1 FROM history_messages m WHERE m.seq = history_events.seq
               AND m.status = 'muted') THEN 'muted'
  ELSE 'dropped' END"""
 
@@ -54,7 +59,8 @@ _INSERT_EVENT = (
 )
 _INSERT_MESSAGE = (
     "INSERT INTO history_messages (seq, outbox_id, destination, route, template, payload,"
-    " status, step, digest, created_at, finished_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+    " status, step, digest, created_at, finished_at, silence_id)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 
 
@@ -72,8 +78,11 @@ def record_message(
     payload: str,
     now: float,
 ) -> None:
-    """One message an event made: queued (`outbox_id`), muted, or parked for a digest."""
-    if m.muted:
+    """One message an event made: queued (`outbox_id`), silenced, muted, or parked for a
+    digest."""
+    if m.silence is not None:
+        status = "silenced"
+    elif m.muted:
         status = "muted"
     elif m.group is not None:
         status = "grouped"
@@ -81,11 +90,11 @@ def record_message(
         status = "pending"
     step = dumps(m.step.to_json()) if m.step is not None else None
     digest = m.group.key if m.group is not None else None
-    finished = now if m.muted else None
+    finished = now if m.muted or m.silence is not None else None
     db.run(
         _INSERT_MESSAGE,
         (seq, outbox_id, m.destination, route, m.template, payload, status, step, digest, now,
-         finished),
+         finished, m.silence),
     )  # fmt: skip
 
 

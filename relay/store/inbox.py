@@ -113,8 +113,8 @@ def inbox_stats(db: Db) -> InboxStats:
 
 INSERT_OUTBOX = (
     "INSERT INTO outbox (event_source, event_id, event_type, destination, pace_key, template,"
-    " payload, status, created_at, next_attempt_at, step, finished_at)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+    " payload, status, created_at, next_attempt_at, step, finished_at, silence_id)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 
 
@@ -175,9 +175,11 @@ def write_messages(
         payload = dumps(m.message.to_json())
         route = routes[index] if index < len(routes) else ""
         outbox_id = None
-        if m.group is not None and not m.muted:
+        held = m.muted or m.silence is not None  # recorded as it is, never delivered
+        if m.group is not None and not held:
             _add_to_group(db, event, m, payload, now)
         else:
+            status = Status.SILENCED if m.silence is not None else Status.MUTED
             (outbox_id,) = db.one(
                 INSERT_OUTBOX + " RETURNING id",
                 (
@@ -188,11 +190,12 @@ def write_messages(
                     m.pace_key,
                     m.template,
                     payload,
-                    (Status.MUTED if m.muted else Status.PENDING).value,
+                    (status if held else Status.PENDING).value,
                     now,
                     now,
                     dumps(m.step.to_json()) if m.step is not None and m.step.joins else None,
-                    now if m.muted else None,
+                    now if held else None,
+                    m.silence,
                 ),
             )
         history.record_message(db, seq, outbox_id, m, route, payload, now)

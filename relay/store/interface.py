@@ -42,7 +42,9 @@ from relay.records import (
     Settlement,
     Status,
 )
+from relay.silences.model import Silence
 from relay.store import digests, history, inbox, outbox, queries, upkeep
+from relay.store import silences as silence_rows
 from relay.store.db import Db
 from relay.store.groups import GroupCommit
 from relay.store.schema import Dialect
@@ -111,6 +113,11 @@ class Store(Protocol):
     async def add_messages(
         self, seq: int, messages: Sequence[NewMessage], routes: Sequence[str], now: float
     ) -> int: ...
+    async def add_silence(self, silence: Silence) -> None: ...
+    async def silence(self, silence_id: str) -> Silence | None: ...
+    async def silences(self, since: float | None = None) -> list[Silence]: ...
+    async def expire_silence(self, silence_id: str, now: float) -> Silence | None: ...
+    async def recent_rows(self, limit: int) -> list[OutboxRow]: ...
 
 
 class SqlStore:
@@ -272,3 +279,21 @@ class SqlStore:
     ) -> int:
         """Queue more messages of an event in history (a resend, a reroute); how many."""
         return await self._run(lambda db: inbox.add_messages(db, seq, messages, routes, now))
+
+    # ------------------------------------------------------------ silences
+
+    async def add_silence(self, silence: Silence) -> None:
+        await self._run(lambda db: silence_rows.add(db, silence))
+
+    async def silence(self, silence_id: str) -> Silence | None:
+        return await self._run(lambda db: silence_rows.get(db, silence_id), read_only=True)
+
+    async def silences(self, since: float | None = None) -> list[Silence]:
+        """Silences ending after `since` (None: all kept, expired ones too), newest first."""
+        return await self._run(lambda db: silence_rows.ending_after(db, since), read_only=True)
+
+    async def expire_silence(self, silence_id: str, now: float) -> Silence | None:
+        return await self._run(lambda db: silence_rows.expire(db, silence_id, now))
+
+    async def recent_rows(self, limit: int) -> list[OutboxRow]:
+        return await self._run(lambda db: silence_rows.recent(db, limit), read_only=True)

@@ -32,7 +32,7 @@ from relay.store.pacing import Bucket, refill, spend, wait
 
 ROW_COLUMNS = (
     "id, event_source, event_id, event_type, destination, pace_key, template, payload, status, "
-    "attempts, created_at, next_attempt_at, last_reason, last_error, step"
+    "attempts, created_at, next_attempt_at, last_reason, last_error, step, silence_id"
 )
 _O_COLUMNS = ", ".join("o." + c.strip() for c in ROW_COLUMNS.split(","))
 
@@ -82,6 +82,7 @@ def row_of(values: Sequence[Any]) -> OutboxRow:
         last_reason=values[12],
         last_error=values[13],
         step=Step.from_json(json.loads(values[14])) if values[14] else None,
+        silence_id=values[15],
     )
 
 

@@ -210,6 +210,24 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     )""",
         "CREATE INDEX history_attempts_message ON history_attempts (message_id, id)",
     ),
+    # 8: silences (relay.silences), and the silence that held back each silenced message
+    (
+        """
+    CREATE TABLE silences (
+        id          TEXT PRIMARY KEY,
+        matchers    TEXT NOT NULL,
+        destination TEXT,
+        message_key TEXT,
+        starts_at   {real} NOT NULL,
+        ends_at     {real} NOT NULL,
+        comment     TEXT NOT NULL,
+        created_by  TEXT NOT NULL,
+        created_at  {real} NOT NULL
+    )""",
+        "CREATE INDEX silences_ends ON silences (ends_at)",
+        "ALTER TABLE outbox ADD COLUMN silence_id TEXT",
+        "ALTER TABLE history_messages ADD COLUMN silence_id TEXT",
+    ),
 )
 
 VERSION = len(MIGRATIONS)

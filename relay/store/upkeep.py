@@ -12,7 +12,8 @@ from relay.records import (
     OutboxRow,
     Status,
 )
-from relay.store import history
+from relay.silences.model import KEEP_EXPIRED
+from relay.store import history, silences
 from relay.store.db import Db, marks
 from relay.store.outbox import ROW_COLUMNS, row_of
 
@@ -31,10 +32,11 @@ def prune(db: Db, now: float, dedup_ttl: float, keep_sent: float) -> tuple[int, 
         (now - dedup_ttl, now),
     )
     rows = db.count(
-        "DELETE FROM outbox WHERE status IN ('sent','muted') AND finished_at < ?",
+        "DELETE FROM outbox WHERE status IN ('sent','muted','silenced') AND finished_at < ?",
         (now - keep_sent,),
     )
     db.run("DELETE FROM messages WHERE expires_at <= ?", (now,))
+    silences.prune(db, now - KEEP_EXPIRED)  # expired silences are kept for history this long
     # replicas gone for longer than dedup_ttl, once nothing is claimed in their name
     db.run(
         "DELETE FROM replicas WHERE heartbeat < {epoch_now} - ? AND NOT EXISTS"
@@ -58,14 +60,15 @@ def stats(db: Db) -> list[DestinationStats]:
         " COUNT(*) FILTER (WHERE status='pending'), COUNT(*) FILTER (WHERE status='inflight'),"
         " COUNT(*) FILTER (WHERE status='dead'), COUNT(*) FILTER (WHERE status='sent'),"
         " MIN(created_at) FILTER (WHERE status IN ('pending','inflight')),"
-        " COUNT(*) FILTER (WHERE status='muted') FROM outbox GROUP BY destination"
+        " COUNT(*) FILTER (WHERE status='muted'), 0,"
+        " COUNT(*) FILTER (WHERE status='silenced') FROM outbox GROUP BY destination"
     ):
-        found[row[0]] = [*row, 0]
+        found[row[0]] = list(row)
     for destination, count in db.all(
         "SELECT g.destination, COUNT(*) FROM digest_items i JOIN digest_groups g"
         " ON g.id = i.group_id GROUP BY g.destination"
     ):
-        found.setdefault(destination, [destination, 0, 0, 0, 0, None, 0, 0])[7] = count
+        found.setdefault(destination, [destination, 0, 0, 0, 0, None, 0, 0, 0])[7] = count
     return [DestinationStats(*found[k]) for k in sorted(found)]
 
 
