@@ -27,6 +27,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from relay.config import TabstackSource
+from relay.console import console_routes
 from relay.errors import (
     ConfigError,
     IngestError,
@@ -194,6 +195,7 @@ def build_app(services: Services) -> RelayApp:
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/admin/reload", admin_reload, methods=["POST"]),
+            *console_routes(services),  # none without RELAY_ADMIN_TOKEN
         ],
         exception_handlers={
             IngestError: ingest_error,
