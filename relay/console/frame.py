@@ -103,13 +103,13 @@ class Console:
         page: Page | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> HTMLResponse:
-        html = self.env.get_template(template).render(
-            **context,
-            csrf=session.csrf if session else "",
-            menu=PAGES if session and session.authenticated else (),
-            current=page.path if page else None,
-            title=page.title if page else context.get("title", "relay"),
-        )
+        frame = {
+            "csrf": session.csrf if session else "",
+            "menu": PAGES if session and session.authenticated else (),
+            "current": page.path if page else None,
+            "title": page.title if page else context.get("title", "relay"),
+        }
+        html = self.env.get_template(template).render({**context, **frame})
         response = HTMLResponse(html, status, headers={**HEADERS, **(headers or {})})
         response.headers["Cache-Control"] = "no-store"
         return response
