@@ -418,3 +418,25 @@ async def test_drop_all_that_match_the_filter_counts_first(
         "/console/dead", data={"csrf": csrf, "action": "replay", "scope": "selected"}
     )
     assert "No dead letter is selected" in read(nothing.text).text
+
+
+def test_the_throttle_forgets_failures_once_they_leave_the_window() -> None:
+    from relay.console.throttle import LoginThrottle
+
+    now = [1000.0]
+    throttle = LoginThrottle(limit=3, window=60.0, clock=lambda: now[0], max_clients=2)
+    for _ in range(3):
+        assert throttle.wait("a") == 0.0
+        throttle.failed("a")
+        now[0] += 10
+    assert throttle.wait("a") == 30.0  # the first failure leaves the window at 1060
+    assert throttle.wait("b") == 0.0  # per client
+    now[0] = 1060.0
+    assert throttle.wait("a") == 0.0
+    throttle.failed("a")
+    assert throttle.wait("a") == 10.0
+    throttle.succeeded("a")
+    assert throttle.wait("a") == 0.0
+    for client in ("x", "y", "z"):  # bounded memory: the oldest client is forgotten
+        throttle.failed(client)
+    assert len(throttle._failures) == 2
