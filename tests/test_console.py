@@ -440,3 +440,26 @@ def test_the_throttle_forgets_failures_once_they_leave_the_window() -> None:
     for client in ("x", "y", "z"):  # bounded memory: the oldest client is forgotten
         throttle.failed(client)
     assert len(throttle._failures) == 2
+
+
+async def test_oversized_or_odd_forms_are_refused_without_effect(
+    services: Services, admin: httpx.AsyncClient
+) -> None:
+    await _dead_letters(services, 1)
+    csrf = read((await admin.get("/console/dead")).text).hidden("csrf")[0]
+    many = "&".join(f"f{i}=1" for i in range(10_001)) + f"&csrf={csrf}&action=drop"
+    answer = await admin.post(
+        "/console/dead", content=many,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )  # fmt: skip
+    assert answer.status_code == 413
+    huge = await admin.post(
+        "/console/login", content=b"token=" + b"x" * (1 << 20) + b"&csrf=x",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )  # fmt: skip
+    assert huge.status_code == 413
+    as_json = await admin.post("/console/dead", json={"csrf": csrf, "action": "drop"})
+    assert as_json.status_code == 403  # not a form: no CSRF token was read
+    assert len(await services.store.rows(Status.DEAD)) == 1
+    odd = await admin.get("/console/dead?" + "&".join(f"x{i}=1" for i in range(200)))
+    assert odd.status_code == 200

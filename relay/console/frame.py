@@ -78,7 +78,10 @@ async def _form(request: Request) -> dict[str, list[str]]:
         if len(body) > MAX_FORM_BYTES:
             raise FormTooLarge
     text = body.decode("utf-8", errors="replace")
-    return parse_qs(text, keep_blank_values=True, max_num_fields=10_000)
+    try:
+        return parse_qs(text, keep_blank_values=True, max_num_fields=10_000)
+    except ValueError:  # more fields than any console form has
+        raise FormTooLarge from None
 
 
 class Console:
@@ -196,7 +199,10 @@ class Console:
                 if request.method == "POST":
                     return self._refused(403, "Logged out", "Your session ended: log in again.")
                 return self._goto("/console/login")
-            query = parse_qs(request.url.query, keep_blank_values=True, max_num_fields=100)
+            try:
+                query = parse_qs(request.url.query, keep_blank_values=True, max_num_fields=100)
+            except ValueError:  # more parameters than any console page reads
+                query = {}
             if request.method == "POST":
                 if page.act is None:  # not routed, but kept safe if it ever is
                     return self._refused(405, "Not allowed", "This page takes no form.")

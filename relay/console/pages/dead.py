@@ -107,12 +107,14 @@ def _filter(values: dict[str, str]) -> Filter:
 
 
 def _ids(values: Sequence[str]) -> list[int]:
+    """Dead letter ids from form fields (one each, or comma-separated), at most `SCAN`: no
+    page offers more, and the store's `IN (...)` stays within every backend's limits."""
     found = []
     for value in values:
         for part in value.split(","):
             if part.strip().isdigit():
                 found.append(int(part))
-    return found
+    return found[:SCAN]
 
 
 async def _page(ask: Ask, flt: Filter, notice: str = "") -> Shown:
