@@ -463,3 +463,23 @@ async def test_oversized_or_odd_forms_are_refused_without_effect(
     assert len(await services.store.rows(Status.DEAD)) == 1
     odd = await admin.get("/console/dead?" + "&".join(f"x{i}=1" for i in range(200)))
     assert odd.status_code == 200
+
+
+async def test_every_page_is_in_the_menu_and_answers_with_its_template(
+    admin: httpx.AsyncClient,
+) -> None:
+    from relay.console.pages import PAGES
+
+    overview = read((await admin.get("/console")).text)
+    paths = [f"/console{p.path}" for p in PAGES]
+    menu = [a["href"] for a in overview.all("a") if a["href"] in paths]
+    assert menu[: len(PAGES)] == paths
+    for page in PAGES:
+        answer = await admin.get(f"/console{page.path}")
+        assert answer.status_code == 200
+        assert_security_headers(answer)
+        view = read(answer.text)
+        assert_inert(view)
+        assert f"<title>{page.title} · relay</title>" in answer.text
+        current = [a for a in view.all("a") if a.get("aria-current") == "page"]
+        assert current == [{"href": f"/console{page.path}", "aria-current": "page"}]
