@@ -47,7 +47,11 @@ class Sessions:
     """Signs and reads console cookies with the key of one admin token."""
 
     def __init__(self, admin_token: str) -> None:
-        self._signer = URLSafeTimedSerializer(session_key(admin_token), salt="relay-console")
+        self._signer = URLSafeTimedSerializer(
+            session_key(admin_token),
+            salt="relay-console",
+            signer_kwargs={"digest_method": hashlib.sha256},
+        )
 
     def new(self, *, authenticated: bool) -> Session:
         """A fresh session with a fresh CSRF token (a login never keeps the one before it)."""
