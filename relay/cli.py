@@ -37,7 +37,7 @@ from relay.errors import ConfigError, IngestError
 from relay.event import Event
 from relay.ops import silence_command
 from relay.planning import plan
-from relay.records import DestinationStats, Status
+from relay.records import Status
 from relay.runtime import Runtime, build_runtime
 from relay.samples import events_from_file
 from relay.store import Store, open_store
@@ -175,16 +175,12 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     runtime = _given(args)
 
     async def show(store: Store) -> int:
+        from relay.ops.backlog import backlog
+
         now = time.time()
-        stats = await store.stats()
-        if runtime is not None:  # a configured destination with nothing stored yet shows zeros
-            stored = {s.destination for s in stats}
-            stats += [
-                DestinationStats(name, 0, 0, 0, 0, None)
-                for name in runtime.config.destinations
-                if name not in stored
-            ]
-        stats.sort(key=lambda s: s.destination)
+        # a configured destination with nothing stored yet shows zeros
+        found = await backlog(store, runtime.config.destinations if runtime else ())
+        stats, inbox = found.destinations, found.inbox
         print(
             f"{'destination':<24}{'pending':>9}{'inflight':>10}{'dead':>7}{'sent':>8}"
             f"{'muted':>7}{'silenced':>9}{'digest':>8}  oldest"
@@ -197,7 +193,6 @@ def cmd_outbox(args: argparse.Namespace) -> int:
             )
         if not stats:
             print("(outbox is empty)")
-        inbox = await store.inbox_stats()
         if inbox.waiting:
             age = f", oldest {now - inbox.oldest_at:.0f}s" if inbox.oldest_at else ""
             print(f"accepted, waiting to be routed and rendered: {inbox.waiting}{age}")

@@ -26,6 +26,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from relay.config import TabstackSource
+from relay.console import console_routes
 from relay.errors import (
     ConfigError,
     IngestError,
@@ -187,6 +188,7 @@ def build_app(services: Services) -> RelayApp:
             Route("/admin/reload", admin_reload, methods=["POST"]),
             *api_routes(services),
             *silence_routes(services),
+            *console_routes(services),  # none without RELAY_ADMIN_TOKEN
         ],
         exception_handlers={
             IngestError: ingest_error,
