@@ -40,7 +40,8 @@ class FakeServer(Generic[RecordT]):
     """A fake service on a real socket. Use as a context manager or call start()/stop();
     `serve_forever()` runs it in the calling thread (a standalone fake for crash tests)."""
 
-    STEP: re.Pattern[str]  # the scripted steps this fake knows
+    # the scripted steps this fake knows; by default none (every step is refused)
+    STEP: re.Pattern[str] = re.compile(r"(?!)")
 
     app: Starlette
 
