@@ -206,12 +206,18 @@ class FormChecker:
         if "thread_name" in body:
             self.text(body["thread_name"], ["thread_name"], THREAD_NAME_MAX, True)
 
+    def array(self, value: Any, name: str, maximum: int) -> bool:
+        """Whether `value` is a list (a fault if not, and one if it has over `maximum` items)."""
+        if not isinstance(value, list):
+            self.fault([name], "BASE_TYPE_ARRAY", "Must be an array.")
+            return False
+        if len(value) > maximum:
+            self.fault([name], "BASE_TYPE_MAX_LENGTH", f"Must be {maximum} or fewer in length.")
+        return True
+
     def embeds(self, embeds: Any) -> None:
-        if not isinstance(embeds, list):
-            self.fault(["embeds"], "BASE_TYPE_ARRAY", "Must be an array.")
+        if not self.array(embeds, "embeds", EMBEDS_MAX):
             return
-        if len(embeds) > EMBEDS_MAX:
-            self.fault(["embeds"], "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")
         total = 0
         for i, embed in enumerate(embeds):
             total += self.embed(embed, ["embeds", i])
@@ -257,11 +263,8 @@ class FormChecker:
         return total
 
     def components(self, rows: Any) -> None:
-        if not isinstance(rows, list):
-            self.fault(["components"], "BASE_TYPE_ARRAY", "Must be an array.")
+        if not self.array(rows, "components", ROWS_MAX):
             return
-        if len(rows) > ROWS_MAX:
-            self.fault(["components"], "BASE_TYPE_MAX_LENGTH", "Must be 5 or fewer in length.")
         for i, row in enumerate(rows):
             inner = row.get("components") if isinstance(row, dict) else None
             if not isinstance(row, dict) or row.get("type") != 1 or not isinstance(inner, list):
@@ -407,13 +410,11 @@ class FakeDiscord(FakeServer[RequestRecord]):
 
     @property
     def messages(self) -> list[Message]:
-        with self._lock:
-            return list(self._messages)
+        return self._snapshot(self._messages)
 
     @property
     def edits(self) -> list[Edit]:
-        with self._lock:
-            return list(self._edits)
+        return self._snapshot(self._edits)
 
     def messages_of(self, hook: str) -> list[Message]:
         return [m for m in self.messages if m.hook == hook]

@@ -404,8 +404,7 @@ class FakeGoogleChat(FakeServer[RequestRecord]):
 
     @property
     def messages(self) -> list[Message]:
-        with self._lock:
-            return list(self._messages)
+        return self._snapshot(self._messages)
 
     def messages_in(self, space: str) -> list[Message]:
         return [m for m in self.messages if m.space == space]

@@ -329,13 +329,11 @@ class FakeMattermost(FakeServer[RequestRecord]):
 
     @property
     def posts(self) -> list[Post]:
-        with self._lock:
-            return list(self._posts)
+        return self._snapshot(self._posts)
 
     @property
     def patches(self) -> list[Patch]:
-        with self._lock:
-            return list(self._patches)
+        return self._snapshot(self._patches)
 
     def posts_in(self, channel_id: str) -> list[Post]:
         return [p for p in self.posts if p.channel_id == channel_id]

@@ -143,8 +143,7 @@ class FakeServer(Generic[RecordT]):
 
     @property
     def requests(self) -> list[RecordT]:
-        with self._lock:
-            return list(self._requests)
+        return self._snapshot(self._requests)
 
     # ---------------------------------------------------------------- for the fakes
 
@@ -163,6 +162,11 @@ class FakeServer(Generic[RecordT]):
                 if queue:
                     return queue.popleft()
             return None
+
+    def _snapshot(self, items: list[ItemT]) -> list[ItemT]:
+        """A copy of one of the fake's records, taken under the lock (handlers append to it)."""
+        with self._lock:
+            return list(items)
 
     def _keep(self, record: RecordT) -> None:
         with self._lock:

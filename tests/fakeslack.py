@@ -278,15 +278,19 @@ class BlockChecker:
     def block_divider(self, block: dict[str, Any], pointer: str) -> None:
         del block, pointer
 
-    def block_context(self, block: dict[str, Any], pointer: str) -> None:
+    def elements(self, block: dict[str, Any], pointer: str, maximum: int) -> list[Any]:
+        """The block's `elements` (none when they are not a list of 1 to `maximum` items)."""
         elements = block.get("elements")
         if not isinstance(elements, list) or not elements:
             self.error("must provide an array with at least 1 item", f"{pointer}/elements")
-            return
-        if len(elements) > 10:
-            self.error("no more than 10 items allowed", f"{pointer}/elements")
-            return
-        for i, item in enumerate(elements):
+            return []
+        if len(elements) > maximum:
+            self.error(f"no more than {maximum} items allowed", f"{pointer}/elements")
+            return []
+        return elements
+
+    def block_context(self, block: dict[str, Any], pointer: str) -> None:
+        for i, item in enumerate(self.elements(block, pointer, 10)):
             item_pointer = f"{pointer}/elements/{i}"
             if isinstance(item, dict) and item.get("type") == "image":
                 self.element(item, item_pointer, set())
@@ -294,15 +298,8 @@ class BlockChecker:
                 self.text_object(item, item_pointer, 3000)
 
     def block_actions(self, block: dict[str, Any], pointer: str) -> None:
-        elements = block.get("elements")
-        if not isinstance(elements, list) or not elements:
-            self.error("must provide an array with at least 1 item", f"{pointer}/elements")
-            return
-        if len(elements) > 25:
-            self.error("no more than 25 items allowed", f"{pointer}/elements")
-            return
         action_ids: set[str] = set()
-        for i, item in enumerate(elements):
+        for i, item in enumerate(self.elements(block, pointer, 25)):
             self.element(item, f"{pointer}/elements/{i}", action_ids)
 
     def block_image(self, block: dict[str, Any], pointer: str) -> None:
@@ -484,13 +481,11 @@ class FakeSlack(FakeServer[RequestRecord]):
 
     @property
     def messages(self) -> list[Message]:
-        with self._lock:
-            return list(self._messages)
+        return self._snapshot(self._messages)
 
     @property
     def updates(self) -> list[Update]:
-        with self._lock:
-            return list(self._updates)
+        return self._snapshot(self._updates)
 
     def messages_in(self, channel: str) -> list[Message]:
         channel_id = self.channel_id(channel) or channel

@@ -462,8 +462,7 @@ class FakeTeams(FakeServer[RequestRecord]):
 
     @property
     def posts(self) -> list[Post]:
-        with self._lock:
-            return list(self._posts)
+        return self._snapshot(self._posts)
 
     def posts_to(self, flow: str) -> list[Post]:
         return [p for p in self.posts if p.flow == flow]
