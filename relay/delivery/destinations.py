@@ -7,7 +7,6 @@ its sender module and one entry here.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -30,6 +29,7 @@ from relay.delivery import discord as discord_webhook
 from relay.delivery import google_chat as gchat
 from relay.delivery import mattermost
 from relay.delivery.console import ConsoleSender
+from relay.delivery.http import secret_digest
 from relay.delivery.senders import Sender
 from relay.delivery.slack import (
     Sessions,
@@ -86,11 +86,6 @@ class Kind:
         return self.updates(destination) if callable(self.updates) else self.updates
 
 
-def _digest(secret: str) -> str:
-    # a URL is a secret: only a short digest of it may appear in keys, logs and metrics
-    return hashlib.sha256(secret.encode()).hexdigest()[:16]
-
-
 def _slack_key(d: SlackChannelDestination, dry_run: bool) -> str:
     return "console" if dry_run else f"slack:{d.channel.lstrip('#').lower()}"
 
@@ -103,7 +98,7 @@ def _slack_sender(name: str, d: SlackChannelDestination, clients: Clients) -> Se
 
 def _webhook_key(d: WebhookDestination, dry_run: bool) -> str:
     del dry_run  # a webhook carries its own credentials
-    return "console" if d.url is None else f"webhook:{_digest(d.url.get_secret_value())}"
+    return "console" if d.url is None else f"webhook:{secret_digest(d.url.get_secret_value())}"
 
 
 def _webhook_sender(name: str, d: WebhookDestination, clients: Clients) -> Sender:
@@ -116,7 +111,7 @@ def _webhook_sender(name: str, d: WebhookDestination, clients: Clients) -> Sende
 def _teams_key(d: TeamsDestination, dry_run: bool) -> str:
     del dry_run  # a Workflows URL carries its own credential
     url = d.workflow_url
-    return "console" if url is None else f"teams:{_digest(url.get_secret_value())}"
+    return "console" if url is None else f"teams:{secret_digest(url.get_secret_value())}"
 
 
 def _teams_sender(name: str, d: TeamsDestination, clients: Clients) -> Sender:

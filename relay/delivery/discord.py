@@ -35,7 +35,6 @@ Discord's pace.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 import time
@@ -47,7 +46,7 @@ import httpx
 
 from relay.config import DiscordDestination
 from relay.delivery.console import ConsoleSender
-from relay.delivery.http import Answer, attempt, failed, retry_after
+from relay.delivery.http import Answer, attempt, failed, retry_after, secret_digest
 from relay.delivery.senders import Sender
 from relay.records import DeliveryResult, MessageRef, Outcome, Outgoing, Reason
 from relay.render.formats.discord import payload, thread_name
@@ -87,7 +86,7 @@ def pace_key(d: DiscordDestination, dry_run: bool) -> str:
     if d.channel_id is not None:
         return f"discord:channel:{d.channel_id}"
     url = d.webhook_url.get_secret_value()
-    return f"discord:{webhook_id(url) or hashlib.sha256(url.encode()).hexdigest()[:16]}"
+    return f"discord:{webhook_id(url) or secret_digest(url)}"
 
 
 def url_thread(url: str) -> str | None:

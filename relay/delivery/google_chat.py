@@ -50,7 +50,7 @@ import httpx
 
 from relay.config.destinations import GoogleChatDestination
 from relay.delivery.console import ConsoleSender
-from relay.delivery.http import Answer, attempt, failed
+from relay.delivery.http import Answer, attempt, failed, secret_digest
 from relay.delivery.senders import Sender
 from relay.records import DeliveryResult, MessageRef, Outcome, Outgoing, Reason
 from relay.render.formats.google_chat import payload
@@ -87,11 +87,7 @@ def pace_key(destination: GoogleChatDestination, dry_run: bool) -> str:
         return "console"
     url = destination.webhook_url.get_secret_value()
     space = space_of(url)
-    return "google_chat:" + _digest(space if space is not None else url)
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return "google_chat:" + secret_digest(space if space is not None else url)
 
 
 def describe(destination: GoogleChatDestination, dry_run: bool) -> str:

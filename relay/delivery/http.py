@@ -1,6 +1,7 @@
 """What the chats relay reaches over plain HTTP share: one attempt with httpx, and the reading of
 its answer into a classified `DeliveryResult`.
 
+`secret_digest` is how a secret URL may appear in a pacing key, a log or a metric.
 `attempt` makes exactly one request and returns the chat's `Answer`, or the classified failure
 of a request that got no answer at all (timeout, connection). `failed` classifies an answer a
 sender did not take as success: each chat says which statuses mean its destination is gone or
@@ -12,6 +13,7 @@ code or an exception class: never the URL (a webhook URL is a secret) nor an exc
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Mapping
@@ -22,6 +24,12 @@ import httpx
 
 from relay.event import JsonValue
 from relay.records import DeliveryResult, Outcome, Reason
+
+
+def secret_digest(secret: str) -> str:
+    """16 hex digits of SHA-256: a webhook URL is a secret, and only this of it may appear in
+    pacing keys, logs and metrics."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True, slots=True)

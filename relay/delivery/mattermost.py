@@ -40,7 +40,6 @@ source (mattermost/mattermost: `app/webhook.go` HandleIncomingWebhook, `web/webh
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -49,7 +48,7 @@ import httpx
 
 from relay.config import MattermostDestination
 from relay.delivery.console import ConsoleSender
-from relay.delivery.http import Answer, attempt, failed, retry_after
+from relay.delivery.http import Answer, attempt, failed, retry_after, secret_digest
 from relay.delivery.senders import Sender
 from relay.event import JsonValue
 from relay.records import DeliveryResult, Outcome, Outgoing, Reason
@@ -249,8 +248,7 @@ def pace_key(destination: MattermostDestination, dry_run: bool) -> str:
     if d.mode == "webhook":
         if d.webhook_url is None:
             return "console"
-        digest = hashlib.sha256(d.webhook_url.get_secret_value().encode()).hexdigest()[:16]
-        return f"mattermost:{digest}"
+        return f"mattermost:{secret_digest(d.webhook_url.get_secret_value())}"
     if d.token is None:
         return "console"
     return f"mattermost:{str(d.url).split('://', 1)[1]}/{d.channel_id}"
