@@ -160,7 +160,8 @@ class Rig:
         self.folder = folder
         self.console = io.StringIO()
         self.clock: Callable[[], float] = time.time
-        self._http = http
+        self._owns_http = http is True
+        self._shared_http = http if isinstance(http, httpx.AsyncClient) else None
         self._pacing = (
             settings(self.runtime.config, self.runtime.paces)[0] if pacing == "config" else pacing
         )
@@ -168,13 +169,12 @@ class Rig:
     async def start(self) -> None:
         self.store = open_store(self.db, self.folder)
         await self.store.open()
-        own = self._http is True
-        self.http = httpx.AsyncClient() if own else self._http or None
-        self._owns_http = own
+        self.http = httpx.AsyncClient() if self._owns_http else self._shared_http
         senders = senders_for(self.runtime, self.console, self.http)
         retry = RetryPolicy(backoff_base=0.1)
-        pacing = self._pacing if isinstance(self._pacing, Pacing) else None
-        self.worker = Worker(self.store, senders, poll_seconds=0.05, retry=retry, pacing=pacing)
+        self.worker = Worker(
+            self.store, senders, poll_seconds=0.05, retry=retry, pacing=self._pacing
+        )
         self.pipeline = Pipeline(
             self.runtime, self.store, clock=self.clock, on_enqueued=self.worker.wake
         )
