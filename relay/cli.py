@@ -9,6 +9,8 @@ relay outbox [--config FILE]          pending / in flight / dead / sent / muted 
                                       digest / oldest age per destination (every configured
                                       one, given a config); events not yet routed
 relay dead list|replay|drop [--config FILE] ...   inspect and act on dead letters
+relay send SAMPLE|FILE --url URL [--config FILE]  sign a sample event as its platform would
+                                      and post it to a running relay (try a deployment)
 
 Every command takes `--config FILE`, by default `$RELAY_CONFIG`. The store commands (migrate,
 outbox, dead) work without one; a config they are given is validated as `relay serve` would,
@@ -268,6 +270,22 @@ def cmd_dead(args: argparse.Namespace) -> int:
     return asyncio.run(_with_store(args, act))
 
 
+def cmd_send(args: argparse.Namespace) -> int:
+    from relay.ops.send import build_request, choose_source, find_event, post
+
+    path = find_event(args.event)
+    config = _load(args).config
+    source = choose_source(config, path, path.read_bytes(), args.source)
+    request = build_request(config, source, path, time.time(), keep_id=args.keep_id)
+    answer = post(request, args.url)
+    if answer.status is not None:
+        print(f"{answer.status} {path.name} -> {answer.url} (id {request.event_id}): {answer.text}")
+    if answer.problem is not None:
+        print(f"error: {answer.problem}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="relay", description=__doc__.splitlines()[0] if __doc__ else None
@@ -324,6 +342,26 @@ def parser() -> argparse.ArgumentParser:
     dead.add_argument("--all", action="store_true", help="every dead letter")
     _config_arg(dead)
     dead.set_defaults(fn=cmd_dead)
+
+    from relay.ops.send import sample_names
+
+    send = sub.add_parser(
+        "send",
+        help="sign a sample event (or a file) and post it to a running relay",
+        epilog="samples: " + ", ".join(sample_names()),
+    )
+    send.add_argument("event", metavar="SAMPLE|FILE", help="a sample's name or an event file")
+    send.add_argument(
+        "--url",
+        default=os.environ.get("RELAY_URL", "http://localhost:8080"),
+        help="relay's base URL (default: $RELAY_URL, else http://localhost:8080)",
+    )
+    send.add_argument("--source", help="configured source name (by the event's platform if absent)")
+    send.add_argument(
+        "--keep-id", action="store_true", help="send the event's own id (a resend is a duplicate)"
+    )
+    _config_arg(send)
+    send.set_defaults(fn=cmd_send)
     return root
 
 

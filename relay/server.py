@@ -16,6 +16,7 @@ import httpx
 import uvicorn
 
 from relay.config import LoadedConfig
+from relay.delivery.console import STYLES, Style
 from relay.delivery.destinations import Clients, build_senders
 from relay.delivery.heartbeat import Heartbeat
 from relay.delivery.senders import Sender
@@ -34,18 +35,29 @@ def senders_for(
     console: TextIO,
     http: httpx.AsyncClient | None = None,
     sessions: Sessions | None = None,
+    console_style: Style = "json",
 ) -> dict[str, Sender]:
     """One sender per destination; without a Slack token every channel prints to the console,
     and so does any destination without its URL. `http` serves the chats reached over plain
-    HTTP (one client for all of them, kept across reloads), `sessions` the Slack clients."""
+    HTTP (one client for all of them, kept across reloads), `sessions` the Slack clients,
+    `console_style` how the console prints (`relay serve`: readable, see `dry_run_style`)."""
     slack = runtime.config.slack
     web = None
     if not runtime.dry_run and slack.token is not None:
         web = web_client(
             slack.token.get_secret_value(), base_url=slack.api_url, timeout=int(slack.timeout)
         )
-    clients = Clients(web, console, slack.timeout, http, sessions)
+    clients = Clients(web, console, slack.timeout, http, sessions, console_style)
     return build_senders(runtime.config, clients)
+
+
+def dry_run_style(env: Mapping[str, str]) -> Style:
+    """How dry-run prints: `RELAY_DRY_RUN_FORMAT`, `text` (for people, the default) or `json`."""
+    value = env.get("RELAY_DRY_RUN_FORMAT", "").strip().lower() or "text"
+    for style in STYLES:
+        if value == style:
+            return style
+    raise ConfigError([f"RELAY_DRY_RUN_FORMAT: expected 'text' or 'json', got '{value[:40]}'"])
 
 
 def build_services(
@@ -56,10 +68,11 @@ def build_services(
     # closed by the running services at shutdown (`Services.owns_http`)
     http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None))
     sessions = Sessions()
+    style = dry_run_style(env)
     pacing, retry = settings(runtime.config, runtime.paces)
     worker = Worker(
         store,
-        senders_for(runtime, console, http, sessions),
+        senders_for(runtime, console, http, sessions, style),
         pacing=pacing,
         retry=retry,
         lease_seconds=runtime.config.store.lease,
@@ -75,7 +88,7 @@ def build_services(
         problems = fresh.renderer.compile_problems(user_only=True)
         if problems:
             raise ConfigError(problems)
-        return fresh, senders_for(fresh, console, http, sessions)
+        return fresh, senders_for(fresh, console, http, sessions, style)
 
     return Services(
         runtime=runtime,

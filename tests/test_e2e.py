@@ -250,6 +250,7 @@ def test_dry_run_prints_the_block_kit_message(
     env = {
         "ANCHOR_WEBHOOK_SECRET": ANCHOR_SECRET,
         "RELAY_DATABASE_URL": f"sqlite:///{tmp_path}/r.db",
+        "RELAY_DRY_RUN_FORMAT": "json",  # the readable form: tests/test_console_text.py
     }
     relay = relay_process(ROOT / "config.example.yaml", env, tmp_path).start()
     body = sample("anchor", "task.completed.json").read_bytes()

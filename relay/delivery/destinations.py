@@ -28,7 +28,7 @@ from relay.config import (
 from relay.delivery import discord as discord_webhook
 from relay.delivery import google_chat as gchat
 from relay.delivery import mattermost
-from relay.delivery.console import ConsoleSender
+from relay.delivery.console import ConsoleSender, Style
 from relay.delivery.http import secret_digest
 from relay.delivery.senders import Sender
 from relay.delivery.slack import (
@@ -55,6 +55,7 @@ class Clients:
     timeout: float
     http: httpx.AsyncClient | None = None
     slack_sessions: Sessions | None = None  # keeps Slack's connections alive
+    console_style: Style = "json"  # how dry-run prints: readable text, or the payload's JSON
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +93,7 @@ def _slack_key(d: SlackChannelDestination, dry_run: bool) -> str:
 
 def _slack_sender(name: str, d: SlackChannelDestination, clients: Clients) -> Sender:
     if clients.slack is None:
-        return ConsoleSender(clients.console, name, d.channel)
+        return ConsoleSender(clients.console, name, d.channel, style=clients.console_style)
     return SlackChannelSender(clients.slack, d.channel, clients.slack_sessions)
 
 
@@ -103,7 +104,7 @@ def _webhook_key(d: WebhookDestination, dry_run: bool) -> str:
 
 def _webhook_sender(name: str, d: WebhookDestination, clients: Clients) -> Sender:
     if d.url is None:
-        return ConsoleSender(clients.console, name)
+        return ConsoleSender(clients.console, name, style=clients.console_style)
     hook = webhook_client(d.url.get_secret_value(), timeout=int(clients.timeout))
     return SlackWebhookSender(hook, clients.slack_sessions)
 
@@ -116,7 +117,9 @@ def _teams_key(d: TeamsDestination, dry_run: bool) -> str:
 
 def _teams_sender(name: str, d: TeamsDestination, clients: Clients) -> Sender:
     if d.workflow_url is None:
-        return ConsoleSender(clients.console, name, chat="teams", format=teams.payload)
+        return ConsoleSender(
+            clients.console, name, chat="teams", format=teams.payload, style=clients.console_style
+        )
     return TeamsSender(clients.http, d.workflow_url.get_secret_value(), clients.timeout)
 
 
@@ -151,7 +154,7 @@ KINDS: Mapping[type[Any], Kind] = {
         pace_key=gchat.pace_key,
         describe=gchat.describe,
         sender=lambda name, d, clients: gchat.sender(
-            name, d, clients.console, clients.http, clients.timeout
+            name, d, clients.console, clients.http, clients.timeout, clients.console_style
         ),
         format=google_chat.payload,
         chat="google_chat",
@@ -176,7 +179,9 @@ KINDS: Mapping[type[Any], Kind] = {
     ConsoleDestination: Kind(
         pace_key=lambda _d, _dry: "console",
         describe=lambda _d, _dry: "console",
-        sender=lambda name, _d, clients: ConsoleSender(clients.console, name),
+        sender=lambda name, _d, clients: ConsoleSender(
+            clients.console, name, style=clients.console_style
+        ),
     ),
     MattermostDestination: Kind(
         pace_key=mattermost.pace_key,

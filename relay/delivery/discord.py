@@ -128,7 +128,9 @@ def warnings(d: DiscordDestination) -> list[str]:
 def sender(name: str, d: DiscordDestination, clients: Clients) -> Sender:
     """The destination's sender; without a URL, the console prints Discord's payload."""
     if d.webhook_url is None:
-        return ConsoleSender(clients.console, name, chat="discord", format=payload)
+        return ConsoleSender(
+            clients.console, name, chat="discord", format=payload, style=clients.console_style
+        )
     return DiscordWebhookSender(
         clients.http or httpx.AsyncClient(),
         d.webhook_url.get_secret_value(),

@@ -49,7 +49,7 @@ from typing import Any, TextIO
 import httpx
 
 from relay.config.destinations import GoogleChatDestination
-from relay.delivery.console import ConsoleSender
+from relay.delivery.console import ConsoleSender, Style
 from relay.delivery.http import Answer, attempt, failed, secret_digest
 from relay.delivery.senders import Sender
 from relay.records import DeliveryResult, MessageRef, Outcome, Outgoing, Reason
@@ -101,10 +101,11 @@ def sender(
     console: TextIO,
     http: httpx.AsyncClient | None,
     timeout: float,
+    style: Style = "json",
 ) -> Sender:
     """The destination's sender; without a URL it prints what Google would be sent."""
     if destination.webhook_url is None:
-        return ConsoleSender(console, name, chat="google_chat", format=payload)
+        return ConsoleSender(console, name, chat="google_chat", format=payload, style=style)
     return GoogleChatSender(destination.webhook_url.get_secret_value(), http, timeout)
 
 

@@ -268,7 +268,14 @@ def sender(name: str, destination: MattermostDestination, clients: Clients) -> S
     d = destination
     secret = d.webhook_url if d.mode == "webhook" else d.token
     if secret is None:
-        return ConsoleSender(clients.console, name, d.channel_id, chat="mattermost", format=payload)
+        return ConsoleSender(
+            clients.console,
+            name,
+            d.channel_id,
+            chat="mattermost",
+            format=payload,
+            style=clients.console_style,
+        )
     if clients.http is None:
         raise ValueError(f"destination {name!r} (mattermost) needs the HTTP client of Clients")
     if d.mode == "webhook":
