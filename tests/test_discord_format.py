@@ -195,6 +195,17 @@ def test_thread_names_are_plain_and_short() -> None:
     assert thread_name(Blocks("")) == "relay"
 
 
+def test_text_of_control_characters_alone_leaves_no_field_empty() -> None:
+    # found by the property test below: a value of "\x1b" came out "" after the last clean
+    # pass, and Discord refuses an empty field value (50035, BASE_TYPE_REQUIRED)
+    card = Card("info", "x", summary="\x07", fields=(Field("\x1b", "\x1b\x00"),))
+    out = payload(card)
+    assert check_payload(out) == {}
+    (field,) = out["embeds"][0]["fields"]
+    assert field["name"] and field["value"]
+    assert not re.search(r"[\x00-\x1f]", json.dumps(out, ensure_ascii=False))
+
+
 def test_the_biggest_card_stays_within_every_limit() -> None:
     huge = "y" * 10_000
     card = Card(
