@@ -312,9 +312,11 @@ async def test_the_overview_shows_the_backlog_per_destination(
     assert page.status_code == 200
     view = read(page.text)
     assert_inert(view)
+    backlog = re.search(r'<table class="backlog">(.*?)</table>', page.text, flags=re.S)
+    assert backlog is not None
     rows = [
         re.sub(r"\s+", " ", r).strip()
-        for r in re.findall(r"<tr>(.*?)</tr>", page.text, flags=re.S)
+        for r in re.findall(r"<tr>(.*?)</tr>", backlog.group(1), flags=re.S)
     ]
     cells = [
         [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", r)]
@@ -322,9 +324,9 @@ async def test_the_overview_shows_the_backlog_per_destination(
     ]
     # as `relay outbox` prints it: every configured destination, zeros included
     assert cells == [
-        ["alerts", "0", "0", "3", "0", "0", "0", "-"],
-        ["events", "0", "0", "0", "0", "0", "0", "-"],
-        ["quiet", "0", "0", "0", "0", "0", "0", "-"],
+        ["alerts", "0", "0", "3", "0", "0", "0", "0", "-"],
+        ["events", "0", "0", "0", "0", "0", "0", "0", "-"],
+        ["quiet", "0", "0", "0", "0", "0", "0", "0", "-"],
     ]
     assert "<svg" in page.text and "alerts: 3 dead" in view.text
     assert {"href": "/console/dead?destination=alerts"} in view.all("a")
@@ -471,10 +473,12 @@ async def test_every_page_is_in_the_menu_and_answers_with_its_template(
     from relay.console.pages import PAGES
 
     overview = read((await admin.get("/console")).text)
-    paths = [f"/console{p.path}" for p in PAGES]
+    shown = [p for p in PAGES if p.menu]
+    assert [p.title for p in shown] == ["Overview", "Events", "Dead letters", "Silences"]
+    paths = [f"/console{p.path}" for p in shown]
     menu = [a["href"] for a in overview.all("a") if a["href"] in paths]
-    assert menu[: len(PAGES)] == paths
-    for page in PAGES:
+    assert menu[: len(shown)] == paths
+    for page in shown:
         answer = await admin.get(f"/console{page.path}")
         assert answer.status_code == 200
         assert_security_headers(answer)
