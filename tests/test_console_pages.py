@@ -7,6 +7,7 @@ expire). Events come through the real pipeline (accepted, then routed), their st
 `<script>`, `"><img onerror>`, `javascript:` URLs and 10,000-character fields, shown as text.
 """
 
+# ruff: noqa: F811  (the fixtures of test_console.py, imported, are the tests' parameters)
 from __future__ import annotations
 
 import json
@@ -17,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from consoleview import assert_inert, read
-from test_console import (  # noqa: F401  (fixtures)
+from test_console import (  # noqa: F401  (fixtures: services, anon, admin)
     HOSTILE,
     LONG,
     admin,
@@ -49,7 +50,7 @@ def anchor(event_id: str, type_: str = "task.failed", **data: Any) -> Event:
         "error": {"type": "invalid_credentials", "message": "Login rejected"},
         **data,
     }
-    envelope = {"id": event_id, "type": type_, "data": body}
+    envelope: dict[str, Any] = {"id": event_id, "type": type_, "data": body}
     return Event(
         source="anchor", provider="anchor", id=event_id, type=type_, data=body,
         text=f"{type_} {event_id}", envelope=envelope,
@@ -267,7 +268,9 @@ async def test_the_event_page_says_where_the_message_is_in_the_chat(
     services: Services, admin: httpx.AsyncClient
 ) -> None:
     (seq,) = await routed(services, anchor("evt_sent", "task.completed"))
-    await settle_all(services, Status.SENT, Reason.OK, channel_id="C0EVENTS1", ts="1716553085.000100")
+    await settle_all(
+        services, Status.SENT, Reason.OK, channel_id="C0EVENTS1", ts="1716553085.000100"
+    )
     flat = _flat((await admin.get(f"/console/events/{seq}")).text)
     assert "in the chat: channel C0EVENTS1, message 1716553085.000100" in flat
     assert "sent · ok" in flat
@@ -307,13 +310,13 @@ async def test_resend_and_route_again_ask_to_confirm_then_queue(
     pending = sorted(r.destination for r in await services.store.rows(Status.PENDING))
     assert pending == ["alerts", "events"]
     # an unknown destination (or a hostile one) is refused on the page, changing nothing
-    bad = await admin.post(path, data={"csrf": token, "action": "resend",
-                                       "destination": "<script>x</script>", "confirm": "yes"})  # fmt: skip
+    hostile = {"destination": "<script>x</script>", "confirm": "yes"}
+    bad = await admin.post(path, data={"csrf": token, "action": "resend", **hostile})
     assert bad.status_code == 400 and "Choose a destination" in read(bad.text).text
     assert "<script>x" not in bad.text
     assert len(await services.store.rows(Status.PENDING)) == 2
-    gone = await admin.post("/console/events/424242",
-                            data={"csrf": token, "action": "reroute", "confirm": "yes"})  # fmt: skip
+    again = {"csrf": token, "action": "reroute", "confirm": "yes"}
+    gone = await admin.post("/console/events/424242", data=again)
     assert gone.status_code == 404
 
 
