@@ -113,6 +113,6 @@ def per_hour(
             Column(h * 3600.0, value, x, round(plot_height - tall, 2), round(max(step - 1, 0.5), 2),
                    round(tall, 2))
         )  # fmt: skip
-        if h % every == 0:
+        if h % every == 0 and x < width - 40:  # a label at the right edge would be cut
             ticks.append((x, label(h * 3600.0)))
     return ColumnChart(tuple(columns), tuple(ticks), largest, width, plot_height + 18, plot_height)
