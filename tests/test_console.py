@@ -117,7 +117,11 @@ def assert_security_headers(answer: httpx.Response) -> None:
 # ------------------------------------------------------------------ off, login, session
 
 
-@pytest.mark.parametrize("path", ["/console", "/console/login", "/console/dead"])
+@pytest.mark.parametrize(
+    "path",
+    ["/console", "/console/login", "/console/dead", "/console/events", "/console/events/1",
+     "/console/events/new", "/console/silences"],
+)  # fmt: skip
 async def test_without_an_admin_token_the_console_does_not_exist(
     tmp_path: Path, path: str
 ) -> None:
@@ -135,7 +139,8 @@ async def test_without_an_admin_token_the_console_does_not_exist(
 async def test_pages_need_a_login_and_the_login_page_sets_a_strict_cookie(
     anon: httpx.AsyncClient,
 ) -> None:
-    for path in ("/console", "/console/dead"):
+    for path in ("/console", "/console/dead", "/console/events", "/console/events/1",
+                 "/console/events/new?part=rows", "/console/silences"):  # fmt: skip
         answer = await anon.get(path)
         assert answer.status_code == 303
         assert answer.headers["location"] == "/console/login"
@@ -262,6 +267,10 @@ async def test_static_files_are_the_console_own(admin: httpx.AsyncClient) -> Non
     css = await admin.get("/console/static/console.css")
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
     assert_security_headers(css)
+    script = await admin.get("/console/static/live.js")
+    assert script.status_code == 200
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert "fetch(" in script.text and "innerHTML" not in script.text and "eval(" not in script.text
     for name in ("..%2F__init__.py", "frame.py", ".hidden.css", "nope.css"):
         assert (await admin.get(f"/console/static/{name}")).status_code == 404
 

@@ -326,7 +326,10 @@ async def test_resend_and_route_again_ask_to_confirm_then_queue(
 async def test_a_silence_is_previewed_then_created_listed_and_expired(
     services: Services, admin: httpx.AsyncClient
 ) -> None:
-    await routed(services, anchor("evt_s1", "task.failed"), anchor("evt_s2", "task.completed"))
+    await routed(
+        services, anchor("evt_s1", "task.failed"), anchor("evt_s2", "task.completed"),
+        hostile_event(1),
+    )  # fmt: skip
     token = await csrf(admin, "/console/silences")
     empty = await admin.get("/console/silences")
     assert "No active silence." in read(empty.text).text
@@ -336,8 +339,9 @@ async def test_a_silence_is_previewed_then_created_listed_and_expired(
     assert shown.status_code == 200
     view = read(shown.text)
     assert_inert(view)
-    assert "It would have matched 1 recent message(s)" in _flat(shown.text)
+    assert "It would have matched 2 recent message(s)" in _flat(shown.text)
     assert "evt_s1" in view.text and "evt_s2" not in view.text
+    assert hostile_event(1).id in view.text and "<img" not in shown.text
     assert await services.store.silences(time.time()) == []  # a preview creates nothing
     # the form keeps what was typed, and now offers to create
     assert "source=anchor\ntype=task.failed" in view.text

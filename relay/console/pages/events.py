@@ -84,18 +84,23 @@ async def newer(ask: Ask) -> Answer:
     (`part=rows`), or a page saying how many there are."""
     values = typed(ask)
     after = ask.arg("after")
+    known = int(after) if after.isdigit() else 0  # the newest id the list shows
     try:
         flt = parse(values)
     except history.BadQuery as exc:
-        return Shown("events_new.html.j2", {"error": str(exc), "count": 0, "more": False,
-                                            "listing": Listing(values, (), None, "")}, 400)
-    since = int(after) if after.isdigit() else 0
+        empty = Listing(values, (), None, "")
+        context = {"error": str(exc), "count": 0, "more": False, "listing": empty}
+        return Shown("events_new.html.j2", context, status=400)
     found = await history.events(ask.services.store, flt, None, NEWER + 1)
-    fresh = tuple(e for e in found.items if e.id > since)
-    more = len(fresh) > NEWER
-    listing = Listing(values, fresh[:NEWER], None, "")
-    context = {"listing": listing, "count": len(fresh[:NEWER]), "more": more, "error": "",
-               "newest": fresh[0].id if fresh else since, "now": ask.services.clock()}
+    fresh = tuple(e for e in found.items if e.id > known)
+    context = {
+        "listing": Listing(values, fresh[:NEWER], None, ""),
+        "count": min(len(fresh), NEWER),
+        "more": len(fresh) > NEWER,
+        "error": "",
+        "newest": fresh[0].id if fresh else known,
+        "now": ask.services.clock(),
+    }
     if ask.arg("part") == "rows":
         return Shown("events_rows.html.j2", context)
     return Shown("events_new.html.j2", context)
