@@ -164,6 +164,13 @@ async def test_filters_narrow_the_list_and_stay_in_the_url(
     assert "<b>" not in page.text
     live = [a["href"] for a in view.all("a") if a["href"].startswith("/console/events/new")]
     assert live == ["/console/events/new?type=task.%2A&q=%22%3E%3Cb%3E&after=0"]
+    # the form sends every field; the address kept names only the filters set
+    sent = await admin.get(
+        "/console/events", params={"source": "", "type": "task.*", "outcome": "", "q": ""}
+    )
+    assert sent.status_code == 303 and sent.headers["location"] == "/console/events?type=task.%2A"
+    cleared = await admin.get("/console/events", params={"source": "", "q": ""})
+    assert cleared.headers["location"] == "/console/events"
     # a filter relay cannot read says which and why, changing nothing
     bad = await admin.get("/console/events", params={"outcome": "lost", "since": "yesterday"})
     assert bad.status_code == 400
@@ -448,3 +455,43 @@ async def test_the_overview_shows_both_periods_per_source_and_outcome(
     )
     assert "<img" not in page.text
     assert_no_secret(page.text)
+
+
+# ------------------------------------------------------------------ the message preview
+
+
+def test_the_preview_reads_a_card_and_block_kit_as_a_reader_sees_them() -> None:
+    from relay.console.preview import preview
+    from relay.messages import Blocks, Button, Card, Detail, Field
+
+    card = Card(
+        status="failure",
+        title="Task failed \u202e<script>",
+        summary="*bold* and <https://example.com/x|a link>",
+        fields=(Field("*Task*", "`tsk_1`"),),
+        details=(Detail("Trace", "line 1\nline 2"),),
+        buttons=(Button("Open", "https://app.example.com/s/1", "primary"),
+                 Button("evil", EVIL_URL)),
+        context="anchor · <!date^1716553085^{date}|x>",
+    )  # fmt: skip
+    shown = preview(card.to_json(), "alerts")
+    assert shown.emoji == "❌" and shown.title == "Task failed <script>"  # bidi override gone
+    assert shown.summary == "bold and a link <https://example.com/x>"
+    assert shown.fields == (("Task", "tsk_1"),)
+    assert shown.details == (("Trace", "line 1\nline 2"),)
+    assert [(b.text, b.href, b.style) for b in shown.buttons] == [
+        ("Open", "https://app.example.com/s/1", "primary"), ("evil", None, "")
+    ]  # fmt: skip
+    assert shown.buttons[1].url == EVIL_URL  # shown as text beside the label
+    assert "2024-05-24" in shown.context
+    blocks = Blocks(
+        "fallback",
+        (
+            {"type": "header", "text": {"type": "plain_text", "text": "Deploy <b>"}},
+            {"type": "actions", "elements": [
+                {"type": "button", "text": {"type": "plain_text", "text": "Go"}, "url": EVIL_URL}
+            ]},
+        ),
+    )  # fmt: skip
+    read_as = preview(blocks.to_json(), "alerts")
+    assert read_as.lines == ("Deploy <b>", "[ Go ] (no link)")

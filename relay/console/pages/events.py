@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from relay.console.page import Answer, Ask, Page, Shown
+from relay.console.page import Answer, Ask, Goto, Page, Shown
 from relay.ops import history
 from relay.store.history import OUTCOMES
 from relay.store.views import EventFilter, EventSummary, encode_cursor
@@ -50,6 +50,10 @@ def parse(values: Mapping[str, str]) -> EventFilter:
 
 async def show(ask: Ask) -> Answer:
     values = typed(ask)
+    if any(not v for k, vs in ask.query.items() if k in (*FILTERS, "cursor") for v in vs):
+        # the filter form sends every field: the address to share names only those set
+        clean = Listing(values, (), None, "").query(cursor=ask.arg("cursor"))
+        return Goto(f"/console/events?{clean}" if clean else "/console/events")
     try:
         flt = parse(values)
         before, _ = history.parse_page({"cursor": ask.arg("cursor")})
