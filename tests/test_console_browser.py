@@ -231,7 +231,8 @@ def test_events_an_event_and_silences_in_a_browser(
             watch = Watch(page)
             _log_in(page, relay)
             expect(page.locator("#last-24h h2")).to_have_text("Last 24 h: 3 event(s)")
-            expect(page.locator("#last-24h svg.columns rect")).to_have_count(1)
+            hours = page.locator("#last-24h svg.columns rect").count()
+            assert hours in (1, 2)  # one hour's column (two if the posts crossed an hour)
             page.screenshot(path=shots / "1-overview.png", full_page=True)
             watch.check()
 
