@@ -110,6 +110,7 @@ def plan(
             route.thread if route is not None else None,
             route.repeat if route is not None else None,
             route=target.route,
+            buttons=route.buttons if route is not None else (),
         )
         for step in joined:
             routes.append(target.route)
@@ -122,7 +123,7 @@ def plan(
                     pace_key=pace_key,
                     template=rendered.template,
                     message=message,
-                    step=step if step.joins else None,
+                    step=step if step.joins or step.buttons else None,
                     muted=muted,
                     group=group,
                     silence=held.id if held is not None else None,
@@ -361,9 +362,8 @@ class Pipeline:
             m.rendered.labels(target.destination).inc()
         for error in planned.template_errors:
             m.fallbacks.labels(error.split(":", 1)[0]).inc()
-        for message in planned.messages:
-            if message.silence is not None:
-                m.silenced.labels(message.destination).inc()
+        for held in (message for message in planned.messages if message.silence is not None):
+            m.silenced.labels(held.destination).inc()
 
 
 def _debug_plan(fields: dict[str, Any], planned: Planned) -> None:

@@ -36,6 +36,7 @@ from relay.errors import (
 from relay.http.admin import admin_refusal as _admin
 from relay.http.answers import error_response, http_error
 from relay.http.hooks import Hooks, is_hook, media_type, read_body, stream_limits
+from relay.http.interactions import interaction_routes
 from relay.http.protocol import HEAD_TOO_LARGE_DETAIL, MAX_HEAD_BYTES, head_size
 from relay.http.silences import silence_routes
 from relay.http.streams import RunStartFailed, new_run_id, start_run
@@ -185,6 +186,7 @@ def build_app(services: Services) -> RelayApp:
             Route("/metrics", metrics, methods=["GET"]),
             Route("/admin/reload", admin_reload, methods=["POST"]),
             *silence_routes(services),
+            *interaction_routes(services),
         ],
         exception_handlers={
             IngestError: ingest_error,

@@ -164,6 +164,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX silences_ends ON silences (ends_at)",
         "ALTER TABLE outbox ADD COLUMN silence_id TEXT",
     ),
+    # 8: the signatures of the Slack requests relay acted on (relay.interactions): a replay
+    # within the signature's tolerance is refused by every replica
+    (
+        """
+    CREATE TABLE slack_requests (
+        signature TEXT PRIMARY KEY,
+        seen_at   {real} NOT NULL
+    )""",
+        "CREATE INDEX slack_requests_seen ON slack_requests (seen_at)",
+    ),
 )
 
 VERSION = len(MIGRATIONS)

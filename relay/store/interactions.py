@@ -1,0 +1,45 @@
+"""The store's part in Slack interactivity (relay.interactions): the outbox row a click refers
+to, with where the chat holds its message, and the replay guard.
+
+The replay guard remembers each verified request's signature in one table every replica shares,
+so a request captured and sent again (to this replica or another) within the signature's
+tolerance is refused; older marks are forgotten as new ones arrive (a request older than the
+tolerance is refused as stale before it gets here).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from relay.records import OutboxRow
+from relay.store.db import Db
+from relay.store.outbox import ROW_COLUMNS, row_of
+
+
+@dataclass(frozen=True, slots=True)
+class SentRow:
+    """An outbox row and the message the chat holds for it (None while it is not sent)."""
+
+    row: OutboxRow
+    channel_id: str | None
+    ts: str | None
+
+
+def sent_row(db: Db, row_id: int) -> SentRow | None:
+    found = db.one(f"SELECT {ROW_COLUMNS}, channel_id, ts FROM outbox WHERE id=?", (row_id,))
+    if found is None:
+        return None
+    return SentRow(row_of(found[:-2]), found[-2], found[-1])
+
+
+def first_use(db: Db, mark: str, now: float, forget_before: float) -> bool:
+    """Record `mark` (a request's signature); False if it was recorded already: a replay."""
+    db.run("DELETE FROM slack_requests WHERE seen_at < ?", (forget_before,))
+    return (
+        db.count(
+            "INSERT INTO slack_requests (signature, seen_at) VALUES (?, ?)"
+            " ON CONFLICT (signature) DO NOTHING",
+            (mark, now),
+        )
+        == 1
+    )
