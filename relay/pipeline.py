@@ -123,7 +123,7 @@ def plan(
                     pace_key=pace_key,
                     template=rendered.template,
                     message=message,
-                    step=step if step.joins or step.buttons else None,
+                    step=step if step.kept else None,
                     muted=muted,
                     group=group,
                     silence=held.id if held is not None else None,

@@ -115,6 +115,11 @@ class Step:
         """False for a plain flat post that needs nothing from the store."""
         return any((self.thread, self.update, self.register, self.opens, self.repeat))
 
+    @property
+    def kept(self) -> bool:
+        """Whether a row keeps this step: it joins a conversation or carries buttons."""
+        return self.joins or bool(self.buttons)
+
     def keys(self) -> tuple[str, ...]:
         """The message keys whose messages a delivery of this step may need to know."""
         found = (self.repeat, self.update, self.thread, self.closes)

@@ -601,6 +601,57 @@ class FakeSlack:
         with self._lock:
             return dict(self._current[(channel_id, ts)])
 
+    def click(
+        self,
+        channel_id: str,
+        ts: str,
+        action_id: str,
+        user: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The `block_actions` payload Slack sends an app when someone clicks the button
+        `action_id` on the message as it reads now (its `value` as the message holds it).
+        `user` overrides the clicking user's fields (id, username, name)."""
+        message = self.current(channel_id, ts)
+        found = [
+            (block, element)
+            for block in message.get("blocks") or []
+            if block.get("type") == "actions"
+            for element in block.get("elements") or []
+            if element.get("action_id") == action_id
+        ]
+        if not found:
+            raise AssertionError(f"the message has no button {action_id!r}")
+        block, element = found[0]
+        who = {"id": "U0CLICKER", "username": "clicker", "name": "clicker", "team_id": TEAM_ID}
+        who.update(user or {})
+        return {
+            "type": "block_actions",
+            "user": who,
+            "api_app_id": "A0FAKEAPP",
+            "token": "verification-token-unused",
+            "container": {
+                "type": "message",
+                "message_ts": ts,
+                "channel_id": channel_id,
+                "is_ephemeral": False,
+            },
+            "trigger_id": "1.2.3",
+            "team": {"id": TEAM_ID, "domain": "fake"},
+            "channel": {"id": channel_id, "name": "channel"},
+            "message": {"type": "message", "user": BOT_USER_ID, "ts": ts, **message},
+            "response_url": f"http://127.0.0.1:{self.port}/actions/T000/1/x",
+            "actions": [
+                {
+                    "action_id": element["action_id"],
+                    "block_id": block.get("block_id", "b"),
+                    "text": element.get("text"),
+                    "value": element.get("value"),
+                    "type": "button",
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
+
     def wait_for_messages(self, count: int, timeout: float = 5.0) -> list[Message]:
         deadline = time.monotonic() + timeout
         while len(self.messages) < count and time.monotonic() < deadline:

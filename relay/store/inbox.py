@@ -155,7 +155,7 @@ def enqueue(db: Db, planned: Sequence[Routed]) -> set[int]:
                     (status if held else Status.PENDING).value,
                     now,
                     now,
-                    dumps(m.step.to_json()) if m.step is not None and m.step.joins else None,
+                    dumps(m.step.to_json()) if m.step is not None and m.step.kept else None,
                     now if held else None,
                     m.silence,
                 ),
