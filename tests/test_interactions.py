@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relay.config import parse_config
+from relay.config import load_config, parse_config
 from relay.errors import ConfigError
 from relay.event import Event
 from relay.interactions import (
@@ -394,3 +394,23 @@ async def test_a_database_of_the_previous_schema_upgrades_and_takes_clicks(
         assert await store.first_use("v0=aa", T0, T0 - 600)
     finally:
         await store.close()
+
+
+def test_the_example_configs_buttons_work_once_uncommented_and_set(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "config.example.yaml").read_text()
+    assert "    # buttons: [mute, ack]\n" in text
+    (tmp_path / "templates").mkdir()
+    path = tmp_path / "relay.yaml"
+    path.write_text(text.replace("    # buttons: [mute, ack]\n", "    buttons: [mute, ack]\n"))
+    env = {
+        "ANCHOR_WEBHOOK_SECRET": "secret",
+        "DECK_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "SLACK_BOT_TOKEN": "xoxb-1",
+        "SLACK_SIGNING_SECRET": SECRET,
+    }
+    loaded = load_config(path, env=env)
+    assert [s.get_secret_value() for s in loaded.config.slack.signing_secrets] == [SECRET]
+    assert [r.buttons for r in loaded.config.routes if r.buttons] == [["mute", "ack"]]
+    report = check(build_runtime(loaded))
+    assert (report.errors, report.warnings) == ([], [])
