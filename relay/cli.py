@@ -36,11 +36,12 @@ from relay.delivery.destinations import describe, native
 from relay.errors import ConfigError, IngestError
 from relay.event import Event
 from relay.ops import silence_command
-from relay.pipeline import plan
-from relay.records import DestinationStats, Status
+from relay.planning import plan
+from relay.records import Status
 from relay.runtime import Runtime, build_runtime
 from relay.samples import events_from_file
 from relay.store import Store, open_store
+from relay.trace import explain
 
 
 def _config_arg(parser: argparse.ArgumentParser) -> None:
@@ -137,38 +138,6 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-def explain(runtime: Runtime, event: Event) -> list[str]:
-    """Which rules matched an event and why, in order, then where it goes (`relay routes`)."""
-    decision = runtime.router.decide(event)
-    lines = [f"{event.source} {event.type} ({event.id})"]
-    width = max((len(t.route) for t in decision.trace), default=0)
-    for t in decision.trace:
-        lines.append(f"  {t.route:<{width}}  {t.verdict}")
-    if decision.dropped_by:
-        lines.append(f"=> dropped by {decision.dropped_by}")
-    elif not decision.targets:
-        lines.append("=> goes nowhere")
-    for target in decision.targets:
-        route = runtime.router.route(target.route)
-        extras = [
-            f"route {target.route}",
-            f"template {runtime.renderer.resolve(event, target.template)}",
-        ]
-        if target.mentions:
-            extras.append(f"mention {' '.join(target.mentions)}")
-        if route is not None:
-            if route.thread is not None:
-                extras.append(f"thread {route.thread.key}")
-            if route.repeat is not None:
-                extras.append(f"repeat by {', '.join(route.repeat.key)}")
-            if route.group is not None:
-                extras.append(f"digest by {', '.join(route.group.by)}")
-            if route.mute_during:
-                extras.append(f"muted during {', '.join(route.mute_during)}")
-        lines.append(f"=> {target.destination}: {'; '.join(extras)}")
-    return lines
-
-
 def cmd_routes(args: argparse.Namespace) -> int:
     runtime = build_runtime(_load(args))
     for event in events_from_file(runtime, Path(args.event), args.source):
@@ -206,16 +175,12 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     runtime = _given(args)
 
     async def show(store: Store) -> int:
+        from relay.ops.backlog import backlog
+
         now = time.time()
-        stats = await store.stats()
-        if runtime is not None:  # a configured destination with nothing stored yet shows zeros
-            stored = {s.destination for s in stats}
-            stats += [
-                DestinationStats(name, 0, 0, 0, 0, None)
-                for name in runtime.config.destinations
-                if name not in stored
-            ]
-        stats.sort(key=lambda s: s.destination)
+        # a configured destination with nothing stored yet shows zeros
+        found = await backlog(store, runtime.config.destinations if runtime else ())
+        stats, inbox = found.destinations, found.inbox
         print(
             f"{'destination':<24}{'pending':>9}{'inflight':>10}{'dead':>7}{'sent':>8}"
             f"{'muted':>7}{'silenced':>9}{'digest':>8}  oldest"
@@ -228,7 +193,6 @@ def cmd_outbox(args: argparse.Namespace) -> int:
             )
         if not stats:
             print("(outbox is empty)")
-        inbox = await store.inbox_stats()
         if inbox.waiting:
             age = f", oldest {now - inbox.oldest_at:.0f}s" if inbox.oldest_at else ""
             print(f"accepted, waiting to be routed and rendered: {inbox.waiting}{age}")

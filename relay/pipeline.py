@@ -25,21 +25,17 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from typing import Any
 
 from relay.conversation.digest import build as build_digest
-from relay.conversation.digest import group_key
-from relay.conversation.steps import steps
 from relay.event import Event
 from relay.metrics import Metrics
-from relay.records import Acceptance, GroupSpec, NewMessage, Received, Routed
-from relay.render.renderer import Rendered
-from relay.routing.router import Decision
-from relay.routing.schedule import active
+from relay.planning import Planned, plan
+from relay.records import Acceptance, Received, Routed
 from relay.runtime import Runtime
 from relay.silences import SilenceSet
 from relay.store import Store
+from relay.trace import routing_trace
 
 log = logging.getLogger("relay.pipeline")
 
@@ -47,89 +43,6 @@ BATCH = 32  # events routed per transaction
 BURST = 5  # accepts between two renders that make a burst
 YIELD_SECONDS = 0.05  # while requests wait: at most one render per this (20 events/s at least)
 ROUTING_LEASE = 10.0  # replicas: how long a silent router keeps the others from routing
-
-
-@dataclass(frozen=True, slots=True)
-class Planned:
-    """What accepting an event will enqueue, and why (for `relay render` and the logs)."""
-
-    decision: Decision
-    messages: tuple[NewMessage, ...]
-    template_errors: tuple[str, ...]
-    routes: tuple[str, ...] = ()  # the route of each message, in order
-
-
-def plan(
-    runtime: Runtime,
-    event: Event,
-    now: float | None = None,
-    silences: SilenceSet | None = None,
-) -> Planned:
-    """Route and render one event, and say how each message joins its conversation, digest,
-    quiet hours or silence. Pure apart from reading templates (`now`, the event's acceptance,
-    decides quiet hours and silences); never raises."""
-    now = time.time() if now is None else now
-    config = runtime.config
-    decision = runtime.router.decide(event)
-    messages: list[NewMessage] = []
-    routes: list[str] = []
-    errors: list[str] = []
-    renders: dict[tuple[str | None, bool], Rendered] = {}  # one render per template
-    for target in decision.targets:
-        route = runtime.router.route(target.route)
-        mentions = target.mentions
-        muted = False
-        if route is not None:
-            muted = active(config.time_intervals, route.mute_during, now) is not None
-            if active(config.time_intervals, route.mentions_off_during, now) is not None:
-                mentions = ()
-        grouped = route is not None and route.group is not None
-        # a digest lists its events by their notification text: ids in full tell them apart
-        key = (target.template, grouped)
-        rendered = renders.get(key)
-        if rendered is None:
-            rendered = renders[key] = runtime.renderer.render(
-                event, template=target.template, full_ids=grouped
-            )
-            if rendered.error:
-                errors.append(f"{target.destination}: {rendered.error}")
-        message = replace(rendered.message, mentions=mentions)
-        pace_key = runtime.pace_keys[target.destination]
-        group = None
-        if route is not None and route.group is not None:
-            group = GroupSpec(
-                route=target.route,
-                key=group_key(event, route.group.by),
-                wait=route.group.wait,
-                interval=route.group.interval,
-                max_items=route.group.max,
-                show=route.group.show,
-            )
-        joined = steps(
-            event,
-            route.thread if route is not None else None,
-            route.repeat if route is not None else None,
-            route=target.route,
-            buttons=route.buttons if route is not None else (),
-        )
-        for step in joined:
-            routes.append(target.route)
-            held = (
-                silences.holding(event, target.destination, now, step.keys()) if silences else None
-            )
-            messages.append(
-                NewMessage(
-                    destination=target.destination,
-                    pace_key=pace_key,
-                    template=rendered.template,
-                    message=message,
-                    step=step if step.kept else None,
-                    muted=muted,
-                    group=group,
-                    silence=held.id if held is not None else None,
-                )
-            )
-    return Planned(decision, tuple(messages), tuple(errors), tuple(routes))
 
 
 class Pipeline:
@@ -275,7 +188,9 @@ class Pipeline:
             if done is not None:
                 planned.append((received, done))
         try:
-            written = await self.store.enqueue([Routed(r, p.messages) for r, p in planned])
+            written = await self.store.enqueue(
+                [self._routed_record(r, p) for r, p in planned], self.clock()
+            )
         except Exception:
             written = await self._enqueue_each(planned)
         for received, done in planned:
@@ -304,7 +219,9 @@ class Pipeline:
         written: set[int] = set()
         for received, done in planned:
             try:
-                written |= await self.store.enqueue([Routed(received, done.messages)])
+                written |= await self.store.enqueue(
+                    [self._routed_record(received, done)], self.clock()
+                )
             except Exception:
                 if not await self.store.ping():
                     raise
@@ -315,6 +232,16 @@ class Pipeline:
                     extra=_fields(received.event),
                 )
         return written
+
+    def _routed_record(self, received: Received, done: Planned) -> Routed:
+        """What the store writes of a routed event: its messages, and for history their routes
+        and the routing trace."""
+        runtime = self._runtime_for(received.seq)
+        decision = done.decision
+        trace = routing_trace(
+            runtime, received.event, decision, done.messages, done.routes, done.template_errors
+        )
+        return Routed(received, done.messages, done.routes, trace)
 
     def _plan(self, received: Received, silences: SilenceSet) -> Planned | None:
         try:
@@ -362,8 +289,9 @@ class Pipeline:
             m.rendered.labels(target.destination).inc()
         for error in planned.template_errors:
             m.fallbacks.labels(error.split(":", 1)[0]).inc()
-        for held in (message for message in planned.messages if message.silence is not None):
-            m.silenced.labels(held.destination).inc()
+        for message in planned.messages:
+            if message.silence is not None:
+                m.silenced.labels(message.destination).inc()
 
 
 def _debug_plan(fields: dict[str, Any], planned: Planned) -> None:

@@ -274,6 +274,9 @@ class Routed:
 
     received: Received
     messages: tuple[NewMessage, ...]
+    # for history: the route of each message, in order, and the routing trace as JSON text
+    routes: tuple[str, ...] = ()
+    trace: str = "{}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,6 +350,7 @@ class Settlement:
     ts: str | None = None
     effects: tuple[Effect, ...] = ()
     pause: float | None = None
+    took: float | None = None  # seconds the chat took to answer (None: nothing was sent)
 
 
 # ---------------------------------------------------------------- digests and statistics

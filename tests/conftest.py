@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from harness import RelayProcess
@@ -39,3 +40,12 @@ def pg_url() -> Iterator[str]:
     fails the test (never skips it): deselect these tests with -m "not postgres" instead."""
     with fresh_schema() as url:
         yield url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a store's database, once on each: a SQLite file in the test's folder, then
+    an empty schema on the real PostgreSQL server."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("pg_url"))
+    return f"sqlite:///{tmp_path}/relay.db"

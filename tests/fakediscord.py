@@ -44,27 +44,20 @@ Scripted steps (`FakeDiscord.script(hook, steps)`), consumed one per request to 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import math
 import re
-import socket
-import threading
 import time
-from collections import defaultdict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from types import TracebackType
 from typing import Any
 
-import uvicorn
+from fakeserver import FakeServer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive
 
 JSON_TYPE = "application/json"
 
@@ -213,12 +206,18 @@ class FormChecker:
         if "thread_name" in body:
             self.text(body["thread_name"], ["thread_name"], THREAD_NAME_MAX, True)
 
+    def array(self, value: Any, name: str, maximum: int) -> bool:
+        """Whether `value` is a list (a fault if not, and one if it has over `maximum` items)."""
+        if not isinstance(value, list):
+            self.fault([name], "BASE_TYPE_ARRAY", "Must be an array.")
+            return False
+        if len(value) > maximum:
+            self.fault([name], "BASE_TYPE_MAX_LENGTH", f"Must be {maximum} or fewer in length.")
+        return True
+
     def embeds(self, embeds: Any) -> None:
-        if not isinstance(embeds, list):
-            self.fault(["embeds"], "BASE_TYPE_ARRAY", "Must be an array.")
+        if not self.array(embeds, "embeds", EMBEDS_MAX):
             return
-        if len(embeds) > EMBEDS_MAX:
-            self.fault(["embeds"], "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")
         total = 0
         for i, embed in enumerate(embeds):
             total += self.embed(embed, ["embeds", i])
@@ -264,11 +263,8 @@ class FormChecker:
         return total
 
     def components(self, rows: Any) -> None:
-        if not isinstance(rows, list):
-            self.fault(["components"], "BASE_TYPE_ARRAY", "Must be an array.")
+        if not self.array(rows, "components", ROWS_MAX):
             return
-        if len(rows) > ROWS_MAX:
-            self.fault(["components"], "BASE_TYPE_MAX_LENGTH", "Must be 5 or fewer in length.")
         for i, row in enumerate(rows):
             inner = row.get("components") if isinstance(row, dict) else None
             if not isinstance(row, dict) or row.get("type") != 1 or not isinstance(inner, list):
@@ -346,13 +342,10 @@ def check_payload(body: Mapping[str, Any], *, components: bool = True) -> dict[s
     return checker.errors
 
 
-async def _wait_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
-class FakeDiscord:
+class FakeDiscord(FakeServer[RequestRecord]):
     """The fake Discord server. Use as a context manager or call start()/stop()."""
+
+    STEP = _STEP
 
     def __init__(
         self,
@@ -363,26 +356,19 @@ class FakeDiscord:
         channel_limit: tuple[int, float] = CHANNEL_LIMIT,
         hang_seconds: float = 35.0,
     ) -> None:
+        super().__init__(hang_seconds=hang_seconds)
         self.hooks = dict(hooks)
         self.rate_limits = rate_limits
         # Discord's own by default; a test under load may widen the window
         self.webhook_limit = webhook_limit
         self.channel_limit = channel_limit
-        self.hang_seconds = hang_seconds
         self._by_id = {hook.id: name for name, hook in self.hooks.items()}
-        self._lock = threading.Lock()
         self._next_id = 1_300_000_000_000_000_000
         self._threads: dict[str, str] = {}  # thread id -> its channel
         self._messages: list[Message] = []
         self._edits: list[Edit] = []
-        self._requests: list[RequestRecord] = []
         self._current: dict[str, dict[str, Any]] = {}
         self._deleted: set[str] = set()
-        self._scripts: dict[str, deque[str]] = defaultdict(deque)
-        self._recent: dict[str, deque[float]] = defaultdict(deque)
-        self._port = 0
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
         routes = []
         for prefix in ("/api", "/api/v{version:int}"):
             routes += [
@@ -396,77 +382,19 @@ class FakeDiscord:
         routes.append(Route("/_fake/health", self._health, methods=["GET"]))
         self.app = Starlette(routes=routes)
 
-    # ---------------------------------------------------------------- lifecycle
-
-    @property
-    def port(self) -> int:
-        if not self._port:
-            raise RuntimeError("FakeDiscord is not started")
-        return self._port
+    # ---------------------------------------------------------------- addresses and controls
 
     def url(self, hook: str) -> str:
         """The webhook URL of a hook, as Discord shows it (`…/api/webhooks/ID/TOKEN`)."""
         h = self.hooks[hook]
         return f"http://127.0.0.1:{self.port}/api/webhooks/{h.id}/{h.token}"
 
-    def start(self) -> FakeDiscord:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self._port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self._port, log_level="warning", access_log=False,
-            lifespan="off", http="h11", timeout_graceful_shutdown=2,
-        )  # fmt: skip
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name="fakediscord", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("FakeDiscord did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
-        self._server = None
-        self._thread = None
-
-    def __enter__(self) -> FakeDiscord:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    # ---------------------------------------------------------------- test controls
-
-    def script(self, hook: str, steps: Sequence[str]) -> None:
-        """Make the next requests to `hook` answer `steps` (see the module docstring)."""
-        for step in steps:
-            if not _STEP.match(step):
-                raise ValueError(
-                    f"Scenario step {step!r} is not valid (see fakediscord's docstring)"
-                )
-        with self._lock:
-            self._scripts[hook].extend(steps)
-
-    def reset(self) -> None:
-        with self._lock:
-            for store in (self._messages, self._edits, self._requests):
-                store.clear()
-            for table in (self._current, self._scripts, self._recent, self._threads):
-                table.clear()
-            self._deleted.clear()
+    def _forget(self) -> None:
+        self._messages.clear()
+        self._edits.clear()
+        self._current.clear()
+        self._threads.clear()
+        self._deleted.clear()
 
     def add_thread(self, hook: str) -> str:
         """A thread someone started in the hook's channel; returns its id."""
@@ -482,18 +410,11 @@ class FakeDiscord:
 
     @property
     def messages(self) -> list[Message]:
-        with self._lock:
-            return list(self._messages)
+        return self._snapshot(self._messages)
 
     @property
     def edits(self) -> list[Edit]:
-        with self._lock:
-            return list(self._edits)
-
-    @property
-    def requests(self) -> list[RequestRecord]:
-        with self._lock:
-            return list(self._requests)
+        return self._snapshot(self._edits)
 
     def messages_of(self, hook: str) -> list[Message]:
         return [m for m in self.messages if m.hook == hook]
@@ -504,10 +425,7 @@ class FakeDiscord:
             return json.loads(json.dumps(self._current[message_id]))
 
     def wait_for_messages(self, count: int, timeout: float = 10.0) -> list[Message]:
-        deadline = time.monotonic() + timeout
-        while len(self.messages) < count and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return self.messages
+        return self._wait_for(lambda: self.messages, count, timeout)
 
     # ---------------------------------------------------------------- internals
 
@@ -538,8 +456,7 @@ class FakeDiscord:
             scripted=scripted,
             errors=errors or {},
         )
-        with self._lock:
-            self._requests.append(record)
+        self._keep(record)
 
     def _limit_headers(self, hook: Hook, now: float) -> dict[str, str]:
         limit, window = self.webhook_limit
@@ -601,19 +518,8 @@ class FakeDiscord:
             status, code, message = _ERRORS[step]
             return answer({"message": message, "code": code}, status)
         if step == "timeout":
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(_wait_disconnect(request.receive), self.hang_seconds)
-        self._abort(request)
-        return Response(status_code=499)
-
-    def _abort(self, request: Request) -> None:
-        assert self._server is not None
-        client = request.scope.get("client")
-        for connection in list(self._server.server_state.connections):
-            if tuple(getattr(connection, "client", None) or ()) == tuple(client or ()):
-                transport = getattr(connection, "transport", None)
-                if transport is not None:
-                    transport.abort()
+            return await self._hang(request)
+        return await self._drop(request)
 
     async def _open(self, request: Request) -> tuple[str, Hook, Any, str | None] | Response:
         """The hook a request names and its body, or the answer that refuses it."""
@@ -631,9 +537,7 @@ class FakeDiscord:
         if request.path_params["token"] != hook.token:
             self._record(request, name, 401, 50027, received, body)
             return answer({"message": "Invalid Webhook Token", "code": 50027}, 401)
-        with self._lock:
-            queue = self._scripts.get(name)
-            step = queue.popleft() if queue else None
+        step = self._next_step(name)
         if step is not None:
             response = await self._play(step, request)
             status = None if step in ("timeout", "drop_connection") else response.status_code

@@ -44,25 +44,20 @@ consumed one per request for that target, in order:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import re
-import socket
-import threading
 import time
-from collections import defaultdict, deque
-from collections.abc import Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
-import uvicorn
+from fakeserver import FakeServer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive
 
 API_KEY = "AIzaSyFakeKeyForRelayTests0000000000"  # Google gives every webhook the same key
 REPLY_OPTIONS = ("REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD", "REPLY_MESSAGE_OR_FAIL")
@@ -345,13 +340,10 @@ def check_message(body: Any, raw_bytes: int | None = None) -> str | None:
 # ---------------------------------------------------------------- the server
 
 
-async def _wait_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
-class FakeGoogleChat:
+class FakeGoogleChat(FakeServer[RequestRecord]):
     """The fake Google Chat server. Use as a context manager or call start()/stop()."""
+
+    STEP = _STEP
 
     def __init__(
         self,
@@ -361,33 +353,20 @@ class FakeGoogleChat:
         rate_limit: int | None = None,
         hang_seconds: float = 35.0,
     ) -> None:
-        self.hang_seconds = hang_seconds
+        super().__init__(port=port, hang_seconds=hang_seconds)
         self._hooks = dict(hooks)  # name -> space
         self._tokens = {f"tok-{name}-{i:04d}": name for i, name in enumerate(hooks)}
         self._spaces = set(hooks.values())
-        self._port = port
         self._rate_limit = rate_limit
-        self._lock = threading.Lock()
         self._counter = 0
         self._messages: list[Message] = []
-        self._requests: list[RequestRecord] = []
         self._threads: dict[str, set[str]] = defaultdict(set)  # space -> thread names
         self._keys: dict[tuple[str, str, str], str] = {}  # (space, hook, key) -> thread name
-        self._scripts: dict[str, deque[str]] = defaultdict(deque)
-        self._recent: dict[str, deque[float]] = defaultdict(deque)
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
         self.app = Starlette(
             routes=[Route("/v1/spaces/{space}/messages", self._create, methods=["POST"])]
         )
 
-    # ---------------------------------------------------------------- lifecycle
-
-    @property
-    def port(self) -> int:
-        if not self._port:
-            raise RuntimeError("FakeGoogleChat is not started")
-        return self._port
+    # ---------------------------------------------------------------- addresses and controls
 
     @property
     def base_url(self) -> str:
@@ -407,77 +386,11 @@ class FakeGoogleChat:
         space = self._hooks[name] if space is None else space
         return f"{self.base_url}/v1/spaces/{space}/messages?key={key}&token={token}"
 
-    def start(self) -> FakeGoogleChat:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self._port))
-        self._port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=self._port,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            http="h11",
-            timeout_graceful_shutdown=2,
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run,
-            kwargs={"sockets": [sock]},
-            name=f"fakegooglechat:{self._port}",
-            daemon=True,
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("FakeGoogleChat did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
-        self._server = None
-        self._thread = None
-
-    def __enter__(self) -> FakeGoogleChat:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    # ---------------------------------------------------------------- test controls
-
-    def script(self, target: str, steps: Sequence[str]) -> None:
-        """Make the next requests for `target` (a webhook name, else a space) answer `steps`."""
-        for step in steps:
-            if not _STEP.match(step):
-                raise ValueError(
-                    f"Scenario step {step!r} is not valid. Expected one of the steps "
-                    "listed in the fakegooglechat module docstring."
-                )
-        with self._lock:
-            self._scripts[target].extend(steps)
-
-    def reset(self) -> None:
-        """Forget messages, requests, threads, scripts and rate history (a shared server)."""
-        with self._lock:
-            self._messages.clear()
-            self._requests.clear()
-            self._threads.clear()
-            self._keys.clear()
-            self._scripts.clear()
-            self._recent.clear()
-            self._spaces = set(self._hooks.values())
+    def _forget(self) -> None:
+        self._messages.clear()
+        self._threads.clear()
+        self._keys.clear()
+        self._spaces = set(self._hooks.values())
 
     def set_rate_limit(self, per_second: int | None) -> None:
         """Answer 429 once more than `per_second` messages reach one space within 1 s."""
@@ -491,13 +404,7 @@ class FakeGoogleChat:
 
     @property
     def messages(self) -> list[Message]:
-        with self._lock:
-            return list(self._messages)
-
-    @property
-    def requests(self) -> list[RequestRecord]:
-        with self._lock:
-            return list(self._requests)
+        return self._snapshot(self._messages)
 
     def messages_in(self, space: str) -> list[Message]:
         return [m for m in self.messages if m.space == space]
@@ -506,57 +413,13 @@ class FakeGoogleChat:
         return [m for m in self.messages if m.thread == thread]
 
     def wait_for_messages(self, count: int, timeout: float = 10.0) -> list[Message]:
-        deadline = time.monotonic() + timeout
-        while len(self.messages) < count and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return self.messages
+        return self._wait_for(lambda: self.messages, count, timeout)
 
     # ---------------------------------------------------------------- internals
 
-    def _next_step(self, *targets: str) -> str | None:
-        with self._lock:
-            for target in targets:
-                queue = self._scripts.get(target)
-                if queue:
-                    return queue.popleft()
-            return None
-
-    def _record(self, record: RequestRecord) -> None:
-        with self._lock:
-            self._requests.append(record)
-
     def _rate_limited(self, space: str, now: float) -> bool:
         with self._lock:
-            if self._rate_limit is None:
-                return False
-            recent = self._recent[space]
-            while recent and now - recent[0] >= 1.0 - RATE_SLACK:
-                recent.popleft()
-            if len(recent) >= self._rate_limit:
-                return True
-            recent.append(now)
-            return False
-
-    def _abort_connection(self, request: Request) -> None:
-        if self._server is None:
-            raise RuntimeError("FakeGoogleChat can only drop connections it serves itself")
-        client = request.scope.get("client")
-        for connection in list(self._server.server_state.connections):
-            if tuple(getattr(connection, "client", None) or ()) == tuple(client or ()):
-                transport = getattr(connection, "transport", None)
-                if transport is not None:
-                    transport.abort()
-                return
-
-    async def _drop(self, request: Request) -> Response:
-        self._abort_connection(request)
-        await _wait_disconnect(request.receive)
-        return Response(status_code=499)  # uvicorn discards what is sent after a disconnect
-
-    async def _hang(self, request: Request) -> Response:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(_wait_disconnect(request.receive), self.hang_seconds)
-        return await self._drop(request)
+            return self._window_full(space, now, self._rate_limit, 1.0 - RATE_SLACK)
 
     async def _play(self, step: str, request: Request) -> Response:
         if step.startswith("ratelimited"):
@@ -587,11 +450,11 @@ class FakeGoogleChat:
 
         def record(status: int | None, error: str | None, step: str | None = None) -> None:
             shown = body if isinstance(body, dict) else None
-            self._record(
+            self._keep(
                 RequestRecord(space, hook, status, error, received, shown, query, len(raw), step)
             )
 
-        step = self._next_step(*([hook] if hook else []), space)
+        step = self._next_step(hook, space)
         if step in ("timeout", "drop_connection"):
             record(None, None, step)  # at once: the client may give up before the fake does
             return await self._play(step, request)

@@ -34,29 +34,23 @@ request for that target, in order:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import html
 import json
 import math
 import re
-import socket
-import threading
 import time
 import unicodedata
-from collections import defaultdict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs
 
-import uvicorn
+from fakeserver import FakeServer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive
 
 TOKEN = "mm-bot-token-for-tests"
 BOT_USER_ID = "bot0000000000000000000000a"
@@ -265,13 +259,10 @@ def error_body(status: int, error_id: str, message: str = "") -> Response:
     return Response(json.dumps(body), status_code=status, media_type=JSON_TYPE)
 
 
-async def _wait_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
-class FakeMattermost:
+class FakeMattermost(FakeServer[RequestRecord]):
     """The fake server. Use as a context manager or call start()/stop()."""
+
+    STEP = _STEP
 
     def __init__(
         self,
@@ -283,9 +274,9 @@ class FakeMattermost:
         rate_limit: tuple[float, int] | None = None,
         hang_seconds: float = 35.0,
     ) -> None:
+        super().__init__(hang_seconds=hang_seconds)
         self.token = token
         self.max_post_size = max_post_size
-        self.hang_seconds = hang_seconds
         self.webhooks_enabled = True
         self._channels = dict(channels)
         self._member = set(channels) - {OUTSIDE}
@@ -293,16 +284,10 @@ class FakeMattermost:
         self._hooks = dict(hooks)
         self._rate = rate_limit
         self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
         self._count = 0
         self._posts: list[Post] = []
         self._current: dict[str, dict[str, Any]] = {}
         self._patches: list[Patch] = []
-        self._requests: list[RequestRecord] = []
-        self._scripts: dict[str, deque[str]] = defaultdict(deque)
-        self._port = 0
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
         self.app = Starlette(
             routes=[
                 Route("/hooks/{key}", self._hook, methods=["POST"]),
@@ -311,69 +296,21 @@ class FakeMattermost:
             ]
         )
 
-    # ---------------------------------------------------------------- lifecycle
+    # ---------------------------------------------------------------- addresses and controls
 
     @property
     def url(self) -> str:
         """The server's address, as a bot's `url` names it."""
-        if not self._port:
-            raise RuntimeError("FakeMattermost is not started")
-        return f"http://127.0.0.1:{self._port}"
+        return f"http://127.0.0.1:{self.port}"
 
     def webhook_url(self, key: str) -> str:
         return f"{self.url}/hooks/{key}"
 
-    def start(self) -> FakeMattermost:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self._port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self.app, log_level="warning", access_log=False, lifespan="off", http="h11"
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("FakeMattermost did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
-        self._server = self._thread = None
-
-    def __enter__(self) -> FakeMattermost:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    # ---------------------------------------------------------------- test controls
-
-    def script(self, target: str, steps: Sequence[str]) -> None:
-        for step in steps:
-            if not _STEP.match(step):
-                raise ValueError(f"Scripted step {step!r} is not one the module docstring lists")
-        with self._lock:
-            self._scripts[target].extend(steps)
-
-    def reset(self) -> None:
-        with self._lock:
-            self._posts.clear()
-            self._current.clear()
-            self._patches.clear()
-            self._requests.clear()
-            self._scripts.clear()
-            self._buckets.clear()
+    def _forget(self) -> None:
+        self._posts.clear()
+        self._current.clear()
+        self._patches.clear()
+        self._buckets.clear()
 
     def set_rate_limit(self, rate_limit: tuple[float, int] | None) -> None:
         """(requests per second, burst) per token or client address, like the server's."""
@@ -392,18 +329,11 @@ class FakeMattermost:
 
     @property
     def posts(self) -> list[Post]:
-        with self._lock:
-            return list(self._posts)
+        return self._snapshot(self._posts)
 
     @property
     def patches(self) -> list[Patch]:
-        with self._lock:
-            return list(self._patches)
-
-    @property
-    def requests(self) -> list[RequestRecord]:
-        with self._lock:
-            return list(self._requests)
+        return self._snapshot(self._patches)
 
     def posts_in(self, channel_id: str) -> list[Post]:
         return [p for p in self.posts if p.channel_id == channel_id]
@@ -414,10 +344,7 @@ class FakeMattermost:
             return json.loads(json.dumps(self._current[post_id]))
 
     def wait_for_posts(self, count: int, timeout: float = 10.0) -> list[Post]:
-        deadline = time.monotonic() + timeout
-        while len(self.posts) < count and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return self.posts
+        return self._wait_for(lambda: self.posts, count, timeout)
 
     # ---------------------------------------------------------------- handlers
 
@@ -724,13 +651,6 @@ class FakeMattermost:
         auth = request.headers.get("authorization")
         return auth or (request.client.host if request.client else "?")
 
-    def _next_step(self, target: str | None) -> str | None:
-        if target is None:
-            return None
-        with self._lock:
-            queue = self._scripts.get(target)
-            return queue.popleft() if queue else None
-
     def _play(self, step: str) -> Response:
         if step.startswith("ratelimited"):
             after = step.partition(":")[2] or "1"
@@ -749,22 +669,6 @@ class FakeMattermost:
         _, status, error_id = step.split(":", 2)  # error:NNN:<id>
         return error_body(int(status), error_id)
 
-    async def _hang(self, request: Request) -> Response:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(_wait_disconnect(request.receive), self.hang_seconds)
-        return await self._drop(request)
-
-    async def _drop(self, request: Request) -> Response:
-        assert self._server is not None
-        client = request.scope.get("client")
-        for connection in list(self._server.server_state.connections):
-            if tuple(getattr(connection, "client", None) or ()) == tuple(client or ()):
-                transport = getattr(connection, "transport", None)
-                if transport is not None:
-                    transport.abort()
-        await _wait_disconnect(request.receive)
-        return Response(status_code=499)
-
     def _record(
         self,
         method: str,
@@ -777,12 +681,9 @@ class FakeMattermost:
         headers: dict[str, str],
         scripted: str | None = None,
     ) -> None:
-        with self._lock:
-            self._requests.append(
-                RequestRecord(
-                    method, path, target, status, error, received, body, headers, scripted
-                )
-            )
+        self._keep(
+            RequestRecord(method, path, target, status, error, received, body, headers, scripted)
+        )
 
 
 def _webhook_attachment(attachment: dict[str, Any]) -> dict[str, Any]:

@@ -42,27 +42,21 @@ same controls over HTTP.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import re
-import socket
-import threading
 import time
-from collections import defaultdict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs
 
-import uvicorn
+from fakeserver import FakeServer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive
 
 VALID_TOKEN = "xoxb-test-token"
 TEAM_ID = "T000"
@@ -284,15 +278,19 @@ class BlockChecker:
     def block_divider(self, block: dict[str, Any], pointer: str) -> None:
         del block, pointer
 
-    def block_context(self, block: dict[str, Any], pointer: str) -> None:
+    def elements(self, block: dict[str, Any], pointer: str, maximum: int) -> list[Any]:
+        """The block's `elements` (none when they are not a list of 1 to `maximum` items)."""
         elements = block.get("elements")
         if not isinstance(elements, list) or not elements:
             self.error("must provide an array with at least 1 item", f"{pointer}/elements")
-            return
-        if len(elements) > 10:
-            self.error("no more than 10 items allowed", f"{pointer}/elements")
-            return
-        for i, item in enumerate(elements):
+            return []
+        if len(elements) > maximum:
+            self.error(f"no more than {maximum} items allowed", f"{pointer}/elements")
+            return []
+        return elements
+
+    def block_context(self, block: dict[str, Any], pointer: str) -> None:
+        for i, item in enumerate(self.elements(block, pointer, 10)):
             item_pointer = f"{pointer}/elements/{i}"
             if isinstance(item, dict) and item.get("type") == "image":
                 self.element(item, item_pointer, set())
@@ -300,15 +298,8 @@ class BlockChecker:
                 self.text_object(item, item_pointer, 3000)
 
     def block_actions(self, block: dict[str, Any], pointer: str) -> None:
-        elements = block.get("elements")
-        if not isinstance(elements, list) or not elements:
-            self.error("must provide an array with at least 1 item", f"{pointer}/elements")
-            return
-        if len(elements) > 25:
-            self.error("no more than 25 items allowed", f"{pointer}/elements")
-            return
         action_ids: set[str] = set()
-        for i, item in enumerate(elements):
+        for i, item in enumerate(self.elements(block, pointer, 25)):
             self.element(item, f"{pointer}/elements/{i}", action_ids)
 
     def block_image(self, block: dict[str, Any], pointer: str) -> None:
@@ -407,13 +398,10 @@ def _step_error(step: str, *, webhook: bool) -> str:
     return step
 
 
-async def _wait_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
-class FakeSlack:
+class FakeSlack(FakeServer[RequestRecord]):
     """The fake Slack server. Use as a context manager or call start()/stop()."""
+
+    STEP = _STEP
 
     def __init__(
         self,
@@ -428,26 +416,19 @@ class FakeSlack:
         blocks_chars_limit: int = 13_000,
         state_file: Path | None = None,
     ) -> None:
+        super().__init__(port=port, hang_seconds=hang_seconds)
         self.token = token
-        self.hang_seconds = hang_seconds
         self.blocks_chars_limit = blocks_chars_limit
         self._names = {**channels, **archived}
         self._archived = set(archived.values())
         self._known_ids = set(self._names.values())
         self._hooks = dict(hooks)
-        self._port = port
         self._rate_limit = rate_limit
         self._state_file = state_file
-        self._lock = threading.Lock()
         self._ts_counter = 0
         self._messages: list[Message] = []
         self._updates: list[Update] = []
-        self._requests: list[RequestRecord] = []
         self._current: dict[tuple[str, str], dict[str, Any]] = {}
-        self._scripts: dict[str, deque[str]] = defaultdict(deque)
-        self._recent: dict[str, deque[float]] = defaultdict(deque)
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
         self.app = Starlette(
             routes=[
                 Route("/api/{method}", self._api, methods=["GET", "POST"]),
@@ -460,13 +441,7 @@ class FakeSlack:
             ]
         )
 
-    # ---------------------------------------------------------------- lifecycle
-
-    @property
-    def port(self) -> int:
-        if not self._port:
-            raise RuntimeError("FakeSlack is not started")
-        return self._port
+    # ---------------------------------------------------------------- addresses and controls
 
     @property
     def api_url(self) -> str:
@@ -479,83 +454,10 @@ class FakeSlack:
     def webhook_url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.port}/services/{HOOK_TEAM}/{HOOK_BOT}/{name}"
 
-    def _config(self) -> uvicorn.Config:
-        return uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=self._port,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            http="h11",
-            timeout_graceful_shutdown=2,
-        )
-
-    def start(self) -> FakeSlack:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self._port))
-        self._port = sock.getsockname()[1]
-        self._server = uvicorn.Server(self._config())
-        self._thread = threading.Thread(
-            target=self._server.run,
-            kwargs={"sockets": [sock]},
-            name=f"fakeslack:{self._port}",
-            daemon=True,
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("FakeSlack did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
-        self._server = None
-        self._thread = None
-
-    def serve_forever(self) -> None:
-        """Run in the calling (main) thread; uvicorn handles SIGINT/SIGTERM."""
-        self._server = uvicorn.Server(self._config())
-        self._server.run()
-
-    def __enter__(self) -> FakeSlack:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    # ---------------------------------------------------------------- test controls
-
-    def script(self, target: str, steps: Sequence[str]) -> None:
-        """Make the next requests for `target` (hook name, channel name or ID) answer `steps`."""
-        for step in steps:
-            if not _STEP.match(step):
-                raise ValueError(
-                    f"Scenario step {step!r} is not valid. Expected one of the steps "
-                    "listed in the fakeslack module docstring."
-                )
-        with self._lock:
-            self._scripts[self._script_key(target)].extend(steps)
-
-    def reset(self) -> None:
-        """Forget messages, requests, scripts and rate-limit history (for a shared server)."""
-        with self._lock:
-            self._messages.clear()
-            self._updates.clear()
-            self._requests.clear()
-            self._current.clear()
-            self._scripts.clear()
-            self._recent.clear()
+    def _forget(self) -> None:
+        self._messages.clear()
+        self._updates.clear()
+        self._current.clear()
 
     def set_rate_limit(self, per_second: int | None) -> None:
         """Answer 429 once more than `per_second` messages arrive on one channel within 1 s."""
@@ -579,18 +481,11 @@ class FakeSlack:
 
     @property
     def messages(self) -> list[Message]:
-        with self._lock:
-            return list(self._messages)
+        return self._snapshot(self._messages)
 
     @property
     def updates(self) -> list[Update]:
-        with self._lock:
-            return list(self._updates)
-
-    @property
-    def requests(self) -> list[RequestRecord]:
-        with self._lock:
-            return list(self._requests)
+        return self._snapshot(self._updates)
 
     def messages_in(self, channel: str) -> list[Message]:
         channel_id = self.channel_id(channel) or channel
@@ -653,10 +548,7 @@ class FakeSlack:
         }
 
     def wait_for_messages(self, count: int, timeout: float = 5.0) -> list[Message]:
-        deadline = time.monotonic() + timeout
-        while len(self.messages) < count and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return self.messages
+        return self._wait_for(lambda: self.messages, count, timeout)
 
     # ---------------------------------------------------------------- internals
 
@@ -664,11 +556,6 @@ class FakeSlack:
         if target in self._hooks:
             return f"hook:{target}"
         return f"channel:{self.channel_id(target) or target.removeprefix('#')}"
-
-    def _next_step(self, key: str) -> str | None:
-        with self._lock:
-            queue = self._scripts.get(key)
-            return queue.popleft() if queue else None
 
     def _record(
         self,
@@ -684,32 +571,15 @@ class FakeSlack:
     ) -> None:
         safe_body = None if body is None else {k: v for k, v in body.items() if k != "token"}
         safe_headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
-        with self._lock:
-            self._requests.append(
-                RequestRecord(
-                    method,
-                    target,
-                    status,
-                    error,
-                    received,
-                    safe_body,
-                    safe_headers,
-                    scripted,
-                    client,
-                )
+        self._keep(
+            RequestRecord(
+                method, target, status, error, received, safe_body, safe_headers, scripted, client
             )
+        )
 
     def _rate_limited(self, channel_id: str, now: float) -> bool:
         with self._lock:
-            if self._rate_limit is None:
-                return False
-            recent = self._recent[channel_id]
-            while recent and now - recent[0] >= 1.0:
-                recent.popleft()
-            if len(recent) >= self._rate_limit:
-                return True
-            recent.append(now)
-            return False
+            return self._window_full(channel_id, now, self._rate_limit)
 
     def _accept(
         self,
@@ -757,29 +627,6 @@ class FakeSlack:
                 with self._state_file.open("a", encoding="utf-8") as fh:
                     fh.write(json.dumps(line) + "\n")
             return message
-
-    def _abort_connection(self, request: Request) -> None:
-        """Close the client's socket at once, without any HTTP response."""
-        if self._server is None:
-            raise RuntimeError("FakeSlack can only drop connections it serves itself")
-        client = request.scope.get("client")
-        for connection in list(self._server.server_state.connections):
-            if tuple(getattr(connection, "client", None) or ()) == tuple(client or ()):
-                transport = getattr(connection, "transport", None)
-                if transport is not None:
-                    transport.abort()
-                return
-
-    async def _drop(self, request: Request) -> Response:
-        self._abort_connection(request)
-        await _wait_disconnect(request.receive)
-        # uvicorn discards whatever is sent after the disconnect.
-        return Response(status_code=499)
-
-    async def _hang(self, request: Request) -> Response:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(_wait_disconnect(request.receive), self.hang_seconds)
-        return await self._drop(request)
 
     async def _play(self, step: str, request: Request, *, webhook: bool) -> Response:
         """Answer a scripted step other than timeout_after_post."""

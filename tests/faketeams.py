@@ -44,25 +44,18 @@ Scripted steps (`script(flow, steps)`), consumed one per request to that flow:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import re
-import socket
-import threading
 import time
-from collections import defaultdict, deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
-import uvicorn
+from fakeserver import FakeServer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive
 
 CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 MAX_BYTES = 27_700
@@ -404,16 +397,13 @@ def at_tags(payload: dict[str, Any]) -> tuple[AtTag, ...]:
     return tuple(found)
 
 
-async def _wait_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
 # ---------------------------------------------------------------- the server
 
 
-class FakeTeams:
+class FakeTeams(FakeServer[RequestRecord]):
     """The fake Workflows webhooks. Use as a context manager or call start()/stop()."""
+
+    STEP = _STEP
 
     def __init__(
         self,
@@ -424,19 +414,12 @@ class FakeTeams:
         max_bytes: int = MAX_BYTES,
         hang_seconds: float = 35.0,
     ) -> None:
+        super().__init__(port=port, hang_seconds=hang_seconds)
         self._flows = dict(flows or {"alerts": "sig-alerts", "events": "sig-events"})
         self._state: dict[str, str] = {}  # flow -> "Disabled" | "Deleted"
-        self._port = port
         self.rate_limit = rate_limit
         self.max_bytes = max_bytes
-        self.hang_seconds = hang_seconds
-        self._lock = threading.Lock()
         self._posts: list[Post] = []
-        self._requests: list[RequestRecord] = []
-        self._scripts: dict[str, deque[str]] = defaultdict(deque)
-        self._recent: dict[str, deque[float]] = defaultdict(deque)
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
         self.app = Starlette(
             routes=[
                 Route(f"/workflows/{{flow}}/{_INVOKE}", self._invoke, methods=["POST"]),
@@ -448,13 +431,7 @@ class FakeTeams:
             ]
         )
 
-    # ---------------------------------------------------------------- lifecycle
-
-    @property
-    def port(self) -> int:
-        if not self._port:
-            raise RuntimeError("FakeTeams is not started")
-        return self._port
+    # ---------------------------------------------------------------- addresses and controls
 
     @property
     def url(self) -> str:
@@ -469,63 +446,6 @@ class FakeTeams:
             return f"{self.url}{path}?api-version=1&{query}"
         return f"{self.url}/workflows/{flow}/{_INVOKE}?api-version=2016-06-01&{query}"
 
-    def start(self) -> FakeTeams:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self._port))
-        self._port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=self._port,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            http="h11",
-            timeout_graceful_shutdown=2,
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run,
-            kwargs={"sockets": [sock]},
-            name=f"faketeams:{self._port}",
-            daemon=True,
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("FakeTeams did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
-        self._server = None
-        self._thread = None
-
-    def __enter__(self) -> FakeTeams:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    # ---------------------------------------------------------------- test controls
-
-    def script(self, flow: str, steps: Sequence[str]) -> None:
-        for step in steps:
-            if not _STEP.match(step):
-                raise ValueError(f"Step {step!r} is not one of the steps the docstring lists.")
-        with self._lock:
-            self._scripts[flow].extend(steps)
-
     def disable(self, flow: str) -> None:
         """The flow is turned off."""
         with self._lock:
@@ -536,32 +456,19 @@ class FakeTeams:
         with self._lock:
             self._state[flow] = "Deleted"
 
-    def reset(self) -> None:
-        with self._lock:
-            self._posts.clear()
-            self._requests.clear()
-            self._scripts.clear()
-            self._recent.clear()
-            self._state.clear()
+    def _forget(self) -> None:
+        self._posts.clear()
+        self._state.clear()
 
     @property
     def posts(self) -> list[Post]:
-        with self._lock:
-            return list(self._posts)
-
-    @property
-    def requests(self) -> list[RequestRecord]:
-        with self._lock:
-            return list(self._requests)
+        return self._snapshot(self._posts)
 
     def posts_to(self, flow: str) -> list[Post]:
         return [p for p in self.posts if p.flow == flow]
 
     def wait_for_posts(self, count: int, timeout: float = 10.0) -> list[Post]:
-        deadline = time.monotonic() + timeout
-        while len(self.posts) < count and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return self.posts
+        return self._wait_for(lambda: self.posts, count, timeout)
 
     # ---------------------------------------------------------------- the trigger
 
@@ -570,9 +477,7 @@ class FakeTeams:
         flow = request.path_params["flow"]
         raw = await request.body()
         headers = {k: v for k, v in request.headers.items()}
-        with self._lock:
-            queue = self._scripts.get(flow)
-            step = queue.popleft() if queue else None
+        step = self._next_step(flow)
         if step is not None:
             response = await self._play(step, request)
             status = None if step == "timeout" else response.status_code
@@ -636,15 +541,7 @@ class FakeTeams:
 
     def _throttled(self, flow: str, now: float) -> bool:
         with self._lock:
-            if self.rate_limit is None:
-                return False
-            recent = self._recent[flow]
-            while recent and now - recent[0] >= 1.0:
-                recent.popleft()
-            if len(recent) >= self.rate_limit:
-                return True
-            recent.append(now)
-            return False
+            return self._window_full(flow, now, self.rate_limit)
 
     async def _play(self, step: str, request: Request) -> Response:
         if step.startswith("throttled"):
@@ -654,8 +551,7 @@ class FakeTeams:
         if step.startswith("http:"):
             status = int(step[5:])
             return error(status, f"Http{status}", "The server had an error.")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(_wait_disconnect(request.receive), self.hang_seconds)
+        await self._linger(request)
         return Response(status_code=504)
 
     def _record(
@@ -668,7 +564,4 @@ class FakeTeams:
         headers: Mapping[str, str],
         scripted: str | None = None,
     ) -> None:
-        with self._lock:
-            self._requests.append(
-                RequestRecord(flow, status, code, received, len(raw), dict(headers), scripted)
-            )
+        self._keep(RequestRecord(flow, status, code, received, len(raw), dict(headers), scripted))

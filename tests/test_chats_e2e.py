@@ -116,13 +116,6 @@ def chats() -> Iterator[Chats]:
         )
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgres":
-        return str(request.getfixturevalue("pg_url"))
-    return f"sqlite:///{tmp_path}/relay.db"
-
-
 def start_relay(
     chats: Chats, relay_process: type[RelayProcess], folder: Path, database: str
 ) -> RelayProcess:

@@ -5,31 +5,21 @@ on SQLite and on the real PostgreSQL server."""
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fakeslack import FakeSlack
+from harness import Rig, with_id
+from harness import event_body as sample
 from harness import sample as shipped
 
-from relay.config import parse_config
-from relay.delivery.policy import RetryPolicy
-from relay.delivery.worker import Worker
-from relay.event import Event
 from relay.http.streams import StreamLimits, consume_stream
-from relay.pipeline import Pipeline
 from relay.records import Status
 from relay.render.formats.slack import payload
-from relay.runtime import build_runtime
-from relay.server import senders_for
-from relay.store import open_store
-
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT / "relay" / "samples"
 
 CONFIG = """
 sources:
@@ -92,87 +82,15 @@ def slack() -> Iterator[FakeSlack]:
         yield fake
 
 
-class Rig:
-    """The pipeline and the worker of one relay, stoppable and restartable on one database."""
-
-    def __init__(self, slack: FakeSlack, db: str, folder: Path) -> None:
-        text = CONFIG % {"api": slack.api_url, "hook": slack.webhook_url("identity-hook")}
-        self.runtime = build_runtime(parse_config(text, folder / "relay.yaml", {}))
-        self.db = db
-        self.folder = folder
-        self.console = io.StringIO()
-        self.clock: Callable[[], float] = time.time
-
-    async def start(self) -> None:
-        self.store = open_store(self.db, self.folder)
-        await self.store.open()
-        senders = senders_for(self.runtime, self.console)
-        retry = RetryPolicy(backoff_base=0.1)
-        self.worker = Worker(self.store, senders, poll_seconds=0.05, retry=retry)
-        self.pipeline = Pipeline(
-            self.runtime, self.store, clock=self.clock, on_enqueued=self.worker.wake
-        )
-        self.stop = asyncio.Event()
-        self.task = asyncio.create_task(self.worker.run(self.stop))
-        self.router = asyncio.create_task(self.pipeline.run(self.stop))
-
-    async def shutdown(self) -> None:
-        self.stop.set()
-        await self.task
-        await self.router
-        await self.worker.drain(5)
-        await self.store.close()
-
-    async def restart(self) -> None:
-        await self.shutdown()
-        await self.start()
-
-    def parse(self, source: str, body: dict[str, Any]) -> Event:
-        provider = self.runtime.providers[source]
-        raw = json.dumps(body).encode()
-        return provider.parse({"content-type": "application/json"}, raw)[0]
-
-    async def accept(self, source: str, body: dict[str, Any]) -> None:
-        """Accept an event and wait until the router has queued its messages."""
-        await self.pipeline.accept(self.parse(source, body))
-        deadline = time.monotonic() + 20
-        while (await self.store.inbox_stats()).waiting:
-            assert time.monotonic() < deadline, "the router did not take the event"
-            await asyncio.sleep(0.01)
-
-    async def settle(self, done: Callable[[], Awaitable[bool]] | None = None) -> None:
-        """Until every row is finished (and `done`, if given, holds)."""
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            # the inbox first: an event leaves it in the transaction that queues its messages
-            waiting = (await self.store.inbox_stats()).waiting
-            busy = [s for s in await self.store.stats() if s.pending or s.inflight or s.digesting]
-            if not waiting and not busy and (done is None or await done()):
-                return
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"not settled: {await self.store.stats()}")
+def config_text(slack: FakeSlack) -> str:
+    return CONFIG % {"api": slack.api_url, "hook": slack.webhook_url("identity-hook")}
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def rig(
-    request: pytest.FixtureRequest, slack: FakeSlack, tmp_path: Path
-) -> AsyncIterator[Rig]:
+@pytest.fixture
+async def rig(database: str, slack: FakeSlack, tmp_path: Path) -> AsyncIterator[Rig]:
     slack.reset()
-    url = request.getfixturevalue("pg_url") if request.param == "postgres" else "relay.db"
-    r = Rig(slack, url, tmp_path)
-    await r.start()
-    yield r
-    await r.shutdown()
-
-
-def sample(provider: str, kind: str, **data: Any) -> dict[str, Any]:
-    body = json.loads((SAMPLES / provider / f"{kind}.json").read_text())
-    body["data"] = {**body["data"], **data}
-    return body
-
-
-def with_id(body: dict[str, Any], event_id: str, **top: Any) -> dict[str, Any]:
-    return {**body, "id": event_id, **top}
+    async with Rig(config_text(slack), database, tmp_path) as r:
+        yield r
 
 
 # ---------------------------------------------------------------- threads

@@ -17,22 +17,18 @@ from typing import Any
 import httpx
 import pytest
 from fakediscord import FakeDiscord, Hook
-from harness import ROOT, RelayProcess, sample
+from harness import ROOT, RelayProcess, Rig, sample
+from harness import event_body as event
 from signing import ANCHOR_SECRET, anchor_headers
 
-from relay.config import load_config, parse_config
+from relay.config import load_config
 from relay.delivery.destinations import describe, kind, pace_keys, paces
-from relay.delivery.policy import RetryPolicy
-from relay.delivery.worker import Worker
 from relay.errors import ConfigError
 from relay.ops.check import check
-from relay.pipeline import Pipeline
 from relay.records import Status
 from relay.runtime import build_runtime
 from relay.server import senders_for
-from relay.store import open_store
 
-SAMPLES = ROOT / "relay" / "samples"
 ROLE = "discord:role:123456789012345678"
 HOOKS = {
     "forum": Hook("1100000000000000010", "tok-forum", "1200000000000000010", forum=True),
@@ -73,77 +69,16 @@ def discord() -> Iterator[FakeDiscord]:
         yield fake
 
 
-class Rig:
-    """The pipeline and the worker of one relay, restartable on one database."""
-
-    def __init__(self, discord: FakeDiscord, db: str, folder: Path) -> None:
-        text = CONFIG % {"forum": discord.url("forum"), "text": discord.url("text"), "role": ROLE}
-        self.runtime = build_runtime(parse_config(text, folder / "relay.yaml", {}))
-        self.db = db
-        self.folder = folder
-
-    async def start(self) -> None:
-        self.http = httpx.AsyncClient()
-        self.store = open_store(self.db, self.folder)
-        await self.store.open()
-        senders = senders_for(self.runtime, io.StringIO(), self.http)
-        retry = RetryPolicy(backoff_base=0.1)
-        self.worker = Worker(self.store, senders, poll_seconds=0.05, retry=retry)
-        self.pipeline = Pipeline(self.runtime, self.store, on_enqueued=self.worker.wake)
-        self.stop = asyncio.Event()
-        self.tasks = [
-            asyncio.create_task(self.worker.run(self.stop)),
-            asyncio.create_task(self.pipeline.run(self.stop)),
-        ]
-
-    async def shutdown(self) -> None:
-        self.stop.set()
-        for task in self.tasks:
-            await task
-        await self.worker.drain(5)
-        await self.store.close()
-        await self.http.aclose()
-
-    async def restart(self) -> None:
-        await self.shutdown()
-        await self.start()
-
-    async def accept(self, source: str, body: dict[str, Any]) -> None:
-        raw = json.dumps(body).encode()
-        event = self.runtime.providers[source].parse({"content-type": "application/json"}, raw)[0]
-        await self.pipeline.accept(event)
-        deadline = time.monotonic() + 20
-        while (await self.store.inbox_stats()).waiting:
-            assert time.monotonic() < deadline, "the router did not take the event"
-            await asyncio.sleep(0.01)
-
-    async def settle(self) -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            waiting = (await self.store.inbox_stats()).waiting
-            busy = [s for s in await self.store.stats() if s.pending or s.inflight or s.digesting]
-            if not waiting and not busy:
-                return
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"not settled: {await self.store.stats()}")
+def config_text(discord: FakeDiscord) -> str:
+    return CONFIG % {"forum": discord.url("forum"), "text": discord.url("text"), "role": ROLE}
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def rig(
-    request: pytest.FixtureRequest, discord: FakeDiscord, tmp_path: Path
-) -> AsyncIterator[Rig]:
+@pytest.fixture
+async def rig(database: str, discord: FakeDiscord, tmp_path: Path) -> AsyncIterator[Rig]:
     discord.reset()
-    url = request.getfixturevalue("pg_url") if request.param == "postgres" else "relay.db"
-    r = Rig(discord, url, tmp_path)
-    await r.start()
-    yield r
-    await r.shutdown()
+    async with Rig(config_text(discord), database, tmp_path, http=True) as r:
+        yield r
     assert all(q.allowed_mentions_sent for q in discord.requests), "a request without allow-list"
-
-
-def event(provider: str, kind: str, event_id: str, **data: Any) -> dict[str, Any]:
-    body = json.loads((SAMPLES / provider / f"{kind}.json").read_text())
-    return {**body, "id": event_id, "data": {**body["data"], **data}}
 
 
 def title(discord: FakeDiscord, message_id: str) -> str:

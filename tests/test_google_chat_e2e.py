@@ -5,10 +5,7 @@ paced together), and `relay serve` as a real process delivering a signed event."
 
 from __future__ import annotations
 
-import asyncio
-import io
 import itertools
-import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,20 +14,16 @@ from typing import Any
 import httpx
 import pytest
 from fakegooglechat import API_KEY, FakeGoogleChat
-from harness import ROOT, RelayProcess
+from harness import RelayProcess, Rig
+from harness import event_body as sample
+from harness import sample as shipped
 from signing import ANCHOR_SECRET, anchor_headers
 
 from relay.config import parse_config
-from relay.delivery.policy import RetryPolicy
-from relay.delivery.worker import Pacing, Worker, settings
-from relay.event import Event
-from relay.pipeline import Pipeline
+from relay.delivery.worker import Pacing, settings
 from relay.records import Status
 from relay.runtime import build_runtime
-from relay.server import senders_for
-from relay.store import open_store
 
-SAMPLES = ROOT / "relay" / "samples"
 REPLY = {"messageReplyOption": "REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD"}
 CONFIG = """
 sources:
@@ -60,80 +53,20 @@ def chat() -> Iterator[FakeGoogleChat]:
         yield fake
 
 
-class Rig:
-    """The pipeline and the worker of one relay, stoppable and restartable on one database."""
-
-    def __init__(self, chat: FakeGoogleChat, db: str, folder: Path) -> None:
-        urls = {
-            "alerts": chat.webhook_url("alerts"),
-            "bis": chat.webhook_url("alerts-bis"),
-            "events": chat.webhook_url("events"),
-        }
-        self.runtime = build_runtime(parse_config(CONFIG % urls, folder / "relay.yaml", {}))
-        self.db = db
-        self.folder = folder
-
-    async def start(self) -> None:
-        self.store = open_store(self.db, self.folder)
-        await self.store.open()
-        self.http = httpx.AsyncClient()
-        senders = senders_for(self.runtime, io.StringIO(), self.http)
-        pacing, _retry = settings(self.runtime.config, self.runtime.paces)
-        retry = RetryPolicy(backoff_base=0.1)
-        self.worker = Worker(self.store, senders, poll_seconds=0.05, retry=retry, pacing=pacing)
-        self.pipeline = Pipeline(self.runtime, self.store, on_enqueued=self.worker.wake)
-        self.stop = asyncio.Event()
-        self.task = asyncio.create_task(self.worker.run(self.stop))
-        self.router = asyncio.create_task(self.pipeline.run(self.stop))
-
-    async def shutdown(self) -> None:
-        self.stop.set()
-        await self.task
-        await self.router
-        await self.worker.drain(5)
-        await self.http.aclose()
-        await self.store.close()
-
-    async def restart(self) -> None:
-        await self.shutdown()
-        await self.start()
-
-    async def accept(self, source: str, body: dict[str, Any]) -> None:
-        provider = self.runtime.providers[source]
-        raw = json.dumps(body).encode()
-        event: Event = provider.parse({"content-type": "application/json"}, raw)[0]
-        await self.pipeline.accept(event)
-        deadline = time.monotonic() + 20
-        while (await self.store.inbox_stats()).waiting:
-            assert time.monotonic() < deadline, "the router did not take the event"
-            await asyncio.sleep(0.01)
-
-    async def settle(self) -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            waiting = (await self.store.inbox_stats()).waiting
-            busy = [s for s in await self.store.stats() if s.pending or s.inflight]
-            if not waiting and not busy:
-                return
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"not settled: {await self.store.stats()}")
+def config_text(chat: FakeGoogleChat) -> str:
+    urls = {
+        "alerts": chat.webhook_url("alerts"),
+        "bis": chat.webhook_url("alerts-bis"),
+        "events": chat.webhook_url("events"),
+    }
+    return CONFIG % urls
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def rig(
-    request: pytest.FixtureRequest, chat: FakeGoogleChat, tmp_path: Path
-) -> AsyncIterator[Rig]:
+@pytest.fixture
+async def rig(database: str, chat: FakeGoogleChat, tmp_path: Path) -> AsyncIterator[Rig]:
     chat.reset()
-    url = request.getfixturevalue("pg_url") if request.param == "postgres" else "relay.db"
-    r = Rig(chat, url, tmp_path)
-    await r.start()
-    yield r
-    await r.shutdown()
-
-
-def sample(provider: str, kind: str, event_id: str, **data: Any) -> dict[str, Any]:
-    body = json.loads((SAMPLES / provider / f"{kind}.json").read_text())
-    return {**body, "id": event_id, "data": {**body["data"], **data}}
+    async with Rig(config_text(chat), database, tmp_path, http=True, pacing="config") as r:
+        yield r
 
 
 async def test_a_session_reads_as_one_thread_across_restarts(
@@ -215,16 +148,14 @@ async def test_webhooks_of_one_space_are_paced_together_at_one_a_second(
 ) -> None:
     chat.reset()
     chat.set_rate_limit(1)  # Google's quota: one request a second per space, for all webhooks
-    rig = Rig(chat, "relay.db", tmp_path)
-    await rig.start()
     try:
-        # chat says 50 a second, chat-bis nothing: the space they share goes at Google's pace
-        assert rig.runtime.paces[rig.runtime.pace_keys["chat"]] == (1.0, 1.0)
-        await rig.accept("anchor", sample("anchor", "identity.authenticated", "p1"))
-        await rig.accept("anchor", sample("anchor", "identity.authenticated", "p2"))
-        await rig.settle()
+        async with Rig(config_text(chat), "relay.db", tmp_path, http=True, pacing="config") as rig:
+            # chat says 50 a second, chat-bis nothing: the space they share goes at Google's pace
+            assert rig.runtime.paces[rig.runtime.pace_keys["chat"]] == (1.0, 1.0)
+            await rig.accept("anchor", sample("anchor", "identity.authenticated", "p1"))
+            await rig.accept("anchor", sample("anchor", "identity.authenticated", "p2"))
+            await rig.settle()
     finally:
-        await rig.shutdown()
         chat.set_rate_limit(None)
     arrivals = [m.received for m in chat.messages_in("AAAAalerts1")]
     assert len(arrivals) == 4
@@ -276,7 +207,7 @@ def test_relay_serve_delivers_a_signed_event_to_google_chat(
         "RELAY_LOG_LEVEL": "DEBUG",
     }
     relay = relay_process(config, env, tmp_path).start()
-    body = (SAMPLES / "anchor" / "task.failed.json").read_bytes()
+    body = shipped("anchor", "task.failed.json").read_bytes()
     answer = httpx.post(
         relay.url + "/hooks/anchor", content=body, headers=anchor_headers(body, int(time.time()))
     )

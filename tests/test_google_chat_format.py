@@ -24,13 +24,21 @@ import pytest
 from fakegooglechat import MAX_WIDGETS, check_message
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_hostile import ANCHOR_TYPES, DECK_TYPES, HOSTILE, RUNTIME, WRONG, every_leaf, urls_in
-from test_hostile import with_leaves as shaped_like
+from test_hostile import (
+    ANCHOR_TYPES,
+    DECK_TYPES,
+    HOSTILE,
+    RUNTIME,
+    WRONG,
+    every_leaf,
+    hostile_events,
+    urls_in,
+)
 from test_templates import CASES
 
 from relay.event import Event
 from relay.messages import Blocks, Button, Card, Detail, Field, Repeat
-from relay.pipeline import plan
+from relay.planning import plan
 from relay.render.formats.google_chat import (
     mention_text,
     payload,
@@ -340,14 +348,9 @@ def google_chat_messages(event: Event) -> list[tuple[dict[str, Any], frozenset[s
 def test_every_template_is_safe_for_google_chat_with_any_data(
     provider: str, index: int, data: Any, leaf: Any
 ) -> None:
-    kinds = ANCHOR_TYPES if provider == "anchor" else DECK_TYPES
-    kind = kinds[index % len(kinds)]
-    sample = json.loads((SAMPLES / provider / f"{kind}.json").read_text())["data"]
-    for shaped in (data, shaped_like(sample, leaf), {**sample, "extra": data}):
-        body = shaped if isinstance(shaped, dict) else {"value": shaped}
-        event = Event(provider, provider, "evt_h", kind, body, text="<users/all> hi")
+    for event in hostile_events(provider, index, data, leaf, text="<users/all> hi"):
         for document, mentions in google_chat_messages(event):
-            assert_google_chat_safe(document, urls_in(body), mentions)
+            assert_google_chat_safe(document, urls_in(event.data), mentions)
 
 
 @pytest.mark.parametrize("provider", ["anchor", "deck"])

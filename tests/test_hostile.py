@@ -26,7 +26,7 @@ from slackview import view
 from relay.config import load_config, parse_config
 from relay.errors import IngestError
 from relay.event import Event
-from relay.pipeline import plan
+from relay.planning import plan
 from relay.providers.base import MAX_JSON_DEPTH
 from relay.providers.tabstack.provider import TabstackProvider
 from relay.render.formats.slack import mention_text, payload
@@ -111,6 +111,21 @@ def with_leaves(value: Any, leaf: Any) -> Any:
     return leaf if isinstance(value, str) else value
 
 
+def hostile_events(provider: str, index: int, data: Any, leaf: Any, text: str) -> list[Event]:
+    """What a property test renders for every chat: the event type `index` picks among the
+    provider's samples, with `data` as its data, with the sample's data shaped but every leaf
+    `leaf`, and with the sample's data plus `data` (data not an object comes as {"value": ...});
+    each with `text` as the event's own text."""
+    kinds = ANCHOR_TYPES if provider == "anchor" else DECK_TYPES
+    kind = kinds[index % len(kinds)]
+    sample = json.loads((SAMPLES / provider / f"{kind}.json").read_text())["data"]
+    events = []
+    for shaped in (data, with_leaves(sample, leaf), {**sample, "extra": data}):
+        body = shaped if isinstance(shaped, dict) else {"value": shaped}
+        events.append(Event(provider, provider, "evt_h", kind, body, text=text))
+    return events
+
+
 @settings(max_examples=120, deadline=None)
 @given(
     provider=st.sampled_from(["anchor", "deck"]),
@@ -119,17 +134,12 @@ def with_leaves(value: Any, leaf: Any) -> Any:
     leaf=json_values,
 )
 def test_every_template_survives_any_data(provider: str, index: int, data: Any, leaf: Any) -> None:
-    kinds = ANCHOR_TYPES if provider == "anchor" else DECK_TYPES
-    kind = kinds[index % len(kinds)]
-    sample = json.loads((SAMPLES / provider / f"{kind}.json").read_text())["data"]
-    for shaped in (data, with_leaves(sample, leaf), {**sample, "extra": data}):
-        payload = shaped if isinstance(shaped, dict) else {"value": shaped}
-        event = Event(provider, provider, "evt_h", kind, payload, text="<!channel> hi")
+    for event in hostile_events(provider, index, data, leaf, text="<!channel> hi"):
         decision = RUNTIME.router.decide(event)
         for target in decision.targets:
             message = view(RUNTIME.renderer.render(event, template=target.template))
             assert message.text and message.blocks
-            assert_slack_safe({"text": message.text, "blocks": message.blocks}, urls_in(payload))
+            assert_slack_safe({"text": message.text, "blocks": message.blocks}, urls_in(event.data))
 
 
 WRONG = [

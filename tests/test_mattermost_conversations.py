@@ -6,24 +6,16 @@ incoming webhook every message is a flat post."""
 
 from __future__ import annotations
 
-import asyncio
-import io
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from fakemattermost import ALERTS, DEFAULT_HOOKS, EVENTS, TOKEN, FakeMattermost
-from test_conversations import Rig, deck_run, sample, with_id
+from harness import Rig, with_id
+from harness import event_body as sample
+from test_conversations import deck_run
 
-from relay.config import parse_config
-from relay.delivery.policy import RetryPolicy
-from relay.delivery.worker import Worker
-from relay.pipeline import Pipeline
 from relay.records import Status
-from relay.runtime import build_runtime
-from relay.server import senders_for
 
 HOOK = next(iter(DEFAULT_HOOKS))
 CONFIG = """
@@ -50,43 +42,14 @@ pacing: {rate: 50, burst: 50}
 """
 
 
-class MattermostRig(Rig):
-    """`Rig`, with Mattermost destinations and the HTTP client their senders need."""
-
-    def __init__(self, fake: FakeMattermost, db: str, folder: Path) -> None:
-        text = CONFIG % {
-            "url": fake.url,
-            "token": TOKEN,
-            "alerts": ALERTS,
-            "events": EVENTS,
-            "hook": fake.webhook_url(HOOK),
-        }
-        self.runtime = build_runtime(parse_config(text, folder / "relay.yaml", {}))
-        self.db = db
-        self.folder = folder
-        self.console = io.StringIO()
-        self.clock = time.time
-
-    async def start(self) -> None:
-        from relay.store import open_store
-
-        self.http = httpx.AsyncClient()
-        self.store = open_store(self.db, self.folder)
-        await self.store.open()
-        senders = senders_for(self.runtime, self.console, self.http)
-        self.worker = Worker(
-            self.store, senders, poll_seconds=0.05, retry=RetryPolicy(backoff_base=0.1)
-        )
-        self.pipeline = Pipeline(
-            self.runtime, self.store, clock=self.clock, on_enqueued=self.worker.wake
-        )
-        self.stop = asyncio.Event()
-        self.task = asyncio.create_task(self.worker.run(self.stop))
-        self.router = asyncio.create_task(self.pipeline.run(self.stop))
-
-    async def shutdown(self) -> None:
-        await super().shutdown()
-        await self.http.aclose()
+def config_text(fake: FakeMattermost) -> str:
+    return CONFIG % {
+        "url": fake.url,
+        "token": TOKEN,
+        "alerts": ALERTS,
+        "events": EVENTS,
+        "hook": fake.webhook_url(HOOK),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -95,16 +58,11 @@ def fake() -> Iterator[FakeMattermost]:
         yield server
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def rig(
-    request: pytest.FixtureRequest, fake: FakeMattermost, tmp_path: Path
-) -> AsyncIterator[MattermostRig]:
+@pytest.fixture
+async def rig(database: str, fake: FakeMattermost, tmp_path: Path) -> AsyncIterator[Rig]:
     fake.reset()
-    url = request.getfixturevalue("pg_url") if request.param == "postgres" else "relay.db"
-    r = MattermostRig(fake, url, tmp_path)
-    await r.start()
-    yield r
-    await r.shutdown()
+    async with Rig(config_text(fake), database, tmp_path, http=True) as r:
+        yield r
 
 
 def reads(fake: FakeMattermost, post_id: str) -> str:
@@ -113,7 +71,7 @@ def reads(fake: FakeMattermost, post_id: str) -> str:
 
 
 async def test_a_session_reads_as_one_thread_across_a_restart(
-    rig: MattermostRig, fake: FakeMattermost
+    rig: Rig, fake: FakeMattermost
 ) -> None:
     await rig.accept("anchor", with_id(sample("anchor", "task.completed"), "a1"))
     await rig.settle()
@@ -128,9 +86,7 @@ async def test_a_session_reads_as_one_thread_across_a_restart(
     assert [r.via for r in fake.posts] == ["api"] * 3
 
 
-async def test_a_deck_run_is_one_post_whose_status_moves(
-    rig: MattermostRig, fake: FakeMattermost
-) -> None:
+async def test_a_deck_run_is_one_post_whose_status_moves(rig: Rig, fake: FakeMattermost) -> None:
     await rig.accept("deck", deck_run("queued", "d1", "2025-01-15T09:30:00Z"))
     await rig.settle()
     await rig.restart()
@@ -145,7 +101,7 @@ async def test_a_deck_run_is_one_post_whose_status_moves(
 
 
 async def test_a_failed_run_updates_its_post_and_replies_under_it(
-    rig: MattermostRig, fake: FakeMattermost
+    rig: Rig, fake: FakeMattermost
 ) -> None:
     await rig.accept("deck", deck_run("running", "f1", "2025-01-15T09:30:00Z"))
     failed = sample("deck", "task_run.failed", id="trun_order1")
@@ -157,7 +113,7 @@ async def test_a_failed_run_updates_its_post_and_replies_under_it(
     assert "failed" in fake.current(root.id)["message"].lower()
 
 
-async def test_a_deleted_post_is_posted_anew(rig: MattermostRig, fake: FakeMattermost) -> None:
+async def test_a_deleted_post_is_posted_anew(rig: Rig, fake: FakeMattermost) -> None:
     await rig.accept("deck", deck_run("queued", "x1", "2025-01-15T09:30:00Z"))
     await rig.settle()
     (first,) = fake.posts_in(ALERTS)
@@ -176,7 +132,7 @@ async def test_a_deleted_post_is_posted_anew(rig: MattermostRig, fake: FakeMatte
 
 
 async def test_a_repeated_failure_patches_one_post_with_a_counter(
-    rig: MattermostRig, fake: FakeMattermost
+    rig: Rig, fake: FakeMattermost
 ) -> None:
     for i in range(3):
         await rig.accept("anchor", with_id(sample("anchor", "task.failed", flaky=True), f"p{i}"))
@@ -189,7 +145,7 @@ async def test_a_repeated_failure_patches_one_post_with_a_counter(
 
 
 async def test_through_a_webhook_a_thread_degrades_to_flat_posts(
-    rig: MattermostRig, fake: FakeMattermost
+    rig: Rig, fake: FakeMattermost
 ) -> None:
     await rig.accept("anchor", with_id(sample("anchor", "identity.authenticated"), "w1"))
     await rig.accept("anchor", with_id(sample("anchor", "identity.authentication_failed"), "w2"))

@@ -28,11 +28,11 @@ from fakemattermost import (
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_hostile import HOSTILE, RUNTIME, WRONG, every_leaf, urls_in, with_leaves
+from test_hostile import HOSTILE, RUNTIME, WRONG, every_leaf, hostile_events, urls_in
 
 from relay.event import Event, parse_time
 from relay.messages import Blocks, Button, Card, Detail, Field, Message, Repeat
-from relay.pipeline import plan
+from relay.planning import plan
 from relay.render.formats.mattermost import (
     ATTACHMENT_BUDGET,
     MAX_FOOTER,
@@ -342,18 +342,13 @@ CONFIGURED = ("@here", "mattermost:alice")
 def test_every_template_with_hostile_data_is_safe_and_accepted(
     fake: FakeMattermost, provider: str, index: int, data: Any, leaf: Any
 ) -> None:
-    kinds = ANCHOR_TYPES if provider == "anchor" else DECK_TYPES
-    kind = kinds[index % len(kinds)]
-    sample = json.loads((SAMPLES / provider / f"{kind}.json").read_text())["data"]
-    for shaped in (data, with_leaves(sample, leaf), {**sample, "extra": data}):
-        body = shaped if isinstance(shaped, dict) else {"value": shaped}
-        event = Event(provider, provider, "evt_h", kind, body, text="<!channel> @here hi")
+    for event in hostile_events(provider, index, data, leaf, text="<!channel> @here hi"):
         for target in RUNTIME.router.decide(event).targets:
             card = RUNTIME.renderer.render(event, template=target.template).message
             for mentions in ((), CONFIGURED):
                 native = dict(payload(replace(card, mentions=mentions)))
                 expected = frozenset({"@here", "@alice"} if mentions else ())
-                assert_safe(native, urls_in(body), expected)
+                assert_safe(native, urls_in(event.data), expected)
             post_both_ways(fake, native)
 
 

@@ -47,10 +47,9 @@ def event(n: int, kind: str = "task.completed") -> Event:
     return Event("anchor", "anchor", f"evt_{n}", kind, {"task_id": f"tsk_{n}"})
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    url = request.getfixturevalue("pg_url") if request.param == "postgres" else "relay.db"
-    s = open_store(url, tmp_path)
+@pytest.fixture
+async def store(database: str, tmp_path: Path) -> AsyncIterator[Store]:
+    s = open_store(database, tmp_path)
     await s.open()
     yield s
     await s.close()

@@ -11,26 +11,19 @@ import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from faketeams import FakeTeams
-from harness import free_port
-from test_conversations import sample, with_id
+from harness import Rig, free_port, with_id
+from harness import event_body as sample
 
 from relay.config import parse_config
 from relay.delivery.destinations import Clients, build_senders, describe, kind, pace_keys, paces
-from relay.delivery.policy import RetryPolicy
 from relay.delivery.teams import TeamsSender
-from relay.delivery.worker import Pacing, Worker
-from relay.event import Event
+from relay.delivery.worker import Pacing
 from relay.messages import Card, Field
-from relay.pipeline import Pipeline
 from relay.records import DeliveryResult, MessageRef, Outcome, Outgoing, Reason, Status
-from relay.runtime import build_runtime
-from relay.server import senders_for
-from relay.store import open_store
 
 CARD = Card(status="failure", title="Task failed", fields=(Field("Task", "`tsk_1`"),))
 REF = MessageRef("C1", "1700000000.000100", None, 1, 0.0, 0.0)
@@ -257,62 +250,14 @@ def test_without_a_url_a_teams_destination_prints_its_card(tmp_path: Path) -> No
 # ---------------------------------------------------------------- the worker, end to end
 
 
-class Rig:
-    """The pipeline and the worker of one relay delivering to the fake Teams."""
-
-    def __init__(self, teams: FakeTeams, db: str, folder: Path, http: httpx.AsyncClient) -> None:
-        self.runtime = build_runtime(parse_config(config_text(teams), folder / "relay.yaml", {}))
-        self.db, self.folder, self.http = db, folder, http
-
-    async def start(self) -> None:
-        self.store = open_store(self.db, self.folder)
-        await self.store.open()
-        senders = senders_for(self.runtime, io.StringIO(), self.http)
-        pacing = Pacing(rate=50, burst=50)  # this checks what arrives, not Teams' pace
-        retry = RetryPolicy(backoff_base=0.1)
-        self.worker = Worker(self.store, senders, poll_seconds=0.05, retry=retry, pacing=pacing)
-        self.pipeline = Pipeline(self.runtime, self.store, on_enqueued=self.worker.wake)
-        self.stop = asyncio.Event()
-        self.task = asyncio.create_task(self.worker.run(self.stop))
-        self.router = asyncio.create_task(self.pipeline.run(self.stop))
-
-    async def shutdown(self) -> None:
-        self.stop.set()
-        await self.task
-        await self.router
-        await self.worker.drain(5)
-        await self.store.close()
-
-    async def accept(self, source: str, body: dict[str, Any]) -> None:
-        provider = self.runtime.providers[source]
-        raw = json.dumps(body).encode()
-        event: Event = provider.parse({"content-type": "application/json"}, raw)[0]
-        await self.pipeline.accept(event)
-
-    async def settle(self) -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            waiting = (await self.store.inbox_stats()).waiting
-            busy = [s for s in await self.store.stats() if s.pending or s.inflight]
-            if not waiting and not busy:
-                return
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"not settled: {await self.store.stats()}")
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture
 async def rig(
-    request: pytest.FixtureRequest,
-    teams: FakeTeams,
-    tmp_path: Path,
-    http: httpx.AsyncClient,
+    database: str, teams: FakeTeams, tmp_path: Path, http: httpx.AsyncClient
 ) -> AsyncIterator[Rig]:
     teams.reset()
-    url = request.getfixturevalue("pg_url") if request.param == "postgres" else "relay.db"
-    r = Rig(teams, url, tmp_path, http)
-    await r.start()
-    yield r
-    await r.shutdown()
+    pacing = Pacing(rate=50, burst=50)  # this checks what arrives, not Teams' pace
+    async with Rig(config_text(teams), database, tmp_path, http=http, pacing=pacing) as r:
+        yield r
 
 
 async def test_a_conversation_degrades_to_flat_posts_each_showing_its_state(

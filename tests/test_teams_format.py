@@ -26,12 +26,12 @@ from faketeams import FakeTeams, at_tags, check, lint
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_hostile import HOSTILE as SLACK_HOSTILE
-from test_hostile import RUNTIME, SAMPLES, json_values, urls_in, with_leaves
+from test_hostile import RUNTIME, SAMPLES, hostile_events, json_values, urls_in, with_leaves
 from test_templates import CASES
 
 from relay.event import Event
 from relay.messages import Blocks, Button, Card, Detail, Field, Message, Repeat
-from relay.pipeline import plan
+from relay.planning import plan
 from relay.render.formats.teams import (
     LIMIT,
     TRIMMED,
@@ -430,18 +430,13 @@ DECK_TYPES = sorted(p.stem for p in (SAMPLES / "deck").glob("*.json"))
 def test_every_template_with_hostile_data_is_safe_for_teams(
     teams: FakeTeams, client: httpx.Client, provider: str, index: int, data: Any, leaf: Any
 ) -> None:
-    kinds = ANCHOR_TYPES if provider == "anchor" else DECK_TYPES
-    kind = kinds[index % len(kinds)]
-    sample = json.loads((SAMPLES / provider / f"{kind}.json").read_text())["data"]
-    for shaped in (data, with_leaves(sample, leaf), {**sample, "extra": data}):
-        body = shaped if isinstance(shaped, dict) else {"value": shaped}
-        event = Event(provider, provider, "evt_h", kind, body, text="<at>x</at> <!channel> hi")
+    for event in hostile_events(provider, index, data, leaf, text="<at>x</at> <!channel> hi"):
         for target in RUNTIME.router.decide(event).targets:
             rendered = RUNTIME.renderer.render(event, template=target.template)
             message = replace(rendered.message, mentions=CONFIGURED)
             document = dict(payload(message))
             assert_teams_safe(document, message)
-            assert linked_urls(document) - {b.url for b in _buttons(message)} <= urls_in(body)
+            assert linked_urls(document) - {b.url for b in _buttons(message)} <= urls_in(event.data)
             accepted(teams, client, document)
     assert teams.posts[-1].pings[0].entity == "alice@contoso.com"
 

@@ -35,8 +35,10 @@ class StoreConfig(Strict):
     # backstop: a dead replica's claims are retaken once its heartbeat is stale, see
     # relay.delivery.heartbeat)
     lease: Seconds = 60.0
+    # how long every routed event, its messages and their attempts are kept (the /api/ history)
+    history: Seconds = 7 * 86400.0
 
-    _durations = field_validator("dedup_ttl", "max_age", "lease", mode="before")(seconds)
+    _durations = field_validator("dedup_ttl", "max_age", "lease", "history", mode="before")(seconds)
 
 
 class Config(Strict):

@@ -226,10 +226,12 @@ class Worker:
                 result = await _send(sender, planned.out, row)
         except TimeoutError:  # the fence closed first: the send is given up (its socket too)
             result = DeliveryResult(Outcome.RETRY, Reason.FENCED)
+        took = time.perf_counter() - started
         now = self.clock()
         remembered, result = effects(row, planned, result, refs, now)
         decided = policy.settlement(row, result, remembered, now, self._retry, self.random)
-        self._observe(row, planned, result, decided, time.perf_counter() - started)
+        decided = replace(decided, took=took)  # for history's attempts timeline
+        self._observe(row, planned, result, decided, took)
         return decided, result
 
     def _may_send(self) -> bool:

@@ -7,6 +7,7 @@ or the raw transport.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -15,6 +16,16 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from relay.errors import error_body
+
+
+def admin_refusal(token: str | None, authorization: str) -> Response | None:
+    """None when `authorization` carries the admin token; else the answer to give: `404` while
+    no admin token is set (the admin endpoints are off), `401` for a missing or wrong one."""
+    if not token:
+        return error_response(404, "admin_disabled", "set RELAY_ADMIN_TOKEN to enable this")
+    if not hmac.compare_digest(authorization.encode(), f"Bearer {token}".encode()):
+        return error_response(401, "unauthorized", "missing or wrong bearer token")
+    return None
 
 
 def error_response(

@@ -26,6 +26,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from relay.config import TabstackSource
+from relay.console import console_routes
 from relay.errors import (
     ConfigError,
     IngestError,
@@ -35,6 +36,7 @@ from relay.errors import (
 )
 from relay.http.admin import admin_refusal as _admin
 from relay.http.answers import error_response, http_error
+from relay.http.api import api_routes
 from relay.http.hooks import Hooks, is_hook, media_type, read_body, stream_limits
 from relay.http.interactions import interaction_routes
 from relay.http.protocol import HEAD_TOO_LARGE_DETAIL, MAX_HEAD_BYTES, head_size
@@ -185,8 +187,10 @@ def build_app(services: Services) -> RelayApp:
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/admin/reload", admin_reload, methods=["POST"]),
+            *api_routes(services),
             *silence_routes(services),
             *interaction_routes(services),
+            *console_routes(services),  # none without RELAY_ADMIN_TOKEN
         ],
         exception_handlers={
             IngestError: ingest_error,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from relay.delivery.destinations import kind
 from relay.event import Event
 from relay.messages import Blocks
-from relay.pipeline import plan
+from relay.planning import plan
 from relay.runtime import Runtime
 from relay.samples import sample_events
 

@@ -27,7 +27,7 @@ from relay.delivery.worker import Worker, settings
 from relay.errors import ConfigError
 from relay.logs import protect
 from relay.metrics import UNKNOWN_SOURCE, Metrics
-from relay.ops import heap
+from relay.ops import heap, history
 from relay.ops.watch import watch
 from relay.pipeline import Pipeline
 from relay.runtime import Runtime
@@ -214,6 +214,8 @@ class Services:
                 await self.store.prune(
                     self.clock(), store_cfg.dedup_ttl, keep_sent=store_cfg.dedup_ttl
                 )
+                # history in bounded steps, each its own short transaction
+                await history.prune(self.store, self.clock() - store_cfg.history, stop=stop)
             except Exception:
                 log.exception("pruning the store failed; will try again")
             with contextlib.suppress(TimeoutError):

@@ -14,6 +14,7 @@ from relay.records import (
     NewMessage,
     Status,
 )
+from relay.store import history
 from relay.store.db import Db, dumps, marks
 from relay.store.inbox import INSERT_OUTBOX
 
@@ -59,8 +60,8 @@ def flush_digest(db: Db, batch: DigestBatch, message: NewMessage | None, now: fl
             raise AlreadyFlushed
     if message is not None and batch.items:
         first = batch.items[0]
-        db.run(
-            INSERT_OUTBOX,
+        (outbox_id,) = db.one(
+            INSERT_OUTBOX + " RETURNING id",
             (
                 first.event_source,
                 first.event_id,
@@ -77,6 +78,7 @@ def flush_digest(db: Db, batch: DigestBatch, message: NewMessage | None, now: fl
                 None,
             ),
         )
+        history.digested(db, batch, outbox_id)
     (waiting,) = db.one("SELECT COUNT(*) FROM digest_items WHERE group_id=?", (batch.group_id,))
     (interval,) = db.one("SELECT interval FROM digest_groups WHERE id=?", (batch.group_id,))
     db.run(

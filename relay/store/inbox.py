@@ -17,6 +17,7 @@ from relay.records import (
     Routed,
     Status,
 )
+from relay.store import history
 from relay.store.db import Db, dumps, marks
 
 # ------------------------------------------------------------------ intake
@@ -117,33 +118,70 @@ INSERT_OUTBOX = (
 )
 
 
-def enqueue(db: Db, planned: Sequence[Routed]) -> set[int]:
+def enqueue(db: Db, planned: Sequence[Routed], now: float | None = None) -> set[int]:
     """Replace each inbox event by its messages (created when the event was received), in the
-    caller's transaction; the `seq`s written. An event no longer in the inbox (routed already,
-    by another replica say) is skipped: deleting it is what takes it."""
+    caller's transaction, and move it into history with its routing trace and messages; the
+    `seq`s written. An event no longer in the inbox (routed already, by another replica say)
+    is skipped: deleting it is what takes it."""
     if not planned:
         return set()
     seqs = [routed.received.seq for routed in planned]
     taken = {
-        row[0]
+        row[0]: row
         for row in db.all(
-            f"DELETE FROM inbox WHERE seq IN ({marks(len(seqs))}) RETURNING seq", seqs
+            f"DELETE FROM inbox WHERE seq IN ({marks(len(seqs))}) RETURNING {history.INBOX_ROW}",
+            seqs,
         )
     }
     for routed in planned:
         received = routed.received
-        if received.seq not in taken:
+        row = taken.get(received.seq)
+        if row is None:
             continue
-        event, now = received.event, received.received_at
-        for m in routed.messages:
-            payload = dumps(m.message.to_json())
-            held = m.muted or m.silence is not None  # recorded as it is, never delivered
-            if m.group is not None and not held:
-                _add_to_group(db, event, m, payload, now)
-                continue
+        at = received.received_at
+        history.record_event(db, row, at if now is None else now, routed.trace)
+        write_messages(db, received.seq, received.event, routed.messages, routed.routes, at)
+    history.refresh_outcomes(db, list(taken))
+    return set(taken)
+
+
+def add_messages(
+    db: Db, seq: int, messages: Sequence[NewMessage], routes: Sequence[str], now: float
+) -> int:
+    """More messages of an event history holds (a resend, a reroute), queued now; how many
+    (0: history no longer holds the event)."""
+    found = db.one(
+        "SELECT source, event_id, type, provider, created, text, body, envelope, data"
+        " FROM history_events WHERE seq=?",
+        (seq,),
+    )
+    if found is None:
+        return 0
+    write_messages(db, seq, from_record(found[0], found[1], found[2:]), messages, routes, now)
+    history.refresh_outcomes(db, (seq,))
+    return len(messages)
+
+
+def write_messages(
+    db: Db,
+    seq: int,
+    event: Event,
+    messages: Sequence[NewMessage],
+    routes: Sequence[str],
+    now: float,
+) -> None:
+    """An event's messages into the outbox (or their digest group), and into its history."""
+    for index, m in enumerate(messages):
+        payload = dumps(m.message.to_json())
+        route = routes[index] if index < len(routes) else ""
+        outbox_id = None
+        held = m.muted or m.silence is not None  # recorded as it is, never delivered
+        if m.group is not None and not held:
+            _add_to_group(db, event, m, payload, now)
+        else:
             status = Status.SILENCED if m.silence is not None else Status.MUTED
-            db.run(
-                INSERT_OUTBOX,
+            (outbox_id,) = db.one(
+                INSERT_OUTBOX + " RETURNING id",
                 (
                     event.source,
                     event.id,
@@ -160,7 +198,7 @@ def enqueue(db: Db, planned: Sequence[Routed]) -> set[int]:
                     m.silence,
                 ),
             )
-    return taken
+        history.record_message(db, seq, outbox_id, m, route, payload, now)
 
 
 def _add_to_group(db: Db, event: Event, m: NewMessage, payload: str, now: float) -> None:

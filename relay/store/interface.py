@@ -43,12 +43,13 @@ from relay.records import (
     Status,
 )
 from relay.silences.model import Silence
-from relay.store import digests, inbox, interactions, outbox, upkeep
+from relay.store import digests, history, inbox, interactions, outbox, queries, upkeep
 from relay.store import silences as silence_rows
 from relay.store.db import Db
 from relay.store.groups import GroupCommit
 from relay.store.interactions import SentRow
 from relay.store.schema import Dialect
+from relay.store.views import DeadLetter, EventDetail, EventFilter, EventSummary, Page, Window
 
 T = TypeVar("T")
 
@@ -70,7 +71,7 @@ class Store(Protocol):
     async def release_routing(self, holder: str) -> None: ...
     async def inbox(self, limit: int) -> list[Received]: ...
     async def last_seq(self) -> int: ...
-    async def enqueue(self, planned: Sequence[Routed]) -> set[int]: ...
+    async def enqueue(self, planned: Sequence[Routed], now: float | None = None) -> set[int]: ...
     async def inbox_stats(self) -> InboxStats: ...
     async def claim(
         self,
@@ -100,6 +101,19 @@ class Store(Protocol):
     async def rows(self, status: Status, limit: int = 1000) -> list[OutboxRow]: ...
     async def replay_dead(self, ids: Sequence[int] | None, now: float) -> int: ...
     async def drop_dead(self, ids: Sequence[int] | None) -> int: ...
+    async def prune_history(self, before: float, limit: int) -> int: ...
+    async def history_events(
+        self, f: EventFilter, before: int | None, limit: int
+    ) -> Page[EventSummary]: ...
+    async def history_event(self, seq: int) -> EventDetail | None: ...
+    async def history_dead(
+        self, f: EventFilter, before: int | None, limit: int
+    ) -> Page[DeadLetter]: ...
+    async def dead_ids(self, f: EventFilter) -> list[int]: ...
+    async def overview(self, since: Sequence[float]) -> list[Window]: ...
+    async def add_messages(
+        self, seq: int, messages: Sequence[NewMessage], routes: Sequence[str], now: float
+    ) -> int: ...
     async def add_silence(self, silence: Silence) -> None: ...
     async def silence(self, silence_id: str) -> Silence | None: ...
     async def silences(self, since: float | None = None) -> list[Silence]: ...
@@ -153,8 +167,9 @@ class SqlStore:
     async def inbox(self, limit: int) -> list[Received]:
         return await self._run(lambda db: inbox.inbox(db, limit), read_only=True)
 
-    async def enqueue(self, planned: Sequence[Routed]) -> set[int]:
-        return await self._run(lambda db: inbox.enqueue(db, planned))
+    async def enqueue(self, planned: Sequence[Routed], now: float | None = None) -> set[int]:
+        """`now`: when they were routed, for history (default: when they were received)."""
+        return await self._run(lambda db: inbox.enqueue(db, planned, now))
 
     async def inbox_stats(self) -> InboxStats:
         return await self._run(inbox.inbox_stats, read_only=True)
@@ -235,6 +250,38 @@ class SqlStore:
 
     async def drop_dead(self, ids: Sequence[int] | None) -> int:
         return await self._run(lambda db: upkeep.drop_dead(db, ids))
+
+    # ------------------------------------------------------------ history
+
+    async def prune_history(self, before: float, limit: int) -> int:
+        """Forget up to `limit` of the events received before `before` (bounded work)."""
+        return await self._run(lambda db: history.prune(db, before, limit))
+
+    async def history_events(
+        self, f: EventFilter, before: int | None, limit: int
+    ) -> Page[EventSummary]:
+        return await self._run(lambda db: queries.events(db, f, before, limit), read_only=True)
+
+    async def history_event(self, seq: int) -> EventDetail | None:
+        return await self._run(lambda db: queries.event(db, seq), read_only=True)
+
+    async def history_dead(
+        self, f: EventFilter, before: int | None, limit: int
+    ) -> Page[DeadLetter]:
+        return await self._run(lambda db: queries.dead(db, f, before, limit), read_only=True)
+
+    async def dead_ids(self, f: EventFilter) -> list[int]:
+        return await self._run(lambda db: queries.dead_ids(db, f), read_only=True)
+
+    async def overview(self, since: Sequence[float]) -> list[Window]:
+        """The overview's figures for each start time, from one snapshot."""
+        return await self._run(lambda db: [queries.window(db, s) for s in since], read_only=True)
+
+    async def add_messages(
+        self, seq: int, messages: Sequence[NewMessage], routes: Sequence[str], now: float
+    ) -> int:
+        """Queue more messages of an event in history (a resend, a reroute); how many."""
+        return await self._run(lambda db: inbox.add_messages(db, seq, messages, routes, now))
 
     # ------------------------------------------------------------ silences
 

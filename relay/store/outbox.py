@@ -24,6 +24,7 @@ from relay.records import (
     Step,
     Touch,
 )
+from relay.store import history
 from relay.store.db import Db, marks
 from relay.store.pacing import Bucket, refill, spend, wait
 
@@ -264,6 +265,7 @@ def settle(db: Db, holder: str, settlements: Iterable[Settlement]) -> list[Recor
             continue
         for effect in s.effects:
             _remember(db, s.pace_key, effect, now)
+        history.record_attempt(db, s)
         recorded.append(Recording.RECORDED)
     return recorded
 

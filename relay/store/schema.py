@@ -147,7 +147,70 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 6: one logic for both backends: SQLite paces, leads routing and beats through the same
     # tables as PostgreSQL
     (_PACE, _ROUTING_LEASE, _REPLICAS),
-    # 7: silences (relay.silences), and the silence that held back each silenced outbox row
+    # 7: history (`store.history`): every routed event with its routing trace (`seq` is its
+    # inbox `seq`), each message it made and every delivery attempt, for the console's API
+    (
+        """
+    CREATE TABLE history_events (
+        seq         {bigint} PRIMARY KEY,
+        source      TEXT NOT NULL,
+        event_id    TEXT NOT NULL,
+        type        TEXT NOT NULL,
+        provider    TEXT NOT NULL,
+        created     TEXT,
+        text        TEXT,
+        body        {blob},
+        envelope    TEXT,
+        data        TEXT,
+        received_at {real} NOT NULL,
+        routed_at   {real} NOT NULL,
+        routing     TEXT NOT NULL,
+        outcome     TEXT NOT NULL
+    )""",
+        # covering for the overview's counts (per source, type and outcome over a period)
+        "CREATE INDEX history_events_received ON history_events"
+        " (received_at, source, type, outcome)",
+        "CREATE INDEX history_events_event ON history_events (source, event_id)",
+        "CREATE INDEX history_events_outcome ON history_events (outcome, seq)",
+        """
+    CREATE TABLE history_messages (
+        id          {id},
+        seq         {bigint} NOT NULL,
+        outbox_id   {bigint},
+        destination TEXT NOT NULL,
+        route       TEXT NOT NULL,
+        template    TEXT NOT NULL,
+        payload     TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        step        TEXT,
+        digest      TEXT,
+        created_at  {real} NOT NULL,
+        finished_at {real},
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        last_reason TEXT,
+        last_error  TEXT,
+        channel_id  TEXT,
+        ts          TEXT
+    )""",
+        "CREATE INDEX history_messages_event ON history_messages (seq)",
+        "CREATE INDEX history_messages_outbox ON history_messages (outbox_id)",
+        "CREATE INDEX history_messages_destination ON history_messages (destination, seq)",
+        "CREATE INDEX history_messages_created ON history_messages"
+        " (created_at, destination, status, finished_at)",
+        """
+    CREATE TABLE history_attempts (
+        id              {id},
+        message_id      {bigint} NOT NULL,
+        at              {real} NOT NULL,
+        status          TEXT NOT NULL,
+        reason          TEXT NOT NULL,
+        error           TEXT,
+        took            {real},
+        next_attempt_at {real}
+    )""",
+        "CREATE INDEX history_attempts_message ON history_attempts (message_id, id)",
+    ),
+    # 8: silences (relay.silences), and the silence that held back each silenced message
     (
         """
     CREATE TABLE silences (
@@ -163,8 +226,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     )""",
         "CREATE INDEX silences_ends ON silences (ends_at)",
         "ALTER TABLE outbox ADD COLUMN silence_id TEXT",
+        "ALTER TABLE history_messages ADD COLUMN silence_id TEXT",
     ),
-    # 8: the signatures of the Slack requests relay acted on (relay.interactions): a replay
+    # 9: the signatures of the Slack requests relay acted on (relay.interactions): a replay
     # within the signature's tolerance is refused by every replica
     (
         """

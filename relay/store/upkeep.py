@@ -13,7 +13,7 @@ from relay.records import (
     Status,
 )
 from relay.silences.model import KEEP_EXPIRED
-from relay.store import silences
+from relay.store import history, silences
 from relay.store.db import Db, marks
 from relay.store.outbox import ROW_COLUMNS, row_of
 
@@ -93,6 +93,7 @@ def replay_dead(db: Db, ids: Sequence[int] | None, now: float) -> int:
     if ids is not None and not ids:
         return 0
     where, args = _ids_clause(ids)
+    history.mark_dead(db, ids, "pending")
     return db.count(
         "UPDATE outbox SET status='pending', next_attempt_at=?, created_at=?, attempts=0,"
         f" finished_at=NULL WHERE status='dead'{where}",
@@ -104,4 +105,5 @@ def drop_dead(db: Db, ids: Sequence[int] | None) -> int:
     if ids is not None and not ids:
         return 0
     where, args = _ids_clause(ids)
+    history.mark_dead(db, ids, "discarded")
     return db.count(f"DELETE FROM outbox WHERE status='dead'{where}", args)

@@ -85,6 +85,17 @@ def _prefix(spans: Sequence[Span], room: int) -> str:
 
 
 def _span(span: Span) -> str:
+    """One span as Discord markdown, cleaned already: a text of control characters alone must
+    come out empty here, where an empty field value still gets its placeholder, not only at
+    the last pass (`clean`), after which Discord would refuse the empty value."""
+    return _unsafe_out(_markdown(span))
+
+
+def _unsafe_out(text: str) -> str:
+    return _UNSAFE.sub(lambda found: "\ufffd" if found.group(0) >= "\ud800" else "", text)
+
+
+def _markdown(span: Span) -> str:
     if isinstance(span, Text):
         return escape(span.text)
     if isinstance(span, Styled):
@@ -166,7 +177,7 @@ def _link(span: Link) -> str:
 def clean(value: JsonValue) -> JsonValue:
     """Every string of a payload without lone surrogates and control characters."""
     if isinstance(value, str):
-        return _UNSAFE.sub(lambda found: "\ufffd" if found.group(0) >= "\ud800" else "", value)
+        return _unsafe_out(value)
     if isinstance(value, list):
         return [clean(item) for item in value]
     if isinstance(value, dict):

@@ -1,0 +1,189 @@
+"""The store's logic for history: what it keeps of every routed event, written where the router
+and the worker already write, and pruned in bounded steps.
+
+An event enters history in the router's transaction that takes it out of the inbox (its inbox
+row is moved, as stored: no encoding, and nothing more on the acknowledgement path), with the
+routing trace and one `history_messages` row per message it made. The worker's transaction
+that records an attempt's outcome on the outbox also appends the attempt and updates the
+message and the event's outcome. A message row outlives its outbox row (sent rows are pruned
+after `dedup_ttl`, dead ones may be dropped): history keeps it for `store.history`.
+
+A message parked for a digest is `grouped` until its group is flushed; it then follows the
+digest's outbox row (one row, one attempt per try, recorded on every message it lists).
+
+An event's outcome is the most pressing of its messages' states, in this order: dead, retrying,
+pending (not yet sent), grouped (waiting for a digest), delivered, silenced (held back by a
+silence, whose id the message keeps), muted; an event that made no message (dropped by a rule,
+or matched none) is `dropped`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from relay.records import DigestBatch, NewMessage, Settlement, Status
+from relay.store.db import Db, dumps, marks
+
+OUTCOMES = (
+    "delivered", "retrying", "dead", "silenced", "muted", "dropped", "pending", "grouped"
+)
+
+# a message's history status after an attempt that left its outbox row in this status
+_AFTER = {Status.PENDING: "retrying", Status.SENT: "sent", Status.DEAD: "dead"}
+
+# the event's outcome from its messages (see the module docstring)
+_OUTCOME = """CASE
+ WHEN EXISTS (SELECT 1 FROM history_messages m WHERE m.seq = history_events.seq
+              AND m.status IN ('dead','discarded')) THEN 'dead'
+ WHEN EXISTS (SELECT 1 FROM history_messages m WHERE m.seq = history_events.seq
+              AND m.status = 'retrying') THEN 'retrying'
+ WHEN EXISTS (SELECT 1 FROM history_messages m WHERE m.seq = history_events.seq
+              AND m.status = 'pending') THEN 'pending'
+ WHEN EXISTS (SELECT 1 FROM history_messages m WHERE m.seq = history_events.seq
+              AND m.status = 'grouped') THEN 'grouped'
+ WHEN EXISTS (SELECT 1 FROM history_messages m WHERE m.seq = history_events.seq
+              AND m.status = 'sent') THEN 'delivered'
+ WHEN EXISTS (SELECT 1 FROM history_messages m WHERE m.seq = history_events.seq
+              AND m.status = 'silenced') THEN 'silenced'
+ WHEN EXISTS (SELECT 1 FROM history_messages m WHERE m.seq = history_events.seq
+              AND m.status = 'muted') THEN 'muted'
+ ELSE 'dropped' END"""
+
+INBOX_ROW = (
+    "seq, source, event_id, type, provider, created, text, body, envelope, data, received_at"
+)
+_INSERT_EVENT = (
+    f"INSERT INTO history_events ({INBOX_ROW}, routed_at, routing, outcome)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,'pending') ON CONFLICT DO NOTHING"
+)
+_INSERT_MESSAGE = (
+    "INSERT INTO history_messages (seq, outbox_id, destination, route, template, payload,"
+    " status, step, digest, created_at, finished_at, silence_id)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+
+def record_event(db: Db, row: Sequence[Any], routed_at: float, trace: str) -> None:
+    """An inbox row (`INBOX_ROW`, as the router took it) into history with its routing trace."""
+    db.run(_INSERT_EVENT, (*row, routed_at, trace))
+
+
+def record_message(
+    db: Db,
+    seq: int,
+    outbox_id: int | None,
+    m: NewMessage,
+    route: str,
+    payload: str,
+    now: float,
+) -> None:
+    """One message an event made: queued (`outbox_id`), silenced, muted, or parked for a
+    digest."""
+    if m.silence is not None:
+        status = "silenced"
+    elif m.muted:
+        status = "muted"
+    elif m.group is not None:
+        status = "grouped"
+    else:
+        status = "pending"
+    step = dumps(m.step.to_json()) if m.step is not None else None
+    digest = m.group.key if m.group is not None else None
+    finished = now if m.muted or m.silence is not None else None
+    db.run(
+        _INSERT_MESSAGE,
+        (seq, outbox_id, m.destination, route, m.template, payload, status, step, digest, now,
+         finished, m.silence),
+    )  # fmt: skip
+
+
+def refresh_outcomes(db: Db, seqs: Sequence[int]) -> None:
+    """Recompute the outcome of these events from their messages."""
+    if seqs:
+        db.run(
+            f"UPDATE history_events SET outcome = {_OUTCOME} WHERE seq IN ({marks(len(seqs))})",
+            list(seqs),
+        )
+
+
+def record_attempt(db: Db, s: Settlement) -> None:
+    """An attempt's outcome, in the transaction that writes it on the outbox row: on each
+    message the row carries (a digest carries one of each event it lists)."""
+    status = _AFTER.get(s.status, s.status.value)
+    found = db.all("SELECT id, seq FROM history_messages WHERE outbox_id=?", (s.row_id,))
+    for message_id, _seq in found:  # none: queued before history existed
+        db.run(
+            "INSERT INTO history_attempts (message_id, at, status, reason, error, took,"
+            " next_attempt_at) VALUES (?,?,?,?,?,?,?)",
+            (message_id, s.at, status, s.reason.value, s.error, s.took, s.next_attempt_at),
+        )
+    if found:
+        db.run(
+            "UPDATE history_messages SET status=?, attempts=attempts+1, last_reason=?,"
+            " last_error=COALESCE(?, last_error), channel_id=COALESCE(?, channel_id),"
+            " ts=COALESCE(?, ts), finished_at=? WHERE outbox_id=?",
+            (status, s.reason.value, s.error, s.channel_id, s.ts,
+             None if s.status is Status.PENDING else s.at, s.row_id),
+        )  # fmt: skip
+        refresh_outcomes(db, sorted({seq for _id, seq in found}))
+
+
+def digested(db: Db, batch: DigestBatch, outbox_id: int) -> None:
+    """A digest group's items went out as the outbox row `outbox_id`: their events' messages
+    follow that row from now on."""
+    seqs: list[int] = []
+    for item in batch.items:
+        seqs += [
+            row[0]
+            for row in db.all(
+                "UPDATE history_messages SET outbox_id=?, status='pending'"
+                " WHERE status='grouped' AND destination=? AND digest=? AND seq IN"
+                " (SELECT seq FROM history_events WHERE source=? AND event_id=?) RETURNING seq",
+                (outbox_id, batch.destination, batch.group_key, item.event_source,
+                 item.event_id),
+            )
+        ]  # fmt: skip
+    refresh_outcomes(db, sorted(set(seqs)))
+
+
+def mark_dead(db: Db, outbox_ids: Sequence[int] | None, status: str) -> None:
+    """Dead letters replayed (`pending`) or dropped (`discarded`), by outbox id (None: all)."""
+    where, args = "", []
+    if outbox_ids is not None:
+        if not outbox_ids:
+            return
+        where, args = f" AND outbox_id IN ({marks(len(outbox_ids))})", list(outbox_ids)
+    seqs = [
+        row[0]
+        for row in db.all(
+            f"SELECT DISTINCT seq FROM history_messages WHERE status='dead'{where}", args
+        )
+    ]
+    db.run(
+        f"UPDATE history_messages SET status=?, finished_at=NULL WHERE status='dead'{where}",
+        (status, *args),
+    )
+    refresh_outcomes(db, seqs)
+
+
+def prune(db: Db, before: float, limit: int) -> int:
+    """Forget up to `limit` of the oldest events received before `before`, with their
+    messages and attempts (bounded work: the caller repeats while this returns `limit`)."""
+    seqs = [
+        row[0]
+        for row in db.all(
+            "SELECT seq FROM history_events WHERE received_at < ? ORDER BY received_at LIMIT ?",
+            (before, limit),
+        )
+    ]
+    if not seqs:
+        return 0
+    where = f"({marks(len(seqs))})"
+    db.run(
+        "DELETE FROM history_attempts WHERE message_id IN"
+        f" (SELECT id FROM history_messages WHERE seq IN {where})",
+        seqs,
+    )
+    db.run(f"DELETE FROM history_messages WHERE seq IN {where}", seqs)
+    return db.count(f"DELETE FROM history_events WHERE seq IN {where}", seqs)
