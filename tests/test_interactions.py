@@ -23,6 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relay.config import load_config, parse_config
+from relay.conversation.moves import effects, move
 from relay.errors import ConfigError
 from relay.event import Event
 from relay.interactions import (
@@ -42,7 +43,7 @@ from relay.interactions.blocks import NOTICE_BLOCK_ID
 from relay.ops.check import check
 from relay.ops.interactions import ClickRefused, act, mute_request
 from relay.pipeline import Pipeline
-from relay.records import OutboxRow, Reason, Settlement, Status, Step
+from relay.records import DeliveryResult, OutboxRow, Outcome, Reason, Settlement, Status, Step
 from relay.render.formats.slack import payload
 from relay.runtime import build_runtime
 from relay.store import PostgresStore, SqliteStore, Store, open_store
@@ -251,10 +252,15 @@ async def sent(store: Store, tmp_path: Path, *events: Event) -> list[OutboxRow]:
         pass
     rows = await store.rows(Status.PENDING)
     while claimed := (await store.claim(T0, T0 + 60, rate=100.0, burst=100.0, limit=10)).claimed:
-        for row in (r for claim in claimed for r in claim.rows):
+        for claim in claimed:
+            row = claim.row  # as the worker does: the move, Slack's answer, what is remembered
+            done = move(row, claim.refs, T0)
+            ts = done.out.update.ts if done.out.update is not None else f"1.{row.id:06d}"
+            result = DeliveryResult(Outcome.SENT, Reason.OK, channel_id="C0ALERTS1", ts=ts)
+            remembered, result = effects(row, done, result, claim.refs, T0)
             settled = Settlement(
                 row.id, row.pace_key, Status.SENT, Reason.OK, T0, channel_id="C0ALERTS1",
-                ts=f"1.{row.id:06d}",
+                ts=ts, effects=remembered,
             )  # fmt: skip
             await store.settle(settled)
     return rows
@@ -312,6 +318,22 @@ async def test_a_mute_takes_the_repeat_key_else_the_thread_key(
         await act(store, clicked(by_type["task.retried"], Action.MUTE), T0, ["alerts"])
     assert refused.value.code == "unknown_action"
     assert await store.silences(T0) == []
+
+
+async def test_a_click_on_a_repeated_message_keeps_its_counter(
+    store: Store, tmp_path: Path
+) -> None:
+    retried = [
+        Event("anchor", "anchor", f"evt_r{n}", "task.retried", {"task_id": "t"}) for n in (1, 2)
+    ]
+    first, second = await sent(store, tmp_path, *retried)
+    assert first.step is not None and second.step is not None
+    assert second.step.repeat == first.step.repeat  # the second updates the first's counter
+    click = Click(Action.ACK, "U0ALICE42", "C0ALERTS1", f"1.{first.id:06d}", second.id)
+    update = await act(store, click, T0, ["alerts"])  # the repeat's buttons name its own row
+    assert "(seen 2 times)" in update.text
+    assert ":repeat: Seen 2 times" in json.dumps(update.blocks)
+    assert ":eyes: <@U0ALICE42> is on it" in json.dumps(update.blocks)
 
 
 async def test_a_click_that_relay_records_do_not_back_changes_nothing(

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from relay.conversation.repeat import with_counter
 from relay.interactions import Action, Click, Notice, NoticeKind, with_notice
 from relay.ops import silences as service
 from relay.records import OutboxRow
@@ -126,6 +127,9 @@ async def act(store: Store, click: Click, now: float, destinations: Sequence[str
     else:
         notice = Notice(NoticeKind.ACKED, click.user_id)
         log.info("acknowledged from Slack", extra={"user": click.user_id, "outbox_id": row.id})
-    document = payload(row.message)
+    message = row.message
+    if sent.repeat is not None:  # the message shows its counter: keep it
+        message = with_counter(message, *sent.repeat)
+    document = payload(message)
     blocks = with_notice(list(document["blocks"]), notice, buttons, row.id)
     return MessageUpdate(click.channel_id, click.message_ts, document["text"], blocks)

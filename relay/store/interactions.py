@@ -18,18 +18,30 @@ from relay.store.outbox import ROW_COLUMNS, row_of
 
 @dataclass(frozen=True, slots=True)
 class SentRow:
-    """An outbox row and the message the chat holds for it (None while it is not sent)."""
+    """An outbox row and the message the chat holds for it (None while it is not sent); for a
+    repeated message, its counter as it stands (count, first, last), so that an update after a
+    click keeps "Seen N times"."""
 
     row: OutboxRow
     channel_id: str | None
     ts: str | None
+    repeat: tuple[int, float, float] | None = None
 
 
 def sent_row(db: Db, row_id: int) -> SentRow | None:
     found = db.one(f"SELECT {ROW_COLUMNS}, channel_id, ts FROM outbox WHERE id=?", (row_id,))
     if found is None:
         return None
-    return SentRow(row_of(found[:-2]), found[-2], found[-1])
+    row = row_of(found[:-2])
+    repeat = None
+    if row.step is not None and row.step.repeat is not None:
+        counter = db.one(
+            "SELECT count, first_at, last_at FROM messages WHERE pace_key=? AND key=? AND ts=?",
+            (row.pace_key, row.step.repeat, found[-1]),
+        )
+        if counter is not None and counter[0] > 1:
+            repeat = (int(counter[0]), float(counter[1]), float(counter[2]))
+    return SentRow(row, found[-2], found[-1], repeat)
 
 
 def first_use(db: Db, mark: str, now: float, forget_before: float) -> bool:
