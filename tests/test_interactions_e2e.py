@@ -340,6 +340,22 @@ def test_forged_stale_replayed_malformed_and_unknown_clicks_change_nothing(
 
     (silence,) = api(relay, "GET", "/api/silences?all=1").json()["silences"]
     assert silence["created_by"] == "U0ALICE42"  # only the valid click made one
+    metrics = httpx.get(relay.url + "/metrics").text
+    counted = dict(
+        re.findall(r'^relay_slack_interactions_total\{(action="\w+",result="\w+")\} (\S+)$',
+                   metrics, re.M)
+    )  # fmt: skip
+    assert counted == {
+        'action="none",result="bad_signature"': "2.0",
+        'action="none",result="stale_request"': "2.0",
+        'action="none",result="unsigned"': "1.0",
+        'action="none",result="malformed_interaction"': "3.0",
+        'action="none",result="unknown_action"': "1.0",
+        'action="mute",result="unknown_message"': "2.0",
+        'action="unmute",result="unknown_silence"': "1.0",
+        'action="mute",result="ok"': "1.0",
+        'action="none",result="replayed"': "1.0",
+    }
     time.sleep(0.5)
     updates = [u for u in slack.updates if u.ts == message.ts]
     assert len(updates) == 1  # only the valid click updated the message

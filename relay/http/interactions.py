@@ -65,6 +65,10 @@ def interaction_routes(services: Services) -> list[Route]:
             if client.session is not None and not client.session.closed:
                 await client.session.close()
 
+    def refuse(status: int, code: str, detail: str, action: str = "none") -> Response:
+        services.metrics.interactions.labels(action, code).inc()
+        return error_response(status, code, detail)
+
     async def interactions(request: Request) -> Response:
         config = services.runtime.config
         secrets = [s.get_secret_value() for s in config.slack.signing_secrets]
@@ -75,22 +79,24 @@ def interaction_routes(services: Services) -> list[Route]:
         now = services.clock()
         verdict = verify(headers, body, secrets, now)
         if verdict is not Verdict.VALID:
-            code, detail = _REFUSED[verdict]
-            return error_response(401, code, detail)
+            return refuse(401, *_REFUSED[verdict])
         mark = headers["x-slack-signature"]
         if not await services.store.first_use(mark, now, now - 2 * TOLERANCE):
-            return error_response(401, "replayed", "this request was received already")
+            return refuse(401, "replayed", "this request was received already")
         if media_type(headers) != "application/x-www-form-urlencoded":
+            services.metrics.interactions.labels("none", "unsupported_media_type").inc()
             raise UnsupportedMediaType("Content-Type must be application/x-www-form-urlencoded")
         try:
             click = parse_click(body)
-            change = await act(services.store, click, now, list(config.destinations))
         except MalformedClick as exc:
-            return error_response(400, "malformed_interaction", str(exc))
+            return refuse(400, "malformed_interaction", str(exc))
         except UnknownAction as exc:
-            return error_response(400, "unknown_action", str(exc))
+            return refuse(400, "unknown_action", str(exc))
+        try:
+            change = await act(services.store, click, now, list(config.destinations))
         except ClickRefused as exc:
-            return error_response(400, exc.code, exc.detail)
+            return refuse(400, exc.code, exc.detail, click.action.value)
+        services.metrics.interactions.labels(click.action.value, "ok").inc()
         services.keep(asyncio.get_running_loop().create_task(update(change)))
         return Response(status_code=200)
 
