@@ -30,6 +30,10 @@ Scripted steps (`FakeSlack.script(target, steps)`; target = a hook name, else a 
     "<slack_error_code>" Web API: HTTP 200 {"ok": false, "error": code};
                          webhook: text/plain code with its HTTP status (404 no_service, ...)
 
+Button clicks (interactivity tests): `click(channel_id, ts, action_id, user)` is the
+`block_actions` payload Slack would send an app for a click on a button of a message the fake
+holds, its `value` as the message carries it; the test signs and posts it.
+
 Several clients (replica tests): `api_url_for("r1")` is the Web API under the prefix `/r1/`;
 each request records the prefix it came through as `RequestRecord.client`.
 

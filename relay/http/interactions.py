@@ -61,9 +61,6 @@ def interaction_routes(services: Services) -> list[Route]:
             log.warning("could not update the clicked message", extra={"error": str(error)})
         except Exception as exc:  # the click's effect stands; only the message is behind
             log.warning("could not update the clicked message", extra={"error": type(exc).__name__})
-        finally:
-            if client.session is not None and not client.session.closed:
-                await client.session.close()
 
     def refuse(status: int, code: str, detail: str, action: str = "none") -> Response:
         services.metrics.interactions.labels(action, code).inc()
