@@ -367,3 +367,28 @@ def test_without_signing_secrets_the_endpoint_is_absent(
     relay = start(relay_process, slack, tmp_path, f"sqlite:///{tmp_path}/relay.db", secrets=False)
     answer = send(relay, click_body({"type": "block_actions"}))
     assert (answer.status_code, answer.json()["error"]) == (404, "not_found")
+
+
+def test_a_click_replayed_to_another_replica_is_refused(
+    slack: FakeSlack,
+    relay_process: type[RelayProcess],
+    tmp_path: Path,
+    pg_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    first = start(relay_process, slack, tmp_path, pg_url)
+    second = start(relay_process, slack, tmp_path, pg_url)
+    monkeypatch.setenv("RELAY_DATABASE_URL", pg_url)
+    monkeypatch.chdir(tmp_path)
+    post(first, 1, "tsk_replica")
+    message = arrived(slack, "tsk_replica")
+    recorded_sent(capsys, "alerts", 1)
+    body = click_body(slack.click(message.channel, message.ts, "relay-ack", ALICE))
+    answer = send(first, body)
+    assert answer.status_code == 200
+    again = send(second, body, headers=answer.request.headers)  # captured, sent to the other
+    assert (again.status_code, again.json()["error"]) == (401, "replayed")
+    wait_text(slack, message, "is on it")
+    time.sleep(0.5)
+    assert len([u for u in slack.updates if u.ts == message.ts]) == 1
