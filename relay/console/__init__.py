@@ -9,7 +9,10 @@
 - `pages/` holds one small module per page (a `Page`: its path, its title in the menu, a `show`
   for GET and an optional `act` for POST) with one template of the same name under
   `templates/`; `pages/__init__.py` lists them in menu order.
-- `views.py` has what templates share (safe links, times), `charts.py` server-side SVG charts.
+- `views.py` has what templates share (safe links, times), `charts.py` server-side SVG charts,
+  `preview.py` a message laid out as its chat shows it (the event page).
+- `static/` holds the stylesheet and `live.js`, the one script (the events list's live rows);
+  every page works without it.
 """
 
 from __future__ import annotations

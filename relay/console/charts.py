@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 
@@ -61,3 +61,58 @@ def stacked_bars(
         bars.append(Bar(label, sum(values), i * (bar_height + gap), tuple(segments)))
     height = max(1.0, len(bars) * (bar_height + gap))
     return BarChart(tuple(bars), tuple(kinds), width, height, label_width, bar_height)
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    start: float  # the hour's start (epoch seconds)
+    value: int
+    x: float
+    y: float
+    width: float
+    height: float
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnChart:
+    """Vertical bars over time, one per hour, zeros included; `ticks` label some of them."""
+
+    columns: tuple[Column, ...]
+    ticks: tuple[tuple[float, str], ...]  # (x, label)
+    largest: int
+    width: float
+    height: float
+    plot_height: float
+
+
+def per_hour(
+    counts: Sequence[tuple[float, int]],
+    since: float,
+    now: float,
+    *,
+    width: float = 720.0,
+    plot_height: float = 120.0,
+    label: Callable[[float], str] = lambda hour: "",
+    every: int = 6,
+) -> ColumnChart:
+    """One column per hour from the hour of `since` to the hour of `now`; hours with no event
+    are zeros. `label` names every `every`th hour under the axis."""
+    first, last = int(since // 3600), int(now // 3600)
+    known = {int(hour // 3600): n for hour, n in counts}
+    hours = list(range(first, last + 1))
+    largest = max((known.get(h, 0) for h in hours), default=0)
+    step = width / max(1, len(hours))
+    columns, ticks = [], []
+    for i, h in enumerate(hours):
+        value = known.get(h, 0)
+        tall = plot_height * value / largest if largest else 0.0
+        if value and tall < 1.0:
+            tall = 1.0
+        x = round(i * step, 2)
+        columns.append(
+            Column(h * 3600.0, value, x, round(plot_height - tall, 2), round(max(step - 1, 0.5), 2),
+                   round(tall, 2))
+        )  # fmt: skip
+        if h % every == 0 and x < width - 40:  # a label at the right edge would be cut
+            ticks.append((x, label(h * 3600.0)))
+    return ColumnChart(tuple(columns), tuple(ticks), largest, width, plot_height + 18, plot_height)

@@ -51,6 +51,7 @@ HEADERS = {
 STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+MENU = tuple(p for p in PAGES if p.menu)
 
 
 class FormTooLarge(Exception):
@@ -108,8 +109,8 @@ class Console:
     ) -> HTMLResponse:
         frame = {
             "csrf": session.csrf if session else "",
-            "menu": PAGES if session and session.authenticated else (),
-            "current": page.path if page else None,
+            "menu": MENU if session and session.authenticated else (),
+            "current": (page.section or page.path) if page else None,
             "title": page.title if page else context.get("title", "relay"),
         }
         html = self.env.get_template(template).render({**context, **frame})
@@ -199,6 +200,7 @@ class Console:
                 if request.method == "POST":
                     return self._refused(403, "Logged out", "Your session ended: log in again.")
                 return self._goto("/console/login")
+            path = {k: str(v) for k, v in request.path_params.items()}
             try:
                 query = parse_qs(request.url.query, keep_blank_values=True, max_num_fields=100)
             except ValueError:  # more parameters than any console page reads
@@ -214,9 +216,9 @@ class Console:
                     return self._refused(
                         403, "Form expired", "This form expired or came from elsewhere: reload."
                     )
-                answer = await page.act(Ask(self.services, query, form))
+                answer = await page.act(Ask(self.services, query, form, path))
             else:
-                answer = await page.show(Ask(self.services, query))
+                answer = await page.show(Ask(self.services, query, path=path))
             if isinstance(answer, Goto):
                 return self._goto(answer.path)
             assert isinstance(answer, Shown)

@@ -25,6 +25,11 @@ class Ask:
     services: Services
     query: Mapping[str, Sequence[str]] = field(default_factory=dict)
     form: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    path: Mapping[str, str] = field(default_factory=dict)  # the path's `{name}` parts
+
+    def part(self, name: str) -> str:
+        """A `{name}` part of the page's path (`/events/{id}`)."""
+        return self.path.get(name, "")
 
     def arg(self, name: str, default: str = "") -> str:
         """A query parameter's first value, stripped."""
@@ -67,7 +72,9 @@ Handler = Callable[[Ask], Awaitable[Answer]]
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    path: str  # under /console: "" for the overview, "/dead", ...
+    path: str  # under /console: "" for the overview, "/dead", "/events/{id}", ...
     title: str  # in the menu and the page's <title>
     show: Handler
     act: Handler | None = None
+    menu: bool = True  # listed in the menu (a page reached from another one is not)
+    section: str | None = None  # the menu entry it belongs to, when it is not one itself

@@ -1,5 +1,6 @@
-"""What the console's templates share: links only for http(s) URLs, times as people read them,
-and the Jinja environment (autoescaped, strict, its own: not the message templates').
+"""What the console's templates share: links only for http(s) URLs, times and durations as
+people read them, and the Jinja environment (autoescaped, strict, its own: not the message
+templates').
 """
 
 from __future__ import annotations
@@ -43,6 +44,17 @@ def age(epoch: float | None, now: float | None = None) -> str:
     return f"{seconds:.0f}s"
 
 
+def seconds(value: float | None) -> str:
+    """A duration as people read it: `340 ms`, `2.4 s`, `3.1 min`."""
+    if value is None:
+        return "-"
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
+    if value < 120:
+        return f"{value:.1f} s"
+    return f"{value / 60:.1f} min"
+
+
 def environment() -> Environment:
     env = Environment(
         loader=PackageLoader("relay.console", "templates"),
@@ -53,5 +65,6 @@ def environment() -> Environment:
     )
     env.filters["when"] = when
     env.filters["age"] = age
+    env.filters["seconds"] = seconds
     env.globals["safe_url"] = safe_url
     return env
