@@ -305,10 +305,7 @@ def fixtures(request: pytest.FixtureRequest) -> pytest.FixtureRequest:
 async def test_a_database_written_by_the_previous_schema_upgrades_with_its_rows(
     backend: str, tmp_path: Path, fixtures: pytest.FixtureRequest
 ) -> None:
-    # the schema relay wrote before silences (later migrations came after them)
-    previous = MIGRATIONS[
-        : next(n for n, m in enumerate(MIGRATIONS) if any("TABLE silences" in s for s in m))
-    ]
+    previous = MIGRATIONS[:7]  # the schema relay wrote before silences (migration 8)
     store: Store
     if backend == "sqlite":
         path = tmp_path / "relay.db"

@@ -228,7 +228,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE outbox ADD COLUMN silence_id TEXT",
         "ALTER TABLE history_messages ADD COLUMN silence_id TEXT",
     ),
-    # 9: the signatures of the Slack requests relay acted on (relay.interactions): a replay
+    # 9: the pruner asks of every old event id whether a message of it is still open; without
+    # this index each question scanned the open rows (quadratic: minutes of a held store
+    # thread with thousands queued, as during a chat's outage)
+    (
+        "CREATE INDEX outbox_open_event ON outbox (event_source, event_id)"
+        " WHERE status IN ('pending','inflight')",
+    ),
+    # 10: the signatures of the Slack requests relay acted on (relay.interactions): a replay
     # within the signature's tolerance is refused by every replica
     (
         """
