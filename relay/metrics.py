@@ -67,6 +67,12 @@ class Metrics:
             ["destination"],
             registry=r,
         )
+        self.interactions = Counter(
+            "relay_slack_interactions",
+            "Slack button clicks by action (`none` when refused before it was read) and result",
+            ["action", "result"],
+            registry=r,
+        )
         self.fallbacks = Counter(
             "relay_template_fallbacks",
             "Messages sent as the safe default because a template failed",

@@ -83,6 +83,7 @@ def plan(
             route.thread if route is not None else None,
             route.repeat if route is not None else None,
             route=target.route,
+            buttons=route.buttons if route is not None else (),
         )
         for step in joined:
             routes.append(target.route)
@@ -95,7 +96,7 @@ def plan(
                     pace_key=pace_key,
                     template=rendered.template,
                     message=message,
-                    step=step if step.joins else None,
+                    step=step if step.kept else None,
                     muted=muted,
                     group=group,
                     silence=held.id if held is not None else None,

@@ -105,11 +105,20 @@ class Step:
     ttl: float = 7 * 86400.0
     repeat: str | None = None
     repeat_interval: float = 0.0
+    # the Slack buttons its message carries (`mute`, `ack`: relay.interactions), and the event's
+    # main id (`data` path, value) a Mute scopes its silence to when there is no message key
+    buttons: tuple[str, ...] = ()
+    main: tuple[str, str] | None = None
 
     @property
     def joins(self) -> bool:
         """False for a plain flat post that needs nothing from the store."""
         return any((self.thread, self.update, self.register, self.opens, self.repeat))
+
+    @property
+    def kept(self) -> bool:
+        """Whether a row keeps this step: it joins a conversation or carries buttons."""
+        return self.joins or bool(self.buttons)
 
     def keys(self) -> tuple[str, ...]:
         """The message keys whose messages a delivery of this step may need to know."""
@@ -117,13 +126,23 @@ class Step:
         return tuple(dict.fromkeys(k for k in found if k is not None))
 
     def to_json(self) -> JsonObject:
-        return {k: v for k, v in asdict(self).items() if v not in (None, False)}
+        return {
+            k: list(v) if isinstance(v, tuple) else v
+            for k, v in asdict(self).items()
+            if v not in (None, False, ())
+        }
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any] | None) -> Step | None:
         if not obj:
             return None
-        return cls(**{k: obj[k] for k in cls.__dataclass_fields__ if k in obj})
+        # JSON has no tuples: the lists of `buttons` and `main` are read back as tuples
+        fields: dict[str, Any] = {
+            k: tuple(obj[k]) if isinstance(obj[k], list) else obj[k]
+            for k in cls.__dataclass_fields__
+            if k in obj
+        }
+        return cls(**fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +221,9 @@ class Outgoing:
     broadcast: bool = False
     update: MessageRef | None = None
     thread: str | None = None
+    # Slack buttons (relay.interactions) and the outbox row their clicks refer to
+    buttons: tuple[str, ...] = ()
+    row_id: int | None = None
 
 
 # ---------------------------------------------------------------- the outbox

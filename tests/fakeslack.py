@@ -30,6 +30,10 @@ Scripted steps (`FakeSlack.script(target, steps)`; target = a hook name, else a 
     "<slack_error_code>" Web API: HTTP 200 {"ok": false, "error": code};
                          webhook: text/plain code with its HTTP status (404 no_service, ...)
 
+Button clicks (interactivity tests): `click(channel_id, ts, action_id, user)` is the
+`block_actions` payload Slack would send an app for a click on a button of a message the fake
+holds, its `value` as the message carries it; the test signs and posts it.
+
 Several clients (replica tests): `api_url_for("r1")` is the Web API under the prefix `/r1/`;
 each request records the prefix it came through as `RequestRecord.client`.
 
@@ -495,6 +499,57 @@ class FakeSlack(FakeServer[RequestRecord]):
         """The message as it reads now (after updates): {"text", "blocks", "thread_ts", ...}."""
         with self._lock:
             return dict(self._current[(channel_id, ts)])
+
+    def click(
+        self,
+        channel_id: str,
+        ts: str,
+        action_id: str,
+        user: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The `block_actions` payload Slack sends an app when someone clicks the button
+        `action_id` on the message as it reads now (its `value` as the message holds it).
+        `user` overrides the clicking user's fields (id, username, name)."""
+        message = self.current(channel_id, ts)
+        found = [
+            (block, element)
+            for block in message.get("blocks") or []
+            if block.get("type") == "actions"
+            for element in block.get("elements") or []
+            if element.get("action_id") == action_id
+        ]
+        if not found:
+            raise AssertionError(f"the message has no button {action_id!r}")
+        block, element = found[0]
+        who = {"id": "U0CLICKER", "username": "clicker", "name": "clicker", "team_id": TEAM_ID}
+        who.update(user or {})
+        return {
+            "type": "block_actions",
+            "user": who,
+            "api_app_id": "A0FAKEAPP",
+            "token": "verification-token-unused",
+            "container": {
+                "type": "message",
+                "message_ts": ts,
+                "channel_id": channel_id,
+                "is_ephemeral": False,
+            },
+            "trigger_id": "1.2.3",
+            "team": {"id": TEAM_ID, "domain": "fake"},
+            "channel": {"id": channel_id, "name": "channel"},
+            "message": {"type": "message", "user": BOT_USER_ID, "ts": ts, **message},
+            "response_url": f"http://127.0.0.1:{self.port}/actions/T000/1/x",
+            "actions": [
+                {
+                    "action_id": element["action_id"],
+                    "block_id": block.get("block_id", "b"),
+                    "text": element.get("text"),
+                    "value": element.get("value"),
+                    "type": "button",
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
 
     def wait_for_messages(self, count: int, timeout: float = 5.0) -> list[Message]:
         return self._wait_for(lambda: self.messages, count, timeout)

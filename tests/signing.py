@@ -12,6 +12,18 @@ ANCHOR_SECRET = "36da51b166a69268a59a8d5ee0b32c9f5e5aaee7d301c7a5a36844318e116fc
 DECK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 ADMIN_TOKEN = "test-admin-token"
 SLACK_TOKEN = "xoxb-test-token"
+SLACK_SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"  # the form of Slack's own example
+
+
+def slack_headers(body: bytes, ts: int, secret: str = SLACK_SIGNING_SECRET) -> dict[str, str]:
+    """Headers as Slack signs a request to an app: v0 HMAC-SHA256 over `v0:{ts}:{body}`."""
+    digest = hmac.new(secret.encode(), b"v0:" + str(ts).encode() + b":" + body, hashlib.sha256)
+    return {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
+        "X-Slack-Request-Timestamp": str(ts),
+        "X-Slack-Signature": f"v0={digest.hexdigest()}",
+    }
 
 
 def anchor_headers(

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from fakeslack import FakeSlack
 from harness import RelayProcess, free_port
-from signing import anchor_headers, deck_headers
+from signing import anchor_headers, deck_headers, slack_headers
 
 from relay.config.values import MENTION_FORMS
 
@@ -28,6 +28,7 @@ SLACK = "xoxb-scan-secret-5511"
 ADMIN = "admin-scan-secret-9922"
 TABSTACK = "tabstack-scan-secret-3141"
 HOOK_PATH = "hook-scan-secret-4242"
+SIGNING = "signing-scan-secret-8080"
 
 CONFIG = """
 sources:
@@ -35,7 +36,8 @@ sources:
   deck: {provider: deck, secrets: ["${DECK_WEBHOOK_SECRET}"]}
   tabstack: {provider: tabstack, token: "${RELAY_ADMIN_TOKEN}", api_key: "${TABSTACK_API_KEY}",
              base_url: "${TABSTACK_BASE_URL}"}
-slack: {token: "${SLACK_BOT_TOKEN}", api_url: "${SLACK_API_URL}"}
+slack: {token: "${SLACK_BOT_TOKEN}", api_url: "${SLACK_API_URL}",
+        signing_secrets: ["${SLACK_SIGNING_SECRET}"]}
 destinations:
   events: {type: slack, channel: "#browser-events"}
   hook: {type: webhook, url: "${OPS_WEBHOOK_URL}"}
@@ -53,7 +55,8 @@ def slack() -> Iterator[FakeSlack]:
 def test_no_secret_appears_in_logs_answers_or_metrics(
     slack: FakeSlack, relay_process: type[RelayProcess], tmp_path: Path
 ) -> None:
-    secrets = [ANCHOR, DECK, DECK.removeprefix("whsec_"), SLACK, ADMIN, TABSTACK, HOOK_PATH]
+    secrets = [ANCHOR, DECK, DECK.removeprefix("whsec_"), SLACK, ADMIN, TABSTACK, HOOK_PATH,
+               SIGNING]  # fmt: skip
     config = tmp_path / "relay.yaml"
     config.write_text(CONFIG)
     env = {
@@ -67,6 +70,7 @@ def test_no_secret_appears_in_logs_answers_or_metrics(
         "TABSTACK_BASE_URL": f"http://127.0.0.1:{free_port()}/v1",  # nobody listens
         "RELAY_DATABASE_URL": f"sqlite:///{tmp_path}/relay.db",
         "RELAY_LOG_LEVEL": "debug",
+        "SLACK_SIGNING_SECRET": SIGNING,
     }
     relay = relay_process(config, env, tmp_path).start()
     answers: list[str] = []
@@ -125,6 +129,11 @@ def test_no_secret_appears_in_logs_answers_or_metrics(
         ).status_code
         == 401
     )
+    click = b"payload=%7B%22type%22%3A%22block_actions%22%7D"  # signed, but no click in it
+    for secret, status in ((SIGNING, 400), (SIGNING[:-1], 401)):
+        answer = httpx.post(url + "/slack/interactions", content=click,
+                            headers=slack_headers(click, now, secret))  # fmt: skip
+        assert keep(answer).status_code == status
     wrong = {"Authorization": "Bearer " + ADMIN[:-1]}
     assert keep(httpx.post(url + "/admin/reload", headers=wrong)).status_code == 401
     assert keep(httpx.post(url + "/runs/tabstack", headers=wrong, json={})).status_code == 401
@@ -174,10 +183,11 @@ def test_every_config_secret_is_scrubbed_from_log_lines(tmp_path: Path) -> None:
     text = CONFIG.replace("${OPS_WEBHOOK_URL}", "https://hooks.example/T1/B1/" + HOOK_PATH)
     env = {"ANCHOR_WEBHOOK_SECRET": ANCHOR, "DECK_WEBHOOK_SECRET": DECK, "SLACK_BOT_TOKEN": SLACK,
            "SLACK_API_URL": "http://x/api/", "RELAY_ADMIN_TOKEN": ADMIN,
-           "TABSTACK_API_KEY": TABSTACK, "TABSTACK_BASE_URL": "http://x/v1"}  # fmt: skip
+           "TABSTACK_API_KEY": TABSTACK, "TABSTACK_BASE_URL": "http://x/v1",
+           "SLACK_SIGNING_SECRET": SIGNING}  # fmt: skip
     values = secret_values(parse_config(text, tmp_path / "relay.yaml", env).config)
     assert sorted(values) == sorted(
-        [ANCHOR, DECK, SLACK, ADMIN, TABSTACK, "https://hooks.example/T1/B1/" + HOOK_PATH]
+        [ANCHOR, DECK, SLACK, ADMIN, TABSTACK, "https://hooks.example/T1/B1/" + HOOK_PATH, SIGNING]
     )
     protect(values)
     url = "https://hooks.example/T1/B1/" + HOOK_PATH

@@ -22,9 +22,21 @@ class SlackConfig(Strict):
     token: SecretStr | None = None
     api_url: str = "https://slack.com/api/"
     timeout: Seconds = 10.0
+    # the Slack app's signing secrets (several while one is rotated): with one, relay answers
+    # button clicks at POST /slack/interactions (relay.interactions); blank ones are left out
+    signing_secrets: list[SecretStr] = []
 
     _timeout = field_validator("timeout", mode="before")(seconds)
     _token = field_validator("token", mode="before")(blank_is_none)
+
+    @field_validator("signing_secrets", mode="before")
+    @classmethod
+    def _secrets(cls, value: object) -> object:
+        if isinstance(value, str | SecretStr):
+            value = [value]  # one secret given without a list
+        if isinstance(value, list):  # an unset `${VAR:-}` leaves a blank entry: no secret
+            return [v for v in value if not (isinstance(v, str) and not v.strip())]
+        return value
 
     @field_validator("api_url")
     @classmethod

@@ -5,7 +5,7 @@ conversations (threads, repeats, digests) and quiet hours (`time_intervals`).
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     Field,
@@ -187,6 +187,9 @@ class Route(Strict):
     group: GroupConfig | None = None
     mute_during: list[str] = []
     mentions_off_during: list[str] = []
+    # Slack buttons on this route's messages (relay.interactions): `mute` (Mute 1h), `ack`
+    # (I'm on it)
+    buttons: list[Literal["mute", "ack"]] = []
 
     _intervals = field_validator("mute_during", "mentions_off_during", mode="before")(str_list)
 
@@ -200,8 +203,14 @@ class Route(Strict):
         return value
 
     _mention = field_validator("mention", mode="before")(str_list)
+    _buttons = field_validator("buttons", mode="before")(str_list)
 
     _mentions = field_validator("mention")(check_mentions)
+
+    @field_validator("buttons")
+    @classmethod
+    def _unique_buttons(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
 
     @model_validator(mode="after")
     def _to_or_drop(self) -> Route:
@@ -211,6 +220,8 @@ class Route(Strict):
             raise ValueError("needs `to: [destination, ...]` or `drop: true`")
         if self.group is not None and (self.thread is not None or self.repeat is not None):
             raise ValueError("a route with `group` posts digests: it cannot also use thread/repeat")
+        if self.group is not None and self.buttons:
+            raise ValueError("a route with `group` posts digests: it cannot also have `buttons`")
         return self
 
 

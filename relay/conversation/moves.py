@@ -54,7 +54,7 @@ def move(row: OutboxRow, refs: Mapping[str, MessageRef], now: float) -> Move:
     step = row.step
     if step is None:
         return Move(MoveKind.POST, Outgoing(row.message))
-    post = Outgoing(row.message, thread=step.thread)
+    post = Outgoing(row.message, thread=step.thread, buttons=step.buttons, row_id=row.id)
     if step.repeat is not None and (ref := refs.get(step.repeat)) is not None:
         count = ref.count + 1
         counted = with_counter(row.message, count, ref.first_at, now)

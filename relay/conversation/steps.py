@@ -135,17 +135,36 @@ def steps(
     repeat: RepeatConfig | None,
     *,
     route: str,
+    buttons: Sequence[str] = (),
 ) -> tuple[Step, ...]:
     """The rows one (event, route, destination) produces and how each joins its conversation.
 
     Usually one step; two when a message updates the parent and also replies (a failure that is
     broadcast); none for a progress event that has no message to update (progress is never
-    posted on its own). A plain flat post is `(Step(),)`.
+    posted on its own). A plain flat post is `(Step(),)`. `buttons` (the route's Slack buttons)
+    go on every step, with the event's main id for a Mute when no message key scopes it.
     """
     told = _steps(event, thread, repeat, route=route)
     if event.type in UPDATE_ONLY:
-        return tuple(s for s in told if s.update is not None)
+        told = tuple(s for s in told if s.update is not None)
+    if buttons:
+        main = main_id(event)
+        told = tuple(replace(s, buttons=tuple(buttons), main=main) for s in told)
     return told
+
+
+# where an event's main id is, by provider convention: what a Mute on a message that has no
+# thread or repeat key silences (with the event's source and type)
+MAIN_IDS = ("task_id", "session_id", "run_id", "execution_id", "batch_id", "id")
+
+
+def main_id(event: Event) -> tuple[str, str] | None:
+    """The first of `MAIN_IDS` the event's data has (a string or an integer), as (path, value)."""
+    for path in MAIN_IDS:
+        value = event.data.get(path)
+        if isinstance(value, str | int) and not isinstance(value, bool) and value != "":
+            return path, str(value)[:_MAX_KEY]
+    return None
 
 
 def _steps(

@@ -19,6 +19,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from relay.interactions.blocks import with_buttons
 from relay.records import DeliveryResult, Outcome, Outgoing, Reason
 from relay.render.formats.slack import payload
 
@@ -283,6 +284,8 @@ class SlackChannelSender:
     async def send(self, out: Outgoing) -> DeliveryResult:
         native = payload(out.message)
         text, blocks = native["text"], native["blocks"]
+        if out.buttons and out.row_id is not None:  # the route's buttons (relay.interactions)
+            blocks = with_buttons(blocks, out.buttons, out.row_id)
         if self.sessions is not None:
             self.client.session = self.sessions.get()
         try:

@@ -38,6 +38,7 @@ from relay.http.admin import admin_refusal as _admin
 from relay.http.answers import error_response, http_error
 from relay.http.api import api_routes
 from relay.http.hooks import Hooks, is_hook, media_type, read_body, stream_limits
+from relay.http.interactions import interaction_routes
 from relay.http.protocol import HEAD_TOO_LARGE_DETAIL, MAX_HEAD_BYTES, head_size
 from relay.http.silences import silence_routes
 from relay.http.streams import RunStartFailed, new_run_id, start_run
@@ -188,6 +189,7 @@ def build_app(services: Services) -> RelayApp:
             Route("/admin/reload", admin_reload, methods=["POST"]),
             *api_routes(services),
             *silence_routes(services),
+            *interaction_routes(services),
             *console_routes(services),  # none without RELAY_ADMIN_TOKEN
         ],
         exception_handlers={

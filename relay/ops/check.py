@@ -3,8 +3,9 @@
 Errors: a template that does not compile, a sample event that falls back to the safe default
 message, a route whose template renders Slack's Block Kit for a destination that is not Slack.
 Warnings: a source that would refuse every request, a route that asks a destination for more
-than its chat can do (threads, updates in place, a mention it has no form for), a destination's
-own settings worth a second look. Pure apart from reading templates.
+than its chat can do (threads, updates in place, a mention it has no form for, Slack buttons
+without the signing secret or bot token they need), a destination's own settings worth a
+second look. Pure apart from reading templates.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def check(runtime: Runtime) -> Report:
             f"destinations.{name}: {w}" for w in kind(destination).warnings(destination)
         ]
     for i, route in enumerate(config.routes):
+        report.warnings += _buttons(runtime, i)
         for name in route.to:
             destination = config.destinations[name]
             chat = kind(destination)
@@ -72,6 +74,30 @@ def check(runtime: Runtime) -> Report:
                     )
     report.errors += _templates_for_the_wrong_chat(runtime, events)
     return report
+
+
+def _buttons(runtime: Runtime, i: int) -> list[str]:
+    """A route's Slack buttons need the app's signing secret (to take the clicks), the bot
+    token (chat.update) and Slack channel destinations (nothing else carries them)."""
+    config = runtime.config
+    route = config.routes[i]
+    if not route.buttons:
+        return []
+    where = f"routes[{i}].buttons"
+    found: list[str] = []
+    if not config.slack.signing_secrets:
+        found.append(
+            f"{where}: slack.signing_secrets is empty: clicks on the buttons are refused (404)"
+        )
+    if config.slack.token is None:
+        found.append(f"{where}: slack.token is empty: no message carries the buttons")
+    for name in route.to:
+        if config.destinations[name].type != "slack":
+            found.append(
+                f"{where}: destination '{name}' is not a Slack channel (type: slack):"
+                " its messages carry no buttons"
+            )
+    return found
 
 
 def _templates_for_the_wrong_chat(runtime: Runtime, events: list[Event]) -> list[str]:

@@ -193,7 +193,7 @@ def write_messages(
                     (status if held else Status.PENDING).value,
                     now,
                     now,
-                    dumps(m.step.to_json()) if m.step is not None and m.step.joins else None,
+                    dumps(m.step.to_json()) if m.step is not None and m.step.kept else None,
                     now if held else None,
                     m.silence,
                 ),

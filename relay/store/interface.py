@@ -43,10 +43,11 @@ from relay.records import (
     Status,
 )
 from relay.silences.model import Silence
-from relay.store import digests, history, inbox, outbox, queries, upkeep
+from relay.store import digests, history, inbox, interactions, outbox, queries, upkeep
 from relay.store import silences as silence_rows
 from relay.store.db import Db
 from relay.store.groups import GroupCommit
+from relay.store.interactions import SentRow
 from relay.store.schema import Dialect
 from relay.store.views import DeadLetter, EventDetail, EventFilter, EventSummary, Page, Window
 
@@ -118,6 +119,8 @@ class Store(Protocol):
     async def silences(self, since: float | None = None) -> list[Silence]: ...
     async def expire_silence(self, silence_id: str, now: float) -> Silence | None: ...
     async def recent_rows(self, limit: int) -> list[OutboxRow]: ...
+    async def sent_row(self, row_id: int) -> SentRow | None: ...
+    async def first_use(self, mark: str, now: float, forget_before: float) -> bool: ...
 
 
 class SqlStore:
@@ -297,3 +300,13 @@ class SqlStore:
 
     async def recent_rows(self, limit: int) -> list[OutboxRow]:
         return await self._run(lambda db: silence_rows.recent(db, limit), read_only=True)
+
+    # ------------------------------------------------------------ Slack interactivity
+
+    async def sent_row(self, row_id: int) -> SentRow | None:
+        """An outbox row and where the chat holds its message (a button click names the row)."""
+        return await self._run(lambda db: interactions.sent_row(db, row_id), read_only=True)
+
+    async def first_use(self, mark: str, now: float, forget_before: float) -> bool:
+        """Record a verified request's signature; False when it was seen already (a replay)."""
+        return await self._run(lambda db: interactions.first_use(db, mark, now, forget_before))

@@ -235,6 +235,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX outbox_open_event ON outbox (event_source, event_id)"
         " WHERE status IN ('pending','inflight')",
     ),
+    # 10: the signatures of the Slack requests relay acted on (relay.interactions): a replay
+    # within the signature's tolerance is refused by every replica
+    (
+        """
+    CREATE TABLE slack_requests (
+        signature TEXT PRIMARY KEY,
+        seen_at   {real} NOT NULL
+    )""",
+        "CREATE INDEX slack_requests_seen ON slack_requests (seen_at)",
+    ),
 )
 
 VERSION = len(MIGRATIONS)
