@@ -4,7 +4,8 @@ HTTP), on SQLite and PostgreSQL: button clicks signed exactly as Slack signs the
 
 A click on Mute 1h silences the next events of that task (proved silenced, not merely slow: an
 event posted after it to the same channel arrives) and the message in Slack then says who did
-it; the CLI and the API list the silence and Unmute or `relay silence expire` end it. Forged,
+it; the CLI, the API and the console list the silence, and Unmute, `relay silence expire` or
+the console's Expire end it. Forged,
 stale, replayed, malformed and unknown clicks are refused and change nothing."""
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+from consoleview import read
 from fakeslack import FakeSlack, Message
 from harness import RelayProcess, post_anchor
 from signing import ADMIN_TOKEN, ANCHOR_SECRET, SLACK_SIGNING_SECRET, SLACK_TOKEN, slack_headers
@@ -392,3 +394,43 @@ def test_a_click_replayed_to_another_replica_is_refused(
     wait_text(slack, message, "is on it")
     time.sleep(0.5)
     assert len([u for u in slack.updates if u.ts == message.ts]) == 1
+
+
+def test_the_console_lists_a_silence_made_by_a_click_and_expires_it(
+    slack: FakeSlack,
+    relay_process: type[RelayProcess],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    database = f"sqlite:///{tmp_path}/relay.db"
+    relay = start(relay_process, slack, tmp_path, database)
+    monkeypatch.setenv("RELAY_DATABASE_URL", database)
+    monkeypatch.chdir(tmp_path)
+    post(relay, 1, "tsk_cons1")
+    message = arrived(slack, "tsk_cons1")
+    mute = click_body(slack.click(message.channel, message.ts, "relay-mute", ALICE))
+    assert send(relay, mute).status_code == 200
+    wait_text(slack, message, "Muted by <@U0ALICE42>")
+    (silence,) = api(relay, "GET", "/api/silences").json()["silences"]
+
+    with httpx.Client(base_url=relay.url, timeout=10) as browser:
+        (csrf,) = read(browser.get("/console/login").text).hidden("csrf")[:1]
+        logged = browser.post("/console/login", data={"csrf": csrf, "token": ADMIN_TOKEN})
+        assert logged.status_code == 303
+        page = browser.get("/console/silences")
+        row = re.search(rf'<tr id="{silence["id"]}">(.*?)</tr>', page.text, flags=re.S)
+        assert row is not None and "active" in row[1] and "U0ALICE42" in row[1]
+        (csrf,) = read(page.text).hidden("csrf")[:1]
+        expired = browser.post(
+            "/console/silences", data={"csrf": csrf, "action": "expire", "id": silence["id"]}
+        )
+        assert expired.status_code == 303
+    assert api(relay, "GET", "/api/silences").json()["silences"] == []
+    _, out, _ = cli(capsys, "silence", "list")
+    assert silence["id"] not in out  # no longer active
+    post(relay, 2, "tsk_cons1")  # flows again
+    deadline = time.monotonic() + 20
+    while len(about(slack, "tsk_cons1")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(about(slack, "tsk_cons1")) == 2
