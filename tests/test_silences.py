@@ -137,10 +137,11 @@ async def test_expiring_a_silence_lets_the_next_events_flow_and_it_stays_listed(
     assert [s.id for s in await service.listing(store, clock(), expired=True)] == [silence.id]
     with pytest.raises(service.SilenceNotFound):
         await service.expire(store, "sil_nope", clock())
-    # kept for the history period (7 days), then pruned
-    await store.prune(clock() + 6 * 86400, 86400, 86400)
+    # kept for the history period (`store.history`, say 7 days), then pruned with history
+    week = 7 * 86400
+    await store.prune_history(clock() + 6 * 86400 - week, 1000)
     assert len(await store.silences()) == 1
-    await store.prune(clock() + 8 * 86400, 86400, 86400)
+    await store.prune_history(clock() + 8 * 86400 - week, 1000)
     assert await store.silences() == []
 
 

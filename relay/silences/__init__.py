@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from relay.silences.matching import Preview, SilenceSet, preview
 from relay.silences.model import (
-    KEEP_EXPIRED,
     Silence,
     SilenceError,
     SilenceRequest,
@@ -23,7 +22,6 @@ from relay.silences.model import (
 )
 
 __all__ = [
-    "KEEP_EXPIRED",
     "Preview",
     "Silence",
     "SilenceError",

@@ -23,8 +23,6 @@ from pydantic import Field, ValidationError, field_validator
 from relay.config import Match
 from relay.config.values import Seconds, Strict, seconds
 
-# how long an expired silence is kept (for history) once it ended
-KEEP_EXPIRED = 7 * 86400.0
 MAX_COMMENT = 1000
 
 

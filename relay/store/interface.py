@@ -43,7 +43,7 @@ from relay.records import (
     Status,
 )
 from relay.silences.model import Silence
-from relay.store import digests, history, inbox, interactions, outbox, queries, upkeep
+from relay.store import digests, inbox, interactions, outbox, queries, upkeep
 from relay.store import silences as silence_rows
 from relay.store.db import Db
 from relay.store.groups import GroupCommit
@@ -255,7 +255,7 @@ class SqlStore:
 
     async def prune_history(self, before: float, limit: int) -> int:
         """Forget up to `limit` of the events received before `before` (bounded work)."""
-        return await self._run(lambda db: history.prune(db, before, limit))
+        return await self._run(lambda db: upkeep.prune_history(db, before, limit))
 
     async def history_events(
         self, f: EventFilter, before: int | None, limit: int

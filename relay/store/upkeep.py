@@ -12,7 +12,6 @@ from relay.records import (
     OutboxRow,
     Status,
 )
-from relay.silences.model import KEEP_EXPIRED
 from relay.store import history, silences
 from relay.store.db import Db, marks
 from relay.store.outbox import ROW_COLUMNS, row_of
@@ -31,6 +30,13 @@ FORGET_EVENTS = (
 )
 
 
+def prune_history(db: Db, before: float, limit: int) -> int:
+    """`history.prune`, and the silences that ended before `before` (history names them: they
+    are kept as long as it is)."""
+    silences.prune(db, before)
+    return history.prune(db, before, limit)
+
+
 def prune(db: Db, now: float, dedup_ttl: float, keep_sent: float) -> tuple[int, int]:
     """Forget event ids older than `dedup_ttl` and finished rows older than `keep_sent`."""
     # an id is remembered while its event is undelivered, and so is every id received after
@@ -41,7 +47,6 @@ def prune(db: Db, now: float, dedup_ttl: float, keep_sent: float) -> tuple[int, 
         (now - keep_sent,),
     )
     db.run("DELETE FROM messages WHERE expires_at <= ?", (now,))
-    silences.prune(db, now - KEEP_EXPIRED)  # expired silences are kept for history this long
     # replicas gone for longer than dedup_ttl, once nothing is claimed in their name
     db.run(
         "DELETE FROM replicas WHERE heartbeat < {epoch_now} - ? AND NOT EXISTS"
