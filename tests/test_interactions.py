@@ -11,16 +11,15 @@ import hashlib
 import hmac
 import json
 import re
-import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import psycopg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from oldschema import store_at
 
 from relay.config import load_config, parse_config
 from relay.conversation.moves import effects, move
@@ -46,8 +45,8 @@ from relay.pipeline import Pipeline
 from relay.records import DeliveryResult, OutboxRow, Outcome, Reason, Settlement, Status, Step
 from relay.render.formats.slack import payload
 from relay.runtime import build_runtime
-from relay.store import PostgresStore, SqliteStore, Store, open_store
-from relay.store.schema import MIGRATIONS, POSTGRES, SQLITE, VERSION
+from relay.store import Store, open_store
+from relay.store.schema import VERSION
 
 T0 = 1_800_000_000.0
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -377,36 +376,15 @@ def test_a_message_carries_its_buttons_last_and_only_once() -> None:
 async def test_a_database_of_the_previous_schema_upgrades_and_takes_clicks(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    previous = MIGRATIONS[: VERSION - 1]  # the schema relay wrote before interactivity
-    insert = (
+    # the schema relay wrote before interactivity (migration 10)
+    sent = (
         "INSERT INTO outbox (event_source, event_id, event_type, destination, pace_key, template,"
-        " payload, status, created_at, next_attempt_at, channel_id, ts) VALUES ({})"
-    )
-    values = ("anchor", "evt_1", "task.failed", "alerts", "k", "t", '{"text": "hi"}', "sent",
-              T0, T0, "C0ALERTS1", "1.000001")  # fmt: skip
-    store: Store
-    if backend == "sqlite":
-        path = tmp_path / "relay.db"
-        db = sqlite3.connect(path, isolation_level=None)
-        for number, statements in enumerate(previous, start=1):
-            for statement in statements:
-                if (ddl := SQLITE.ddl(statement)) is not None:
-                    db.execute(ddl)
-            db.execute(f"PRAGMA user_version={number}")
-        db.execute(insert.format(",".join("?" * 12)), values)
-        db.close()
-        store = SqliteStore(path)
-    else:
-        url = request.getfixturevalue("pg_url")
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("CREATE TABLE relay_schema (version INTEGER NOT NULL)")
-            for statements in previous:
-                for statement in statements:
-                    if (ddl := POSTGRES.ddl(statement)) is not None:
-                        conn.execute(ddl.encode())
-            conn.execute("INSERT INTO relay_schema (version) VALUES (%s)", (len(previous),))
-            conn.execute(insert.format(",".join(["%s"] * 12)).encode(), values)
-        store = PostgresStore(url)
+        " payload, status, created_at, next_attempt_at, channel_id, ts)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        ("anchor", "evt_1", "task.failed", "alerts", "k", "t", '{"text": "hi"}', "sent",
+         T0, T0, "C0ALERTS1", "1.000001"),
+    )  # fmt: skip
+    store = store_at(9, backend, tmp_path, request, [sent])
     await store.open()
     try:
         assert await store.migrate() == VERSION

@@ -15,12 +15,13 @@ from pathlib import Path
 import psycopg
 import pytest
 from harness import FIXTURES
+from oldschema import store_at
 
 from relay.conversation.moves import MoveKind, move
 from relay.event import Event
 from relay.records import Acceptance, Recording, Status
 from relay.store import PostgresStore, SqliteStore, Store
-from relay.store.schema import MIGRATIONS, POSTGRES, SQLITE, VERSION
+from relay.store.schema import VERSION
 from relay.store.sqlite import migrate
 from relay.store.upkeep import FORGET_EVENTS
 
@@ -190,49 +191,29 @@ def _sent(row_id: int, pace_key: str):  # type: ignore[no-untyped-def]
     return Settlement(row_id, pace_key, Status.SENT, Reason.OK, 100_001.0, ts="1.2")
 
 
-def _previous_schema(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Store:
-    """A store on a database written by the schema before the open-event index (migration 9),
-    holding one open message of an old event, one delivered one, and a recent event."""
-    previous = MIGRATIONS[:8]
-    seed = [
+# before migration 9: one open message of an old event, one delivered, and a recent event
+BEFORE_THE_OPEN_INDEX = [
+    (
         "INSERT INTO events (source, id, type, received_at) VALUES"
         " ('anchor', 'evt_open', 't', 10.0), ('anchor', 'evt_done', 't', 10.0),"
         " ('anchor', 'evt_new', 't', 990.0)",
+        (),
+    ),
+    (
         "INSERT INTO outbox (event_source, event_id, event_type, destination, pace_key,"
         " template, payload, status, created_at, next_attempt_at, finished_at) VALUES"
         " ('anchor', 'evt_open', 't', 'd', 'k', 'x', '{}', 'pending', 10.0, 10.0, NULL),"
         " ('anchor', 'evt_done', 't', 'd', 'k', 'x', '{}', 'sent', 10.0, 10.0, 11.0)",
-    ]
-    if backend == "sqlite":
-        path = tmp_path / "relay.db"
-        db = sqlite3.connect(path, isolation_level=None)
-        for number, statements in enumerate(previous, start=1):
-            for statement in statements:
-                if (ddl := SQLITE.ddl(statement)) is not None:
-                    db.execute(ddl)
-            db.execute(f"PRAGMA user_version={number}")
-        for statement in seed:
-            db.execute(statement)
-        db.close()
-        return SqliteStore(path)
-    url = request.getfixturevalue("pg_url")
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("CREATE TABLE relay_schema (version INTEGER NOT NULL)")
-        for statements in previous:
-            for statement in statements:
-                if (ddl := POSTGRES.ddl(statement)) is not None:
-                    conn.execute(ddl.encode())
-        conn.execute("INSERT INTO relay_schema (version) VALUES (%s)", (len(previous),))
-        for statement in seed:
-            conn.execute(statement.encode())
-    return PostgresStore(url)
+        (),
+    ),
+]
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 async def test_after_the_upgrade_the_pruner_forgets_delivered_ids_and_keeps_open_ones(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    store = _previous_schema(backend, tmp_path, request)
+    store = store_at(8, backend, tmp_path, request, BEFORE_THE_OPEN_INDEX)
     await store.open()
     try:
         assert await store.migrate() == VERSION

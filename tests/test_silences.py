@@ -7,13 +7,12 @@ field; a database written by the previous schema upgrades with its rows."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
+from oldschema import store_at
 
 from relay.config import Match, parse_config
 from relay.event import Event
@@ -23,8 +22,8 @@ from relay.pipeline import Pipeline
 from relay.records import Status
 from relay.runtime import Runtime, build_runtime
 from relay.silences import SilenceError, SilenceRequest, SilenceSet, build, parse_request
-from relay.store import PostgresStore, SqliteStore, Store, open_store
-from relay.store.schema import MIGRATIONS, POSTGRES, SQLITE, VERSION
+from relay.store import PostgresStore, Store, open_store
+from relay.store.schema import VERSION
 
 CONFIG = """
 sources:
@@ -285,16 +284,16 @@ def test_matchers_are_a_routes_match() -> None:
 # ---------------------------------------------------------------- upgrading in place
 
 
-def _seed_rows(execute: Any, mark: str) -> None:
-    """What a database of the previous schema holds: a sent row and a queued one."""
-    for n, status in ((1, "sent"), (2, "pending")):
-        execute(
-            "INSERT INTO outbox (event_source, event_id, event_type, destination, pace_key,"
-            " template, payload, status, created_at, next_attempt_at)"
-            f" VALUES ({','.join([mark] * 10)})",
-            ("anchor", f"evt_{n}", "task.failed", "alerts", "console:alerts", "t",
-             '{"text": "hi"}', status, T0, T0),
-        )  # fmt: skip
+# what a database of the previous schema holds: a sent row and a queued one
+_QUEUED = (
+    "INSERT INTO outbox (event_source, event_id, event_type, destination, pace_key, template,"
+    " payload, status, created_at, next_attempt_at) VALUES (?,?,?,?,?,?,?,?,?,?)"
+)
+SEEDED = [
+    (_QUEUED, ("anchor", f"evt_{n}", "task.failed", "alerts", "console:alerts", "t",
+               '{"text": "hi"}', status, T0, T0))
+    for n, status in ((1, "sent"), (2, "pending"))
+]  # fmt: skip
 
 
 @pytest.fixture
@@ -306,30 +305,8 @@ def fixtures(request: pytest.FixtureRequest) -> pytest.FixtureRequest:
 async def test_a_database_written_by_the_previous_schema_upgrades_with_its_rows(
     backend: str, tmp_path: Path, fixtures: pytest.FixtureRequest
 ) -> None:
-    previous = MIGRATIONS[:7]  # the schema relay wrote before silences (migration 8)
-    store: Store
-    if backend == "sqlite":
-        path = tmp_path / "relay.db"
-        db = sqlite3.connect(path, isolation_level=None)
-        for number, statements in enumerate(previous, start=1):
-            for statement in statements:
-                if (ddl := SQLITE.ddl(statement)) is not None:
-                    db.execute(ddl)
-            db.execute(f"PRAGMA user_version={number}")
-        _seed_rows(db.execute, "?")
-        db.close()
-        store = SqliteStore(path)
-    else:
-        url = fixtures.getfixturevalue("pg_url")
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("CREATE TABLE relay_schema (version INTEGER NOT NULL)")
-            for statements in previous:
-                for statement in statements:
-                    if (ddl := POSTGRES.ddl(statement)) is not None:
-                        conn.execute(ddl.encode())
-            conn.execute("INSERT INTO relay_schema (version) VALUES (%s)", (len(previous),))
-            _seed_rows(conn.execute, "%s")
-        store = PostgresStore(url)
+    # the schema relay wrote before silences (migration 8)
+    store = store_at(7, backend, tmp_path, fixtures, SEEDED)
     await store.open()
     try:
         assert await store.migrate() == VERSION
