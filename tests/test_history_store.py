@@ -5,14 +5,12 @@ pruning in bounded steps, and a database written by the relay before history upg
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import psycopg
 import pytest
-from harness import FIXTURES
 from inbox import accept
+from oldschema import store_from_fixture
 
 from relay.event import Event
 from relay.messages import Blocks
@@ -20,8 +18,6 @@ from relay.records import NewMessage, Reason, Routed, Settlement, Status
 from relay.store import PostgresStore, SqliteStore, Store
 from relay.store.schema import VERSION
 from relay.store.views import EventFilter
-
-UPGRADE = FIXTURES / "upgrade"
 
 
 def ev(event_id: str, kind: str = "task.failed", text: str | None = None) -> Event:
@@ -130,27 +126,11 @@ async def test_history_is_pruned_in_bounded_steps(store: Store) -> None:
 # ---------------------------------------------------------------- upgrading in place
 
 
-def load_postgres_fixture(url: str) -> None:
-    schema = re.search(r"search_path%3D(\w+)", url)
-    assert schema is not None, url
-    script = (UPGRADE / "schema6.sql").read_text().replace("{schema}", schema.group(1))
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(script.encode())
-
-
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 async def test_a_database_written_before_history_upgrades_and_keeps_working(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    store: Store
-    if backend == "sqlite":
-        path = tmp_path / "relay.db"
-        path.write_bytes((UPGRADE / "schema6.db").read_bytes())
-        store = SqliteStore(path)
-    else:
-        url = request.getfixturevalue("pg_url")
-        load_postgres_fixture(url)
-        store = PostgresStore(url)
+    store = store_from_fixture("schema6", backend, tmp_path, request)
     await store.open()
     try:
         assert await store.migrate() == VERSION

@@ -14,18 +14,15 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from harness import FIXTURES
-from oldschema import store_at
+from oldschema import store_at, store_from_fixture
 
 from relay.conversation.moves import MoveKind, move
 from relay.event import Event
 from relay.records import Acceptance, Recording, Status
-from relay.store import PostgresStore, SqliteStore, Store
+from relay.store import PostgresStore
 from relay.store.schema import VERSION
 from relay.store.sqlite import migrate
 from relay.store.upkeep import FORGET_EVENTS
-
-UPGRADE = FIXTURES / "upgrade"
 
 # the same kinds of values under each dialect's names
 _TYPES = {
@@ -117,14 +114,6 @@ def test_sqlite_and_postgresql_have_the_same_tables_columns_keys_and_indexes(
 # ---------------------------------------------------------------- upgrading in place
 
 
-def load_postgres_fixture(url: str) -> None:
-    schema = re.search(r"search_path%3D(\w+)", url)
-    assert schema is not None, url
-    script = (UPGRADE / "schema5.sql").read_text().replace("{schema}", schema.group(1))
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(script.encode())
-
-
 def event(i: int) -> Event:
     return Event("anchor", "anchor", f"evt_{i}", "task.failed", {"session_id": "ses_1"})
 
@@ -133,15 +122,7 @@ def event(i: int) -> Event:
 async def test_a_database_written_before_the_shared_store_upgrades_with_everything_it_held(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    store: Store
-    if backend == "sqlite":
-        path = tmp_path / "relay.db"
-        path.write_bytes((UPGRADE / "schema5.db").read_bytes())
-        store = SqliteStore(path)
-    else:
-        url = request.getfixturevalue("pg_url")
-        load_postgres_fixture(url)
-        store = PostgresStore(url)
+    store = store_from_fixture("schema5", backend, tmp_path, request)
     await store.open()
     try:
         assert await store.migrate() == VERSION
