@@ -183,6 +183,8 @@ def dig(obj: Any, path: str, default: Any = None) -> Any:
     Untrusted data may have any shape: a step into a non-container, a missing key or an
     out-of-range index yields `default` instead of raising.
     """
+    if type(obj) is dict and type(path) is str and path and "." not in path:
+        return obj.get(path, default)  # one key of a JSON object: a template's usual step
     cur: Any = obj
     for part in path.split(".") if path else []:
         if isinstance(cur, Mapping):

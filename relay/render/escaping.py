@@ -36,6 +36,8 @@ def current_event() -> Any:
 
 def to_text(value: Any) -> str:
     """How a value reads in a message: None is empty, bools are `true`/`false`."""
+    if type(value) is str:
+        return value
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -75,6 +77,8 @@ def mrkdwn_json(text: str) -> str:
 def unjson(value: Any) -> str:
     """The text a Markup value stands for (undoing the JSON string escaping)."""
     text = str(value)
+    if "\\" not in text:  # no escape to undo: the JSON string literal reads as its own text
+        return text
     try:
         decoded = json.loads(f'"{text}"')
     except ValueError:

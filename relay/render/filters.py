@@ -118,6 +118,9 @@ def f_count(value: Any) -> int | None:
 def is_empty(value: Any) -> bool:
     if value is None:
         return True
+    kind = type(value)
+    if kind is str or kind is list or kind is tuple or kind is dict:
+        return len(value) == 0  # what follows, without the ABC check for Mapping
     return isinstance(value, str | list | tuple | Mapping) and len(value) == 0
 
 
@@ -139,6 +142,8 @@ def f_as_dict(value: Any) -> Mapping[str, Any]:
 
 def f_text(value: Any) -> str:
     """A scalar as text; "" for containers (so a wrong-typed field shows nothing)."""
+    if type(value) is str:
+        return value
     if isinstance(value, Mapping | list | tuple):
         return ""
     return to_text(value)
@@ -175,7 +180,9 @@ def f_field_list(fields: Any) -> list[tuple[Any, Any]]:
     """`[(label, value), {label, value}, ...]` -> pairs whose value is not empty."""
     out: list[tuple[Any, Any]] = []
     for item in fields if isinstance(fields, list | tuple) else []:
-        if isinstance(item, Mapping):
+        if type(item) is tuple and len(item) == 2:  # the usual form, checked first (cheaper)
+            label, value = item
+        elif isinstance(item, Mapping):
             label, value = item.get("label"), item.get("value")
         elif isinstance(item, list | tuple) and len(item) == 2:
             label, value = item
@@ -185,7 +192,7 @@ def f_field_list(fields: Any) -> list[tuple[Any, Any]]:
             continue
         if isinstance(value, list | tuple):
             value = ", ".join(to_text(v) for v in value[:20] if not isinstance(v, Mapping | list))
-        elif isinstance(value, Mapping):
+        elif type(value) is not str and isinstance(value, Mapping):
             value = json.dumps(value, ensure_ascii=False, default=str)
         if value == "":
             continue
@@ -198,7 +205,9 @@ def f_button_list(buttons: Any) -> list[dict[str, str]]:
     out: list[dict[str, str]] = []
     seen: set[str] = set()
     for item in buttons if isinstance(buttons, list | tuple) else []:
-        if isinstance(item, Mapping):
+        if type(item) is tuple and len(item) in (2, 3):  # the usual form, checked first
+            label, url, style = item[0], item[1], item[2] if len(item) == 3 else None
+        elif isinstance(item, Mapping):
             label, url, style = item.get("text"), item.get("url"), item.get("style")
         elif isinstance(item, list | tuple) and len(item) in (2, 3):
             label, url, style = item[0], item[1], item[2] if len(item) == 3 else None

@@ -106,6 +106,8 @@ _ID_TAIL = 8
 
 def id_text(value: Any) -> str:
     """An id as text, whole: "" for nothing, an object or a list."""
+    if type(value) is str:
+        return value.strip()
     if value is None or isinstance(value, bool | Mapping | list):
         return ""
     return str(value).strip()

@@ -8,6 +8,7 @@ it escapes every `<...>` sequence in a text that the renderer did not produce it
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Collection
 from datetime import UTC, datetime
@@ -36,6 +37,20 @@ def escape_angles(text: str) -> str:
 
 def safe_url(value: Any, max_length: int = 3000) -> str | None:
     """The URL if it is an absolute http(s) URL Slack can show as a link; otherwise None."""
+    if type(value) is str:
+        return _safe_text_url(value, max_length)
+    return _safe_url(value, max_length)
+
+
+# A URL is judged again at each step of a message (its button in the layout, the card, the
+# chat's payload): remember the last few verdicts (a regex and urlsplit, a few µs each). Only
+# for plain `str`: a Markup equal to it must come back as itself.
+@functools.lru_cache(maxsize=256)
+def _safe_text_url(value: str, max_length: int) -> str | None:
+    return _safe_url(value, max_length)
+
+
+def _safe_url(value: Any, max_length: int) -> str | None:
     if not isinstance(value, str) or not value or len(value) > max_length:
         return None
     if _UNSAFE_URL_CHARS.search(value):
@@ -67,12 +82,20 @@ def link(url: Any, label: Any = None) -> str:
 def date_token(when: datetime, fmt: str = "{date_short_pretty} {time}") -> str:
     """`<!date^epoch^fmt|fallback>`: Slack shows it in each reader's own time zone."""
     aware = when if when.tzinfo else when.replace(tzinfo=UTC)
-    fallback = aware.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    fallback = _utc_minute(aware.astimezone(UTC))
     clean = _DATE_FORMAT_DROP.sub("", fmt) or "{date_short_pretty} {time}"
     epoch = int(aware.timestamp())
     if epoch < 0:  # Slack's date token takes an unsigned epoch: before 1970 stays plain text
         return fallback
     return f"<!date^{epoch}^{clean}|{fallback}>"
+
+
+def _utc_minute(utc: datetime) -> str:
+    """`utc.strftime("%Y-%m-%d %H:%M UTC")`, written directly for four-digit years (strftime
+    goes through the C library's locale-aware formatting: most of a date token's cost)."""
+    if 1000 <= utc.year <= 9999:
+        return f"{utc.year}-{utc.month:02d}-{utc.day:02d} {utc.hour:02d}:{utc.minute:02d} UTC"
+    return utc.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def truncate(text: str, limit: int) -> str:
@@ -112,6 +135,8 @@ def neutralize(text: str, allowed: Collection[str] = ()) -> str:
     like a control sequence came from data by some path and is shown as text instead. A `>`
     alone cannot start a sequence and stays (it is mrkdwn's block quote).
     """
+    if "<" not in text:  # most texts: nothing to look at
+        return text
     out: list[str] = []
     pos = 0
     for match in _ANGLED.finditer(text):
