@@ -462,3 +462,29 @@ def test_a_template_may_put_the_layouts_card_inside_its_own_output(tmp_path: Pat
         assert message.error is None, (name, message.error)
         assert message.blocks[0]["text"]["text"] == ":white_check_mark: Done"
         assert message.blocks[1]["text"]["text"] == "ok"
+
+
+# --- the sandbox -------------------------------------------------------------------------
+
+ESCAPES = [
+    "{{ dig.__globals__ }}", "{{ message.__code__ }}", "{{ link.__globals__ }}",
+    "{{ first.__closure__ }}", "{{ current_event.__globals__ }}", "{{ data.__class__ }}",
+    "{{ event.__class__.__mro__ }}", "{{ ''.__class__.__mro__ }}", "{{ data.clear() }}",
+    "{{ data.update({'a': 1}) }}", "{{ [1].append(2) }}", "{{ data.items.__self__ }}",
+    "{{ namespace.__init__.__globals__ }}", "{{ namespace.mro }}", "{{ range.__globals__ }}",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("source", ESCAPES)
+def test_the_sandbox_refuses_unsafe_access_every_time(tmp_path: Path, source: str) -> None:
+    """relay's own functions are called without the sandbox's per-call checks and attribute
+    verdicts are remembered per type: neither lets a template reach what the sandbox refuses,
+    the first time or any later one."""
+    template = '{"text": "' + source.replace('"', "'") + '", "blocks": []}'
+    renderer = Renderer(user_dir(tmp_path, {"acme/default.j2": template}))
+    ev = Event("acme", "generic", "evt_9", "thing.failed", {"a": "x"}, WHEN)
+    for _ in range(3):
+        message = renderer.render(ev)
+        assert message.template == FALLBACK
+        assert message.error is not None
+        assert "unsafe" in message.error or "SecurityError" in message.error, message.error
