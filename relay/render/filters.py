@@ -26,6 +26,7 @@ from relay.render.escaping import (
     to_text,
     unjson,
 )
+from relay.render.prettyjson import pretty as _pretty
 
 _STYLES = ("primary", "danger")
 
@@ -89,12 +90,12 @@ def f_tojson_block(value: Any, limit: int = 2500) -> SlackText:
         try:
             decoded = json.loads(value)
             if isinstance(decoded, dict | list):
-                text = json.dumps(decoded, indent=2, ensure_ascii=False)
+                text = _pretty(decoded) or json.dumps(decoded, indent=2, ensure_ascii=False)
         except (ValueError, RecursionError):
             pass
     else:
         try:
-            text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
+            text = _pretty(value) or json.dumps(value, indent=2, ensure_ascii=False, default=str)
         except (ValueError, TypeError, RecursionError):
             text = "(too deeply nested to show)"
     # A ``` inside the value would end the code block early.
