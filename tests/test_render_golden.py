@@ -25,10 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_hostile import RUNTIME
 
 from relay.event import Event, as_stored
-from relay.messages import Card, Message, Repeat
+from relay.messages import Button, Card, Detail, Field, Message, Repeat
 from relay.render.formats import discord, google_chat, mattermost, slack, teams, text
 from relay.render.renderer import Renderer
 from relay.samples import sample_events
@@ -155,3 +157,36 @@ def test_the_cases_cover_every_shipped_sample_and_the_hostile_data_shows_as_text
     messages = outputs()["messages"]
     assert all(m["error"] is None for m in messages.values())
     assert {m["message"]["kind"] for m in messages.values()} == {"card", "blocks"}
+
+
+texts = st.text(st.characters(codec="utf-8"), max_size=400) | st.sampled_from(
+    ["", "\x00\x1f" * 900, '"\\' * 2000, "x" * 5000, "<!channel> & *b*\n" * 300]
+)
+cards = st.builds(
+    Card,
+    status=st.sampled_from(["success", "failure", "nonsense"]),
+    title=texts,
+    fact=st.none() | texts,
+    summary=st.none() | texts,
+    errors=st.none() | texts,
+    fields=st.lists(st.builds(Field, texts, texts), max_size=25).map(tuple),
+    sections=st.lists(texts, max_size=6).map(tuple),
+    details=st.lists(st.builds(Detail, texts, texts), max_size=4).map(tuple),
+    buttons=st.lists(
+        st.builds(Button, texts, st.sampled_from(["https://e.example/" + "p" * 900, "x"])),
+        max_size=30,
+    ).map(tuple),
+    context=st.none() | texts,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cards)
+def test_a_cards_slack_payload_is_what_measuring_its_size_gives(card: Card) -> None:
+    """Slack's payload skips measuring a card's blocks when a bound on their size is within
+    the limit: the payload is the one measuring them would have given."""
+    got = slack.payload(card)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(slack, "_size_bound", lambda card, blocks: None)
+        measured = slack.payload(card)
+    assert _text(got) == _text(measured)

@@ -72,9 +72,11 @@ def payload(message: Message) -> SlackPayload:
     return _fitted({"text": text, "blocks": [first, *document["blocks"]]})
 
 
-def _fitted(document: dict[str, Any], *, built_here: bool = False) -> SlackPayload:
+def _fitted(
+    document: dict[str, Any], *, built_here: bool = False, size_at_most: int | None = None
+) -> SlackPayload:
     # relay built it: slack-sdk's check adds nothing; blocks built here need no copy
-    fixed = fit(document, sdk_check=False, copy_blocks=not built_here)
+    fixed = fit(document, sdk_check=False, copy_blocks=not built_here, size_at_most=size_at_most)
     return SlackPayload(text=fixed["text"], blocks=fixed["blocks"])
 
 
@@ -107,10 +109,31 @@ def card_payload(card: Card) -> SlackPayload:
         ]})  # fmt: skip
     if card.context:
         blocks.append(_context(card.context))
-    document = _fitted({"text": text, "blocks": blocks}, built_here=True)
+    document = _fitted(
+        {"text": text, "blocks": blocks}, built_here=True, size_at_most=_size_bound(card, blocks)
+    )
     if card.repeat is None:
         return document
     return _counted(document, card.repeat.count, card.repeat.first_at, card.repeat.last_at)
+
+
+# The most JSON any block, field or button of `card_payload` writes besides the card's texts
+# (the longest, a button: `{"type":"button","action_id":"relay-link-25","text":{"type":
+# "plain_text","text":"","emoji":true},"url":"","style":"primary"}`, is 120 characters).
+_OVERHEAD = 300
+
+
+def _size_bound(card: Card, blocks: list[JsonObject]) -> int:
+    """More than the blocks of `card_payload` can take as JSON (`blockkit.blocks_size`): each
+    character of the card's texts writes at most 6 (`\\u001f`), and each block, field or
+    button at most `_OVERHEAD` more (the status emoji included). Cheaper than encoding them."""
+    texts = [card.title, card.summary or "", card.errors or "", card.context or ""]
+    texts += card.sections
+    texts += [f.label + f.value for f in card.fields]
+    texts += [d.label + d.code for d in card.details]
+    texts += [b.text + b.url for b in card.buttons]
+    parts = len(blocks) + len(card.fields) + len(card.buttons)
+    return 6 * sum(len(t) for t in texts) + _OVERHEAD * parts
 
 
 def counted(message: Blocks, count: int, first_at: float, last_at: float) -> Blocks:
