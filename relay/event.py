@@ -85,6 +85,8 @@ REPLACEMENT = "\ufffd"
 
 def is_text(value: str) -> bool:
     """Whether a string can be stored and shown as it is (no lone surrogate, no NUL)."""
+    if value.isascii():  # known without a scan (the usual case): no surrogate, look for NUL
+        return "\x00" not in value
     return _NOT_TEXT.search(value) is None
 
 

@@ -129,13 +129,20 @@ def _environment(sources: Mapping[str, str]) -> _SlackEnvironment:
 
 def candidates(event: Event) -> list[str]:
     """Template names to try, most specific first (`source` before `provider`)."""
+    return list(_candidates(event.source, event.provider, event.type, event.entity))
+
+
+# the names for a kind of event are asked for at every render and routing trace: the last few
+# are kept (bench/render.py)
+@functools.lru_cache(maxsize=512)
+def _candidates(source: str, provider: str, kind: str, entity: str) -> tuple[str, ...]:
     names: list[str] = []
-    for source in dict.fromkeys([event.source, event.provider]):
-        for name in (f"{source}/{event.type}", f"{source}/{event.entity}.*", f"{source}/default"):
+    for where in dict.fromkeys([source, provider]):
+        for name in (f"{where}/{kind}", f"{where}/{entity}.*", f"{where}/default"):
             if name not in names:
                 names.append(name)
     names.append("default")
-    return names
+    return tuple(names)
 
 
 def _action(event: Event) -> str:
