@@ -9,9 +9,9 @@ any other `<...>` in the output came from data by some path and is shown as text
 
 from __future__ import annotations
 
-import json
 from contextvars import ContextVar
 from datetime import datetime
+from json.decoder import scanstring  # type: ignore[attr-defined]
 from json.encoder import encode_basestring
 from typing import Any
 
@@ -60,7 +60,8 @@ class SlackText(Markup):
     def escape(cls, s: Any) -> SlackText:
         if hasattr(s, "__html__"):
             return cls(s.__html__())
-        return cls(mrkdwn_json(to_text(s)))
+        # `cls(text)` for a plain str, without Markup.__new__'s checks in Python
+        return str.__new__(cls, mrkdwn_json(to_text(s)))
 
 
 def json_escape(text: str) -> str:
@@ -79,11 +80,13 @@ def unjson(value: Any) -> str:
     text = str(value)
     if "\\" not in text:  # no escape to undo: the JSON string literal reads as its own text
         return text
+    # `json.loads(f'"{text}"')` without json.loads' own steps around the string scanner (half
+    # the cost): the literal must end exactly at the closing quote, as json.loads requires
     try:
-        decoded = json.loads(f'"{text}"')
+        decoded, end = scanstring(text + '"', 0, True)
     except ValueError:
         return text
-    return decoded if isinstance(decoded, str) else text
+    return decoded if end == len(text) + 1 else text
 
 
 def raw_text(value: Any) -> str:

@@ -79,11 +79,14 @@ def link(url: Any, label: Any = None) -> str:
     return f"<{target}|{text}>" if text else f"<{target}>"
 
 
-def date_token(when: datetime, fmt: str = "{date_short_pretty} {time}") -> str:
+_DATE_FORMAT = "{date_short_pretty} {time}"
+
+
+def date_token(when: datetime, fmt: str = _DATE_FORMAT) -> str:
     """`<!date^epoch^fmt|fallback>`: Slack shows it in each reader's own time zone."""
     aware = when if when.tzinfo else when.replace(tzinfo=UTC)
     fallback = _utc_minute(aware.astimezone(UTC))
-    clean = _DATE_FORMAT_DROP.sub("", fmt) or "{date_short_pretty} {time}"
+    clean = fmt if fmt == _DATE_FORMAT else _DATE_FORMAT_DROP.sub("", fmt) or _DATE_FORMAT
     epoch = int(aware.timestamp())
     if epoch < 0:  # Slack's date token takes an unsigned epoch: before 1970 stays plain text
         return fallback

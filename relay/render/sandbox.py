@@ -67,8 +67,9 @@ class FastSandbox(ImmutableSandboxedEnvironment):
         function = __self._trusted.get(id(__obj))
         if function is not None and function is __obj:
             # what `Context.call` does for a plain function
-            kwargs.pop("_block_vars", None)
-            kwargs.pop("_loop_vars", None)
+            if kwargs:
+                kwargs.pop("_block_vars", None)
+                kwargs.pop("_loop_vars", None)
             try:
                 return function(*args, **kwargs)
             except StopIteration:
