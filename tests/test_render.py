@@ -472,6 +472,7 @@ ESCAPES = [
     "{{ event.__class__.__mro__ }}", "{{ ''.__class__.__mro__ }}", "{{ data.clear() }}",
     "{{ data.update({'a': 1}) }}", "{{ [1].append(2) }}", "{{ data.items.__self__ }}",
     "{{ namespace.__init__.__globals__ }}", "{{ namespace.mro }}", "{{ range.__globals__ }}",
+    "{{ '{0.__class__}'.format(data) }}", "{{ ('{0.__class__}' ~ '').format(data) }}",
 ]  # fmt: skip
 
 

@@ -11,6 +11,7 @@ was over a third of a render's time (bench/render.py measures the render). Here:
 * a call to one of relay's own functions (the filters and globals the renderer registers,
   which are plain functions that are neither `unsafe` nor take the context) calls it directly,
   as `Context.call` would; any other object takes jinja2's path;
+* an attribute read checks for `str.format` (which jinja2 wraps) only when it finds a method;
 * an attribute verdict is remembered per (type, attribute): jinja2's checks look at nothing
   else (`isinstance` of the type, the name), and the memory is dropped whenever an ABC
   registration could change an `isinstance` answer (`abc.get_cache_token`);
@@ -32,6 +33,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import _PassArg
 
+_METHODS = (types.MethodType, types.BuiltinMethodType)
 _STOPPED = "value was undefined because a callable raised a StopIteration exception"
 
 
@@ -75,6 +77,20 @@ class FastSandbox(ImmutableSandboxedEnvironment):
             except StopIteration:
                 return __self.undefined(_STOPPED)
         return super().call(__context, __obj, *args, **kwargs)
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # jinja2's, with its check for `str.format` (a bound method) made only for methods
+        try:
+            value = getattr(obj, attribute)
+        except AttributeError:
+            try:
+                return obj[attribute]
+            except (TypeError, LookupError):
+                pass
+            return self.undefined(obj=obj, name=attribute)
+        if not isinstance(value, _METHODS) and self.is_safe_attribute(obj, attribute, value):
+            return value
+        return super().getattr(obj, attribute)
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         kind = type(obj)
