@@ -8,7 +8,7 @@ the route's mentions and a repeat counter, ids in full (a digest), every string 
 replaced by hostile markup (escaping), and a user's templates that import the layout or a
 partial `with context` or write Block Kit themselves.
 
-Golden files: tests/golden/render/<part>.json, one object per part (`messages`, a chat's
+Golden files: tests/golden/render/payloads/<part>.json, one object per part (`messages`, a chat's
 payloads, `text`), case -> output. After an intended change, regenerate and review the diff:
 
     RELAY_UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_render_golden.py
@@ -36,8 +36,8 @@ from relay.render.renderer import Renderer
 from relay.samples import sample_events
 
 ROOT = Path(__file__).resolve().parent.parent
-GOLDEN = ROOT / "tests" / "golden" / "render"
-USER_TEMPLATES = GOLDEN / "user_templates"
+GOLDEN = ROOT / "tests" / "golden" / "render" / "payloads"
+USER_TEMPLATES = ROOT / "tests" / "golden" / "render" / "user_templates"
 UPDATE = os.environ.get("RELAY_UPDATE_GOLDEN") == "1"
 
 # one name of each form every chat takes, and one meant for each chat alone
