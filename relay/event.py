@@ -45,10 +45,13 @@ class Event:
     @property
     def entity(self) -> str:
         """The part of the type before the first `.` or `:` (`task` for `task.failed`)."""
-        for i, ch in enumerate(self.type):
-            if ch in ".:":
-                return self.type[:i]
-        return self.type
+        kind = self.type
+        cut = len(kind)
+        for sep in ".:":  # str.find rather than a loop over characters: asked at every render
+            found = kind.find(sep, 0, cut)
+            if found >= 0:
+                cut = found
+        return kind[:cut]
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready view, the same shape `from_json` reads back."""
