@@ -140,6 +140,9 @@ def neutralize(text: str, allowed: Collection[str] = ()) -> str:
     """
     if "<" not in text:  # most texts: nothing to look at
         return text
+    found = _ANGLED.findall(text)
+    if text.count("<") == len(found) and all(token in allowed for token in found):
+        return text  # every `<` starts a sequence the renderer made: nothing to escape
     out: list[str] = []
     pos = 0
     for match in _ANGLED.finditer(text):
