@@ -98,6 +98,16 @@ def due_heads(db: Db, now: float, limit: int) -> list[OutboxRow]:
     ]
 
 
+def waiting(db: Db, limit: int) -> int:
+    """How many messages wait in the outbox to be sent (pending, due or not), counted up to
+    `limit`: a bounded walk of the status index, whatever the backlog."""
+    (count,) = db.one(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM outbox WHERE status = 'pending' LIMIT ?) w",
+        (limit,),
+    )
+    return int(count)
+
+
 def next_due_at(db: Db) -> float | None:
     """When the earliest pending head row (of any key) becomes due."""
     (due,) = db.one(HEADS.replace("<columns>", "MIN(o.next_attempt_at)"))
