@@ -16,8 +16,10 @@ Flow control, so that an event waits seconds at most while relay keeps up, and t
 acknowledgement stays fast while it cannot:
 - the router renders in step with intake (one event per turn of the event loop, the requests
   that are ready answered in between), so a steady stream is routed as it comes;
-- once `HOLD` events and messages wait (inbox and outbox together) while the channels are not
-  held back by their own pacing, relay is the bottleneck: an acknowledgement is then held
+- once `HOLD` events and messages wait (events to route, and messages that could be sent now:
+  a chat that is down holds up only its own queue, which waits for its retry) while the
+  channels are not held back by their own pacing, relay is the bottleneck: an acknowledgement
+  is then held
   (after its event is durable, at most `MAX_HOLD` seconds) until the backlog is below `HOLD`
   again, so a sender posting as fast as relay answers is slowed to the rate relay delivers at
   instead of queueing minutes of delay (bench/e2e.py);
@@ -240,7 +242,7 @@ class Pipeline:
         if now - self._looked < LOOK_SECONDS:
             return
         self._looked = now
-        backlog = await self.store.backlog(max(self.hold, self.behind))
+        backlog = await self.store.backlog(self.clock(), max(self.hold, self.behind))
         if self.paced():  # the messages wait for their channels' pace, not for relay
             self._flow(behind=backlog.outbox >= self.behind, hold=False)
         else:

@@ -21,7 +21,7 @@ from relay.event import Event
 from relay.pipeline import BATCH, Pipeline
 from relay.providers.anchor import AnchorProvider
 from relay.providers.tabstack import TabstackProvider
-from relay.records import Acceptance, Status
+from relay.records import Acceptance, Reason, Settlement, Status
 from relay.render.formats.slack import payload
 from relay.render.renderer import Rendered, Renderer
 from relay.runtime import Runtime, build_runtime
@@ -283,6 +283,35 @@ async def test_when_relay_falls_behind_acknowledgements_wait_for_the_backlog_to_
         now = time.time()
         await store.claim(now, now + 60, rate=1e5, burst=1e5, limit=10, run=100)
         assert await asyncio.wait_for(held, 5) is Acceptance.ACCEPTED
+    finally:
+        stop.set()
+        await router
+
+
+async def test_a_chat_that_is_down_does_not_hold_acknowledgements(
+    store: Store, tmp_path: Path
+) -> None:
+    pipeline = Pipeline(runtime(tmp_path), store, hold=7, max_hold=5)
+    for n in range(8):
+        await pipeline.accept(event(n))
+    await route_all(pipeline)
+    # the channel's first message failed and waits ten minutes for its retry: the seven behind
+    # it cannot be sent before, so relay is not behind
+    now = time.time()
+    found = await store.claim(now, now + 60, rate=1e5, burst=1e5, limit=1, run=1)
+    (claim,) = found.claimed
+    retry = Settlement(
+        claim.row.id, claim.row.pace_key, Status.PENDING, Reason.SERVER_ERROR, now,
+        error="500", next_attempt_at=now + 600,
+    )  # fmt: skip
+    await store.settle(retry)
+    stop = asyncio.Event()
+    router = asyncio.create_task(pipeline.run(stop))
+    try:
+        await asyncio.sleep(0.2)
+        started = time.monotonic()
+        await pipeline.accept(event(9))
+        assert time.monotonic() - started < 0.25
     finally:
         stop.set()
         await router

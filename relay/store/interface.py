@@ -61,8 +61,8 @@ STALE_AFTER = 5.0
 
 @dataclass(frozen=True, slots=True)
 class Backlog:
-    """What waits, each counted up to a bound: events to route, messages to send (the
-    router's flow control reads it)."""
+    """What waits, each counted up to a bound: events to route, messages that could be sent now
+    (the router's flow control reads it)."""
 
     inbox: int
     outbox: int
@@ -97,7 +97,7 @@ class Store(Protocol):
     ) -> ClaimRound: ...
     async def settle(self, settlement: Settlement) -> Recording: ...
     async def unclaim(self, row_ids: Sequence[int]) -> int: ...
-    async def backlog(self, limit: int) -> Backlog: ...
+    async def backlog(self, now: float, limit: int) -> Backlog: ...
     async def next_due_at(self) -> float | None: ...
     async def release_expired(self, now: float) -> int: ...
     async def beat(self) -> None: ...
@@ -217,10 +217,11 @@ class SqlStore:
     async def _commit_settlements(self, batch: Sequence[Settlement]) -> list[Recording]:
         return await self._run(lambda db: outbox.settle(db, self.holder, batch))
 
-    async def backlog(self, limit: int) -> Backlog:
-        """Events waiting to be routed and messages waiting to be sent, each up to `limit`."""
+    async def backlog(self, now: float, limit: int) -> Backlog:
+        """Events waiting to be routed and messages that could be sent now, each up to
+        `limit`."""
         return await self._run(
-            lambda db: Backlog(inbox.waiting(db, limit), outbox.waiting(db, limit)),
+            lambda db: Backlog(inbox.waiting(db, limit), outbox.sendable(db, now, limit)),
             read_only=True,
         )
 
