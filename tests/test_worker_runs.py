@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -30,6 +30,7 @@ from relay.records import (
     Outcome,
     Outgoing,
     Reason,
+    Recording,
     Remember,
     Settlement,
     Status,
@@ -187,3 +188,25 @@ async def test_what_a_run_remembers_is_what_the_store_records(
             assert claim.refs == memory.refs(now)
             assert claim.known == {k: v for k, v in memory.known.items() if v.expires_at > now}
             await store.unclaim([claim.row.id])
+
+
+async def test_a_busy_channel_writes_its_outcomes_in_groups_in_order(store: SqliteStore) -> None:
+    """While one outcome is being committed the next messages go out; their outcomes are
+    written together next, never one transaction per message, and never out of order."""
+    groups: list[list[int]] = []
+    commit = store._settling._commit  # the group commit of outcomes
+
+    async def slow(batch: Sequence[Settlement]) -> list[Recording]:
+        groups.append([s.row_id for s in batch])
+        await asyncio.sleep(0.05)  # a commit slower than a send
+        return await commit(batch)
+
+    store._settling._commit = slow
+    with FakeSlack() as slack:
+        await enqueue(store, 24)
+        await deliver_all(worker_for(store, slack), store, 24)
+    assert [m.text for m in slack.messages] == [f"message {i}" for i in range(24)]
+    written = [row_id for group in groups for row_id in group]
+    assert written == sorted(written) and len(written) == 24
+    assert len(groups) < 12, groups
+    assert max(len(g) for g in groups) <= 8  # at most UNRECORDED sent ahead of what is written

@@ -52,6 +52,7 @@ MAX_SENDS = 64  # sends in flight at once, one per channel
 # one after another: a busy channel costs one claim transaction per run rather than one per
 # message (bench/e2e.py, one destination: see the README's figures).
 RUN = 32
+UNRECORDED = 8  # outcomes of a run sent but not yet written, at most
 # The least time between two looks for due messages: a look's claim costs about the same for
 # one channel or all of them (bench/e2e.py, 32 destinations: one claim per message without it).
 MIN_LOOK = 0.01
@@ -198,25 +199,37 @@ class Worker:
         once half its lease is gone (a long run must not outlive its claim); what it did not
         send goes back to pending."""
         memory = Memory(claim.known)
-        recording: asyncio.Task[Recording] | None = None
+        # Outcomes are written while the next messages go out: those that ended while the
+        # previous write was committing go together in the next one (a transaction per message
+        # held one busy channel to the commit's pace, bench/store.py), in order, each write
+        # once the one before it is, and at most UNRECORDED ahead of what is written.
+        recording: asyncio.Task[bool] | None = None
+        waiting: list[tuple[OutboxRow, Settlement, DeliveryResult | None]] = []
         rows = claim.rows
         sent = 0
+        kept = True  # no outcome was LOST (another replica took a message over)
         try:
             for row in rows:
                 if sent and (self._stopping or self.clock() >= claimed_at + self.lease_seconds / 2):
                     break
                 decided, result = await self._attempt(row, memory)
                 memory.apply(decided.effects, decided.at)
-                # the outcome is written while the next message goes out; outcomes of one key
-                # are written in order, each once the one before it is
-                if recording is not None and await recording is Recording.LOST:
-                    break
-                recording = asyncio.ensure_future(self._settle(row, decided, result))
+                waiting.append((row, decided, result))
+                if recording is not None and (recording.done() or len(waiting) >= UNRECORDED):
+                    kept = await recording
+                    recording = None
+                    if not kept:
+                        break
                 sent += 1
+                if recording is None:
+                    recording = asyncio.ensure_future(self._settle_all(waiting))
+                    waiting = []
                 if decided.status is Status.PENDING or decided.pause is not None:
                     break  # the key waits: what follows in the run must not overtake
             if recording is not None:
-                await recording
+                kept = await recording
+            if waiting and kept:
+                await self._settle_all(waiting)
             if sent < len(rows):
                 await self.store.unclaim([r.id for r in rows[sent:]])
         finally:
@@ -273,6 +286,14 @@ class Worker:
         if self.heartbeat is None:
             return contextlib.nullcontext()
         return self.heartbeat.bound()
+
+    async def _settle_all(
+        self, outcomes: list[tuple[OutboxRow, Settlement, DeliveryResult | None]]
+    ) -> bool:
+        """Write outcomes in one group (submitted in the same turn, in order); False if one was
+        LOST."""
+        recorded = await asyncio.gather(*(self._settle(*outcome) for outcome in outcomes))
+        return all(r is not Recording.LOST for r in recorded)
 
     async def _settle(
         self, row: OutboxRow, decided: Settlement, result: DeliveryResult | None
