@@ -14,7 +14,7 @@ relay has always written (old rows read back unchanged).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -126,9 +126,12 @@ class Step:
         return tuple(dict.fromkeys(k for k in found if k is not None))
 
     def to_json(self) -> JsonObject:
+        # the fields read directly: `asdict` deep-copies every value, and this runs for each
+        # message routed (`bench/store.py`)
+        found = ((k, getattr(self, k)) for k in _STEP_FIELDS)
         return {
             k: list(v) if isinstance(v, tuple) else v
-            for k, v in asdict(self).items()
+            for k, v in found
             if v not in (None, False, ())
         }
 
@@ -143,6 +146,9 @@ class Step:
             if k in obj
         }
         return cls(**fields)
+
+
+_STEP_FIELDS = tuple(Step.__dataclass_fields__)
 
 
 @dataclass(frozen=True, slots=True)
