@@ -86,46 +86,43 @@ def row_of(values: Sequence[Any]) -> OutboxRow:
     )
 
 
-def due_heads(db: Db, now: float, limit: int) -> list[OutboxRow]:
-    """The oldest row of every pacing key whose head is pending and due, oldest first."""
-    return [
-        row_of(r)
-        for r in db.all(
-            HEADS.replace("<columns>", _O_COLUMNS)
-            + " AND o.next_attempt_at <= ? ORDER BY o.id LIMIT ?",
-            (now, limit),
-        )
-    ]
-
-
 def next_due_at(db: Db) -> float | None:
     """When the earliest pending head row (of any key) becomes due."""
     (due,) = db.one(HEADS.replace("<columns>", "MIN(o.next_attempt_at)"))
     return None if due is None else float(due)
 
 
+# Every pending head, as little of it as a claim decides on: which to claim (the due ones,
+# oldest first) and when the next of the others is due come from one walk over the keys.
+_HEADS = HEADS.replace("<columns>", "o.id, o.pace_key, o.next_attempt_at") + " ORDER BY o.id"
+
+
 def _bucket(db: Db, key: str, now: float, burst: float) -> Bucket | None:
     """The key's pacing bucket, taken for this transaction; None while another replica is
     claiming on the key (it is skipped, not waited for)."""
-    db.run(
-        "INSERT INTO pace (key, tokens, updated) VALUES (?,?,?) ON CONFLICT DO NOTHING",
-        (key, burst, now),
-    )
-    found = db.one(
-        "SELECT tokens, updated, paused_until FROM pace WHERE key=?{skip_locked}", (key,)
-    )
+    take = "SELECT tokens, updated, paused_until FROM pace WHERE key=?{skip_locked}"
+    found = db.one(take, (key,))
+    if found is None:  # a key's first claim (or a key another replica holds: skipped below)
+        db.run(
+            "INSERT INTO pace (key, tokens, updated) VALUES (?,?,?) ON CONFLICT DO NOTHING",
+            (key, burst, now),
+        )
+        found = db.one(take, (key,))
     return None if found is None else Bucket(*found)
 
 
+# the head's claim (`_CLAIM`) hands back the row as it claimed it
+_CLAIM_HEAD = _CLAIM + " RETURNING " + ROW_COLUMNS
+
 # The messages after a key's head, for a run: the claim holds the key's pace row (locked on
 # PostgreSQL, the one writer on SQLite), so no other claim can take them meanwhile.
-_FOLLOWERS = (
-    "SELECT <columns> FROM outbox o{open_index} WHERE o.pace_key=?"
+_NEXT = (
+    "SELECT o.id, o.status, o.next_attempt_at FROM outbox o{open_index} WHERE o.pace_key=?"
     " AND o.status IN ('pending','inflight') AND o.id > ? ORDER BY o.id LIMIT ?"
 )
-_CLAIM_FOLLOWER = (
-    "UPDATE outbox SET status='inflight', lease_until=?, claimed_by=?, attempts=attempts+1"
-    " WHERE id=? AND status='pending'"
+_CLAIM_RUN = (
+    "UPDATE outbox{by_id} SET status='inflight', lease_until=?, claimed_by=?, attempts=attempts+1"
+    " WHERE id IN (<ids>) AND status='pending' RETURNING " + ROW_COLUMNS
 )
 
 
@@ -145,16 +142,21 @@ def claim(
     now, and after each head up to `run - 1` of the key's next messages that are due, as far
     as the key's tokens go (one spent per message); with each run, the conversation messages
     its steps may need. Keys in `busy` are skipped: the worker still sends on them (a claim it
-    made whose lease ran out meanwhile would otherwise be taken again under its own send)."""
+    made whose lease ran out meanwhile would otherwise be taken again under its own send).
+
+    A run costs a handful of statements whatever its length: the head's claim and its
+    followers' each return the claimed rows (`bench/store.py`)."""
     claimed: list[Claim] = []
     waits: list[float] = []
-    for row in due_heads(db, now, limit + len(busy)):
-        if row.pace_key in busy:
-            continue
+    heads = db.all(_HEADS)
+    taken: set[int] = set()
+    for head_id, pace_key, due in heads:
         if len(claimed) == limit:
             break
-        key_rate, key_burst = (paces or {}).get(row.pace_key, (rate, burst))
-        found = _bucket(db, row.pace_key, now, key_burst)
+        if due > now or pace_key in busy:
+            continue
+        key_rate, key_burst = (paces or {}).get(pace_key, (rate, burst))
+        found = _bucket(db, pace_key, now, key_burst)
         if found is None:
             continue
         bucket = refill(found, now, key_rate, key_burst)
@@ -162,45 +164,52 @@ def claim(
         if seconds > 0:
             waits.append(seconds)
             continue
-        if db.count(_CLAIM, (lease_until, holder, row.id, now, row.pace_key, row.id)) != 1:
+        head = db.all(_CLAIM_HEAD, (lease_until, holder, head_id, now, pace_key, head_id))
+        if not head:
             continue  # no longer due, or no longer the head of its key
-        rows = [row]
+        taken.add(head_id)
+        rows = [row_of(head[0])]
         room = min(run, int(bucket.tokens)) - 1
         if room > 0:
-            rows += _followers(db, holder, row, now, lease_until, room)
+            rows += _followers(db, holder, pace_key, head_id, now, lease_until, room)
         bucket = spend(bucket, len(rows))
         db.run(
             "UPDATE pace SET tokens=?, updated=? WHERE key=?",
-            (bucket.tokens, bucket.updated, row.pace_key),
+            (bucket.tokens, bucket.updated, pace_key),
         )
-        taken = tuple(
-            OutboxRow(**{**_fields(r), "status": Status.INFLIGHT, "attempts": r.attempts + 1})
-            for r in rows
-        )
-        claimed.append(Claim(taken, _known(db, row.pace_key, taken, now)))
-    return ClaimRound(tuple(claimed), min(waits) if waits else None, next_due_at(db))
+        claimed.append(Claim(tuple(rows), _known(db, pace_key, rows, now)))
+    # when the earliest head left pending is due (the worker looks again then, if later)
+    later = [due for head_id, _key, due in heads if head_id not in taken]
+    return ClaimRound(tuple(claimed), min(waits) if waits else None, min(later, default=None))
 
 
 def _followers(
-    db: Db, holder: str, head: OutboxRow, now: float, lease_until: float, room: int
+    db: Db,
+    holder: str,
+    pace_key: str,
+    head_id: int,
+    now: float,
+    lease_until: float,
+    room: int,
 ) -> list[OutboxRow]:
-    """Up to `room` messages that follow `head` on its key, claimed: each pending and due, up
-    to the first that is not (order holds: nothing jumps a message that waits)."""
-    taken: list[OutboxRow] = []
-    for values in db.all(
-        _FOLLOWERS.replace("<columns>", _O_COLUMNS), (head.pace_key, head.id, room)
-    ):
-        row = row_of(values)
-        if row.status is not Status.PENDING or row.next_attempt_at > now:
+    """Up to `room` messages that follow the head `head_id` on its key, claimed: each pending
+    and due, up to the first that is not (order holds: nothing jumps a message that waits)."""
+    ids: list[int] = []
+    for row_id, status, due in db.all(_NEXT, (pace_key, head_id, room)):
+        if status != Status.PENDING.value or due > now:
             break
-        if db.count(_CLAIM_FOLLOWER, (lease_until, holder, row.id)) != 1:
-            break
-        taken.append(row)
-    return taken
-
-
-def _fields(row: OutboxRow) -> dict[str, Any]:
-    return {name: getattr(row, name) for name in OutboxRow.__dataclass_fields__}
+        ids.append(row_id)
+    if not ids:
+        return []
+    found = sorted(
+        db.all(_CLAIM_RUN.replace("<ids>", marks(len(ids))), (lease_until, holder, *ids)),
+        key=lambda values: int(values[0]),
+    )
+    rows = [row_of(values) for values in found]
+    # all of them, the key being held; were one not taken, the run stops before it
+    kept = next((i for i, r in enumerate(rows) if r.id != ids[i]), len(rows))
+    unclaim(db, holder, [r.id for r in rows[kept:]])
+    return rows[:kept]
 
 
 def _known(db: Db, pace_key: str, rows: Sequence[OutboxRow], now: float) -> dict[str, Known]:
