@@ -6,7 +6,7 @@ rendering or chats: what `bench/e2e.py`'s store thread does, measured alone.
 
 Each run opens a fresh store (a new SQLite file, or a throwaway schema on
 `RELAY_TEST_POSTGRES`), then goes through the life of N events as relay does, in rounds:
-- receive: 256 events accepted together (one group commit, as intake does in a busy turn);
+- receive: `--round` events (32) accepted together (one group commit);
 - route: `lead_routing`, `inbox` and `enqueue` of batches of 32 events (the router's batch),
   one message each, round-robin over D destinations (D pacing keys);
 - claim: the worker's look (`claim`, runs of up to 32 per key, up to 64 keys);
@@ -41,7 +41,6 @@ from relay.store import PostgresStore, SqliteStore  # noqa: E402
 from relay.store.db import Db  # noqa: E402
 from relay.store.interface import SqlStore  # noqa: E402
 
-RECEIVE = 256
 BATCH = 32
 RUN = 32
 PHASES = ("receive", "route", "claim", "settle")
@@ -96,13 +95,18 @@ def sent(row: OutboxRow) -> Settlement:
     return Settlement(row.id, row.pace_key, Status.SENT, Reason.OK, time.time(), took=0.01)
 
 
-async def one_run(store: SqlStore, events: int, destinations: int) -> dict[str, float]:
+async def one_run(
+    store: SqlStore, events: int, destinations: int, per_round: int
+) -> dict[str, float]:
     global phase
     spent = dict.fromkeys(PHASES, 0.0)
     holder = "bench-router"
     now = time.time()
     delivered = 0
     received = 0
+    # made up front: rendering is not the store's work
+    incoming = [event(i) for i in range(events)]
+    rendered = {e.id: message(i, destinations) for i, e in enumerate(incoming)}
 
     def clock(name: str) -> None:
         global phase
@@ -112,9 +116,9 @@ async def one_run(store: SqlStore, events: int, destinations: int) -> dict[str, 
         # receive
         clock("receive")
         t = time.process_time()
-        top = min(events, received + RECEIVE)
+        top = min(events, received + per_round)
         if received < top:
-            await asyncio.gather(*(store.receive(event(i), now) for i in range(received, top)))
+            await asyncio.gather(*(store.receive(e, now) for e in incoming[received:top]))
             received = top
         spent["receive"] += time.process_time() - t
         # route everything waiting
@@ -125,13 +129,7 @@ async def one_run(store: SqlStore, events: int, destinations: int) -> dict[str, 
             waiting = await store.inbox(BATCH)
             if not waiting:
                 break
-            await store.enqueue(
-                [
-                    Routed(r, (message(int(r.event.id.rsplit("_", 1)[1]), destinations),))
-                    for r in waiting
-                ],
-                now,
-            )
+            await store.enqueue([Routed(r, (rendered[r.event.id],)) for r in waiting], now)
         spent["route"] += time.process_time() - t
         # one look of the worker, then every claimed run sent
         clock("claim")
@@ -152,31 +150,33 @@ async def one_run(store: SqlStore, events: int, destinations: int) -> dict[str, 
     return spent
 
 
-async def bench(database: str, events: int, destinations: int) -> None:
+async def bench(database: str, events: int, destinations: int, per_round: int) -> None:
     statements.clear()
     with tempfile.TemporaryDirectory() as tmp:
         if database == "sqlite":
             store: SqlStore = SqliteStore(Path(tmp) / "relay.db")
-            spent = await _measure(store, events, destinations)
+            spent = await _measure(store, events, destinations, per_round)
         else:
             with fresh_schema() as url:
                 store = PostgresStore(url)
-                spent = await _measure(store, events, destinations)
+                spent = await _measure(store, events, destinations, per_round)
     total = sum(spent.values())
     parts = ", ".join(
         f"{p} {spent[p] / events * 1e6:.0f} µs ({statements[p] / events:.2f} st)" for p in PHASES
     )
     print(
-        f"{database}, {destinations} destinations, {events:,} events: "
+        f"{database}, {destinations} destinations, {events:,} events, {per_round} a round: "
         f"{total / events * 1e6:.0f} µs CPU per message; {parts}",
         flush=True,
     )
 
 
-async def _measure(store: SqlStore, events: int, destinations: int) -> dict[str, float]:
+async def _measure(
+    store: SqlStore, events: int, destinations: int, per_round: int
+) -> dict[str, float]:
     await store.open()
     try:
-        return await one_run(store, events, destinations)
+        return await one_run(store, events, destinations, per_round)
     finally:
         await store.close()
 
@@ -185,11 +185,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--destinations", type=int, nargs="+", default=[32, 1])
+    parser.add_argument("--round", type=int, default=32, help="events received per round")
     parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
     args = parser.parse_args()
     Db.run = _counting_run  # type: ignore[method-assign]
     for destinations in args.destinations:
-        asyncio.run(bench(args.database, args.events, destinations))
+        asyncio.run(bench(args.database, args.events, destinations, args.round))
 
 
 if __name__ == "__main__":

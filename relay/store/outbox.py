@@ -54,17 +54,6 @@ SELECT <columns> FROM keys JOIN outbox o ON o.id = (
 WHERE o.status = 'pending'
 """
 
-# A claim takes the row only if it is still pending and due (another replica may have just sent
-# it or scheduled a retry) and no older row of its key is undelivered (head-of-line order).
-_CLAIM = (
-    "UPDATE outbox SET status='inflight', lease_until=?, claimed_by=?, attempts=attempts+1"
-    " WHERE id = (SELECT id FROM outbox WHERE id=? AND status='pending' AND next_attempt_at <= ?"
-    "{skip_locked})"
-    " AND NOT EXISTS (SELECT 1 FROM outbox o{open_index} WHERE o.pace_key=?"
-    " AND o.status IN ('pending','inflight') AND o.id < ?)"
-)
-
-
 def row_of(values: Sequence[Any]) -> OutboxRow:
     return OutboxRow(
         id=values[0],
@@ -111,18 +100,23 @@ def _bucket(db: Db, key: str, now: float, burst: float) -> Bucket | None:
     return None if found is None else Bucket(*found)
 
 
-# the head's claim (`_CLAIM`) hands back the row as it claimed it
-_CLAIM_HEAD = _CLAIM + " RETURNING " + ROW_COLUMNS
-
-# The messages after a key's head, for a run: the claim holds the key's pace row (locked on
-# PostgreSQL, the one writer on SQLite), so no other claim can take them meanwhile.
-_NEXT = (
+# The first undelivered messages of a key, its head first: read while the claim holds the
+# key's pace row (locked on PostgreSQL, the one writer on SQLite), so no other claim can take
+# them meanwhile.
+_OPEN = (
     "SELECT o.id, o.status, o.next_attempt_at FROM outbox o{open_index} WHERE o.pace_key=?"
-    " AND o.status IN ('pending','inflight') AND o.id > ? ORDER BY o.id LIMIT ?"
+    " AND o.status IN ('pending','inflight') ORDER BY o.id LIMIT ?"
 )
+# A claim takes a row only if it is still pending and due (another replica may have just sent
+# it or scheduled a retry; a row another transaction is writing is skipped) and no older row of
+# its key is undelivered (head-of-line order); the rows come back as claimed.
 _CLAIM_RUN = (
-    "UPDATE outbox{by_id} SET status='inflight', lease_until=?, claimed_by=?, attempts=attempts+1"
-    " WHERE id IN (<ids>) AND status='pending' RETURNING " + ROW_COLUMNS
+    "UPDATE outbox{by_id} SET status='inflight', lease_until=?, claimed_by=?,"
+    " attempts=attempts+1 WHERE id IN (SELECT id FROM outbox{by_id} WHERE id IN (<ids>)"
+    " AND status='pending' AND next_attempt_at <= ?{skip_locked})"
+    " AND NOT EXISTS (SELECT 1 FROM outbox o{open_index} WHERE o.pace_key=?"
+    " AND o.status IN ('pending','inflight') AND o.id < ?)"
+    " RETURNING " + ROW_COLUMNS
 )
 
 
@@ -144,8 +138,9 @@ def claim(
     its steps may need. Keys in `busy` are skipped: the worker still sends on them (a claim it
     made whose lease ran out meanwhile would otherwise be taken again under its own send).
 
-    A run costs a handful of statements whatever its length: the head's claim and its
-    followers' each return the claimed rows (`bench/store.py`)."""
+    A run costs the same four statements whatever its length (its bucket, its rows, their
+    claim, the bucket spent), where claiming row by row cost one more per message
+    (`bench/store.py`)."""
     claimed: list[Claim] = []
     waits: list[float] = []
     heads = db.all(_HEADS)
@@ -164,14 +159,10 @@ def claim(
         if seconds > 0:
             waits.append(seconds)
             continue
-        head = db.all(_CLAIM_HEAD, (lease_until, holder, head_id, now, pace_key, head_id))
-        if not head:
+        rows = _run(db, holder, pace_key, now, lease_until, min(run, int(bucket.tokens)))
+        if not rows:
             continue  # no longer due, or no longer the head of its key
         taken.add(head_id)
-        rows = [row_of(head[0])]
-        room = min(run, int(bucket.tokens)) - 1
-        if room > 0:
-            rows += _followers(db, holder, pace_key, head_id, now, lease_until, room)
         bucket = spend(bucket, len(rows))
         db.run(
             "UPDATE pace SET tokens=?, updated=? WHERE key=?",
@@ -183,30 +174,25 @@ def claim(
     return ClaimRound(tuple(claimed), min(waits) if waits else None, min(later, default=None))
 
 
-def _followers(
-    db: Db,
-    holder: str,
-    pace_key: str,
-    head_id: int,
-    now: float,
-    lease_until: float,
-    room: int,
+def _run(
+    db: Db, holder: str, pace_key: str, now: float, lease_until: float, most: int
 ) -> list[OutboxRow]:
-    """Up to `room` messages that follow the head `head_id` on its key, claimed: each pending
-    and due, up to the first that is not (order holds: nothing jumps a message that waits)."""
+    """Up to `most` messages of a key from its head on, claimed: each pending and due, up to
+    the first that is not (order holds: nothing jumps a message that waits)."""
     ids: list[int] = []
-    for row_id, status, due in db.all(_NEXT, (pace_key, head_id, room)):
+    for row_id, status, due in db.all(_OPEN, (pace_key, most)):
         if status != Status.PENDING.value or due > now:
             break
         ids.append(row_id)
     if not ids:
         return []
-    found = sorted(
-        db.all(_CLAIM_RUN.replace("<ids>", marks(len(ids))), (lease_until, holder, *ids)),
-        key=lambda values: int(values[0]),
+    found = db.all(
+        _CLAIM_RUN.replace("<ids>", marks(len(ids))),
+        (lease_until, holder, *ids, now, pace_key, ids[0]),
     )
-    rows = [row_of(values) for values in found]
-    # all of them, the key being held; were one not taken, the run stops before it
+    rows = sorted((row_of(values) for values in found), key=lambda r: r.id)
+    # all of them, unless another replica changed one since it was read: the run then stops
+    # before it, and what was claimed after it goes back
     kept = next((i for i, r in enumerate(rows) if r.id != ids[i]), len(rows))
     unclaim(db, holder, [r.id for r in rows[kept:]])
     return rows[:kept]
