@@ -126,13 +126,11 @@ class Step:
         return tuple(dict.fromkeys(k for k in found if k is not None))
 
     def to_json(self) -> JsonObject:
-        # the fields read directly: `asdict` deep-copies every value, and this runs for each
-        # message routed (`bench/store.py`)
-        found = ((k, getattr(self, k)) for k in _STEP_FIELDS)
+        # each field read directly: `asdict` deep-copies, and this runs for every message routed
         return {
             k: list(v) if isinstance(v, tuple) else v
-            for k, v in found
-            if v not in (None, False, ())
+            for k in self.__dataclass_fields__
+            if (v := getattr(self, k)) not in (None, False, ())
         }
 
     @classmethod
@@ -146,9 +144,6 @@ class Step:
             if k in obj
         }
         return cls(**fields)
-
-
-_STEP_FIELDS = tuple(Step.__dataclass_fields__)
 
 
 @dataclass(frozen=True, slots=True)

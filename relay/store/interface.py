@@ -163,7 +163,7 @@ class SqlStore:
     async def lead_routing(self, holder: str, now: float, seconds: float) -> bool:
         """Take or renew the routing lease. The router asks before each batch: while less than
         half of the lease this process last wrote has gone, no one else can take it, and the
-        answer needs no transaction (a write per batch, `bench/store.py`)."""
+        answer is yes without a transaction (one fewer per batch, `bench/store.py`)."""
         if now < self._routing_until.get(holder, now) - seconds / 2:
             return True
         led = await self._run(lambda db: inbox.lead_routing(db, holder, now, seconds))
