@@ -138,11 +138,12 @@ def record_attempts(db: Db, settled: Sequence[Settlement]) -> None:
         return
     db.many(_UPDATE_MESSAGES, messages)
     ids = [s.row_id for s in settled]
-    db.run(
-        f"UPDATE history_events SET outcome = {_OUTCOME} WHERE seq IN (SELECT seq FROM"
-        f" history_messages WHERE outbox_id IN ({marks(len(ids))}))",
-        ids,
+    # the events' seqs read first: PostgreSQL plans an `IN (SELECT ...)` here as a scan of
+    # every event
+    seqs = db.all(
+        f"SELECT DISTINCT seq FROM history_messages WHERE outbox_id IN ({marks(len(ids))})", ids
     )
+    refresh_outcomes(db, sorted(seq for (seq,) in seqs))
 
 
 def digested(db: Db, batch: DigestBatch, outbox_id: int) -> None:
