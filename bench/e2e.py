@@ -20,8 +20,8 @@ The sink runs in a process of its own: the load generator needs about a core of 
 relay's intake rate, and a sink on the same event loop would slow it and stamp each arrival
 only when the loader's callbacks let it run, adding that wait to every measured delay. Apart,
 it has its own interpreter and loop: alone on this machine it took over 2,000 messages a
-second each on a new connection (as relay's webhook sender opens one per message), 9,000 over
-keep-alive ones, above what relay delivers and above the 1,500 a second relay aims at. Both
+second each on a new connection, 9,000 over keep-alive ones (relay's senders keep theirs
+alive), above what relay delivers and above the 1,500 a second relay aims at. Both
 processes read `time.monotonic()`, one clock for the whole machine on Linux, so a send time and
 an arrival time compare directly.
 

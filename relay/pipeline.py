@@ -12,9 +12,21 @@ messages to the outbox in the same transaction that takes the events out of the 
 resends exactly the same message and a template edit never changes what is already queued.
 Events accepted before a reload are rendered with the config they were accepted under.
 
-Acknowledging comes first: during a burst the router renders one event per `YIELD_SECONDS`,
-so the burst is answered at full speed and its messages are rendered when it ebbs (a
-sustained flood still moves the inbox forward); a lone event is rendered right after its 202.
+Flow control, so that an event waits seconds at most while relay keeps up, and the
+acknowledgement stays fast while it cannot:
+- the router renders in step with intake (one event per turn of the event loop, the requests
+  that are ready answered in between), so a steady stream is routed as it comes;
+- once `HOLD` events and messages wait (events to route, and messages that could be sent now:
+  a chat that is down holds up only its own queue, which waits for its retry) while the
+  channels are not held back by their own pacing, relay is the bottleneck: an acknowledgement
+  is then held
+  (after its event is durable, at most `MAX_HOLD` seconds) until the backlog is below `HOLD`
+  again, so a sender posting as fast as relay answers is slowed to the rate relay delivers at
+  instead of queueing minutes of delay (bench/e2e.py);
+- once `BEHIND` messages wait for their channels' pace, rendering more only lengthens those
+  queues: acknowledging comes first then, the router rendering one event per `YIELD_SECONDS`
+  while requests wait (a burst towards paced channels is answered at full speed,
+  bench/ingest.py, and rendered when it ebbs). A lone event is rendered right after its 202.
 """
 
 from __future__ import annotations
@@ -42,6 +54,12 @@ log = logging.getLogger("relay.pipeline")
 BATCH = 32  # events routed per transaction
 BURST = 5  # accepts between two renders that make a burst
 YIELD_SECONDS = 0.05  # while requests wait: at most one render per this (20 events/s at least)
+# Messages waiting for paced channels from which intake goes first: far more than a paced
+# channel sends in a while.
+BEHIND = 1000
+HOLD = 1000  # events and messages waiting, relay behind: acknowledgements are held (see above)
+MAX_HOLD = 2.0  # seconds an acknowledgement is held at most (senders time out after 10 s+)
+LOOK_SECONDS = 0.05  # the backlog is counted at most this often
 ROUTING_LEASE = 10.0  # replicas: how long a silent router keeps the others from routing
 
 
@@ -58,6 +76,9 @@ class Pipeline:
         metrics: Metrics | None = None,
         poll_seconds: float = 1.0,
         yield_seconds: float = YIELD_SECONDS,
+        hold: int = HOLD,
+        behind: int = BEHIND,
+        max_hold: float = MAX_HOLD,
     ) -> None:
         self.runtime = runtime
         self.store = store
@@ -66,6 +87,7 @@ class Pipeline:
         self.metrics = metrics or Metrics()
         self.poll_seconds = poll_seconds
         self.yield_seconds = yield_seconds
+        self.hold, self.behind, self.max_hold = hold, behind, max_hold
         self.holder = uuid.uuid4().hex  # this process, for the routing lease
         # called once no waiting event needs a config older than the current one
         self.on_settled: Callable[[], None] | None = None
@@ -74,6 +96,12 @@ class Pipeline:
         self._waiting = 0  # accepts waiting for their commit
         self._accepted = self._accepted_then = 0  # accepts so far; at the last render
         self._last_render = 0.0  # monotonic
+        self._behind = False  # BEHIND messages wait for paced channels: intake goes first
+        self._flowing = asyncio.Event()  # clear while acknowledgements are held
+        self._flowing.set()
+        self._looked = -LOOK_SECONDS  # monotonic time of the last count of the backlog
+        # whether the channels were held back by their pacing lately (the worker tells)
+        self.paced: Callable[[], bool] = lambda: False
         self._wake = asyncio.Event()
         self._stuck: set[int] = set()  # events whose routing failed: kept, skipped until restart
 
@@ -93,8 +121,12 @@ class Pipeline:
             log.info("duplicate event ignored", extra=_fields(event))
             return result
         m.count_accepted(event.source, event.type)
-        log.info("event accepted", extra=_fields(event))
+        if log.isEnabledFor(logging.INFO):  # its fields are not built for nothing
+            log.info("event accepted", extra=_fields(event))
         self._wake.set()
+        if not self._flowing.is_set():  # relay is behind: the sender waits, the event is safe
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flowing.wait(), self.max_hold)
         return result
 
     # ------------------------------------------------------------ router
@@ -128,6 +160,9 @@ class Pipeline:
                         timeout = await self.flush_digests()
                 except Exception:  # the store is unreachable, say: the events wait in the inbox
                     log.exception("routing failed; will try again")
+                    self._flow(behind=False, hold=False)
+                if not self._flowing.is_set():  # count again soon: the hold must end in time
+                    timeout = min(timeout, LOOK_SECONDS)
                 waking = asyncio.ensure_future(self._wake.wait())
                 await asyncio.wait(
                     [waking, stopping], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
@@ -166,6 +201,7 @@ class Pipeline:
     async def route_pending(self, stop: asyncio.Event | None = None) -> int:
         """Route and render the oldest waiting events into the outbox, one batch in one
         transaction; how many were taken (0: nothing waiting, or another replica routes)."""
+        await self._look()
         if not await self.store.lead_routing(self.holder, self.clock(), ROUTING_LEASE):
             return 0
         found = await self.store.inbox(BATCH + len(self._stuck))
@@ -200,11 +236,35 @@ class Pipeline:
             self.on_enqueued()
         return len(waiting)
 
+    async def _look(self) -> None:
+        """Count what waits (at most every `LOOK_SECONDS`) and set the flow control by it."""
+        now = time.monotonic()
+        if now - self._looked < LOOK_SECONDS:
+            return
+        self._looked = now
+        backlog = await self.store.backlog(self.clock(), max(self.hold, self.behind))
+        if self.paced():  # the messages wait for their channels' pace, not for relay
+            self._flow(behind=backlog.outbox >= self.behind, hold=False)
+        else:
+            self._flow(behind=False, hold=backlog.inbox + backlog.outbox >= self.hold)
+
+    def _flow(self, *, behind: bool, hold: bool) -> None:
+        self._behind = behind
+        if hold:
+            self._flowing.clear()
+        else:
+            self._flowing.set()
+
     async def _intake_first(self) -> None:
-        """Let acknowledgements go first: during a burst (an accept waiting for its commit, or
-        more than `BURST` accepted since the last render) render one event per
-        `yield_seconds`; otherwise at once, so a lone event is rendered right after its 202."""
+        """Let acknowledgements go first: each render waits for a turn of the event loop, so
+        the requests that are ready are answered between two renders. While the channels are
+        behind (`BEHIND`), during a burst (an accept waiting for its commit, or more than
+        `BURST` accepted since the last render) render only one event per `yield_seconds`."""
         await asyncio.sleep(0)
+        if not self._behind:
+            self._last_render = time.monotonic()
+            self._accepted_then = self._accepted
+            return
         wait = self._last_render + self.yield_seconds - time.monotonic()
         if wait > 0 and (self._waiting or self._accepted - self._accepted_then > BURST):
             await asyncio.sleep(wait)
@@ -256,6 +316,23 @@ class Pipeline:
             return None
 
     def _routed(self, event: Event, planned: Planned) -> None:
+        if log.isEnabledFor(logging.INFO) or planned.template_errors:
+            self._log_routed(event, planned)
+        m = self.metrics
+        if planned.decision.dropped_by:
+            m.dropped.labels(planned.decision.dropped_by).inc()
+        elif not planned.decision.targets:
+            m.unrouted.labels(event.source).inc()
+        for target in planned.decision.targets:
+            m.routed.labels(target.route, target.destination).inc()
+            m.rendered.labels(target.destination).inc()
+        for error in planned.template_errors:
+            m.fallbacks.labels(error.split(":", 1)[0]).inc()
+        for message in planned.messages:
+            if message.silence is not None:
+                m.silenced.labels(message.destination).inc()
+
+    def _log_routed(self, event: Event, planned: Planned) -> None:
         fields = _fields(event)
         for error in planned.template_errors:
             log.error(
@@ -279,19 +356,6 @@ class Pipeline:
             )
         if log.isEnabledFor(logging.DEBUG):
             _debug_plan(fields, planned)
-        m = self.metrics
-        if planned.decision.dropped_by:
-            m.dropped.labels(planned.decision.dropped_by).inc()
-        elif not planned.decision.targets:
-            m.unrouted.labels(event.source).inc()
-        for target in planned.decision.targets:
-            m.routed.labels(target.route, target.destination).inc()
-            m.rendered.labels(target.destination).inc()
-        for error in planned.template_errors:
-            m.fallbacks.labels(error.split(":", 1)[0]).inc()
-        for message in planned.messages:
-            if message.silence is not None:
-                m.silenced.labels(message.destination).inc()
 
 
 def _debug_plan(fields: dict[str, Any], planned: Planned) -> None:

@@ -21,7 +21,7 @@ from relay.event import Event
 from relay.pipeline import BATCH, Pipeline
 from relay.providers.anchor import AnchorProvider
 from relay.providers.tabstack import TabstackProvider
-from relay.records import Acceptance, Status
+from relay.records import Acceptance, Reason, Settlement, Status
 from relay.render.formats.slack import payload
 from relay.render.renderer import Rendered, Renderer
 from relay.runtime import Runtime, build_runtime
@@ -204,13 +204,19 @@ class GatedStore(SqliteStore):
         return await super().receive(event, now)
 
 
-async def test_while_accepts_wait_the_router_renders_at_most_one_event_per_interval(
+async def test_towards_paced_channels_the_router_renders_one_event_per_interval_while_accepts_wait(
     tmp_path: Path,
 ) -> None:
     store = GatedStore(tmp_path / "relay.db")
     await store.open()
-    pipeline = Pipeline(runtime(tmp_path), store, yield_seconds=0.25)
+    # five messages already wait for their channel's pace: rendering more gains nothing now
+    pipeline = Pipeline(runtime(tmp_path), store, yield_seconds=0.25, behind=5)
+    pipeline.paced = lambda: True
     store.gate.set()
+    for n in range(5):
+        await pipeline.accept(event(100 + n))
+    await route_all(pipeline)
+    await asyncio.sleep(0.1)  # the backlog is counted again at the router's next batch
     for n in range(10):
         await pipeline.accept(event(n))
     store.gate.clear()
@@ -220,17 +226,136 @@ async def test_while_accepts_wait_the_router_renders_at_most_one_event_per_inter
     await asyncio.sleep(0.6)
     # about three renders in 0.6 s, so the batch of ten is not written yet (without yielding,
     # all ten would be queued within milliseconds)
-    assert await store.rows(Status.PENDING) == []
+    assert len(await store.rows(Status.PENDING)) == 5
     assert (await store.inbox_stats()).waiting == 10
     store.gate.set()  # the acknowledgement goes out; the router catches up at full speed
     assert await waiting is Acceptance.ACCEPTED
     deadline = time.monotonic() + 10
-    while len(await store.rows(Status.PENDING)) < 11:
+    while len(await store.rows(Status.PENDING)) < 16:
         assert time.monotonic() < deadline
         await asyncio.sleep(0.02)
     stop.set()
     await router
     await store.close()
+
+
+async def test_while_channels_keep_up_the_router_renders_as_events_come(tmp_path: Path) -> None:
+    store = GatedStore(tmp_path / "relay.db")
+    await store.open()
+    pipeline = Pipeline(runtime(tmp_path), store, yield_seconds=0.25, behind=5)
+    store.gate.set()
+    for n in range(10):
+        await pipeline.accept(event(n))
+    store.gate.clear()
+    waiting = asyncio.create_task(pipeline.accept(event(99)))  # in flight meanwhile
+    stop = asyncio.Event()
+    router = asyncio.create_task(pipeline.run(stop))
+    try:
+        deadline = time.monotonic() + 0.5  # one render per 0.25 s would take 2.5 s
+        while len(await store.rows(Status.PENDING)) < 10:
+            assert time.monotonic() < deadline, "the router waited for the acknowledgements"
+            await asyncio.sleep(0.02)
+        assert not waiting.done()
+    finally:
+        store.gate.set()
+        await waiting
+        stop.set()
+        await router
+        await store.close()
+
+
+async def test_when_relay_falls_behind_acknowledgements_wait_for_the_backlog_to_drain(
+    store: Store, tmp_path: Path
+) -> None:
+    pipeline = Pipeline(runtime(tmp_path), store, hold=8, max_hold=30)
+    for n in range(8):  # eight messages wait to be sent, and no worker sends them
+        await pipeline.accept(event(n))
+    await route_all(pipeline)
+    stop = asyncio.Event()
+    router = asyncio.create_task(pipeline.run(stop))
+    try:
+        await asyncio.sleep(0.2)  # the router counts the backlog
+        held = asyncio.create_task(pipeline.accept(event(50)))
+        await asyncio.sleep(0.5)
+        assert not held.done(), "relay is behind: the sender should wait"
+        assert await store.seen("anchor", "evt_50")  # durable meanwhile
+        # a worker takes the messages (claimed, they no longer wait): the sender is answered
+        now = time.time()
+        await store.claim(now, now + 60, rate=1e5, burst=1e5, limit=10, run=100)
+        assert await asyncio.wait_for(held, 5) is Acceptance.ACCEPTED
+    finally:
+        stop.set()
+        await router
+
+
+async def test_a_chat_that_is_down_does_not_hold_acknowledgements(
+    store: Store, tmp_path: Path
+) -> None:
+    pipeline = Pipeline(runtime(tmp_path), store, hold=7, max_hold=5)
+    for n in range(8):
+        await pipeline.accept(event(n))
+    await route_all(pipeline)
+    # the channel's first message failed and waits ten minutes for its retry: the seven behind
+    # it cannot be sent before, so relay is not behind
+    now = time.time()
+    found = await store.claim(now, now + 60, rate=1e5, burst=1e5, limit=1, run=1)
+    (claim,) = found.claimed
+    retry = Settlement(
+        claim.row.id, claim.row.pace_key, Status.PENDING, Reason.SERVER_ERROR, now,
+        error="500", next_attempt_at=now + 600,
+    )  # fmt: skip
+    await store.settle(retry)
+    stop = asyncio.Event()
+    router = asyncio.create_task(pipeline.run(stop))
+    try:
+        await asyncio.sleep(0.2)
+        started = time.monotonic()
+        await pipeline.accept(event(9))
+        assert time.monotonic() - started < 0.25
+    finally:
+        stop.set()
+        await router
+
+
+async def test_an_acknowledgement_is_held_at_most_max_hold(tmp_path: Path) -> None:
+    s = SqliteStore(tmp_path / "relay.db")
+    await s.open()
+    pipeline = Pipeline(runtime(tmp_path), s, hold=4, max_hold=0.3)
+    for n in range(4):
+        await pipeline.accept(event(n))
+    await route_all(pipeline)
+    stop = asyncio.Event()
+    router = asyncio.create_task(pipeline.run(stop))
+    try:
+        await asyncio.sleep(0.2)
+        started = time.monotonic()
+        assert await pipeline.accept(event(9)) is Acceptance.ACCEPTED
+        assert 0.25 <= time.monotonic() - started < 2
+    finally:
+        stop.set()
+        await router
+        await s.close()
+
+
+async def test_paced_channels_never_hold_acknowledgements(tmp_path: Path) -> None:
+    s = SqliteStore(tmp_path / "relay.db")
+    await s.open()
+    pipeline = Pipeline(runtime(tmp_path), s, hold=4, max_hold=5)
+    pipeline.paced = lambda: True  # the messages wait for their channel, not for relay
+    for n in range(4):
+        await pipeline.accept(event(n))
+    await route_all(pipeline)
+    stop = asyncio.Event()
+    router = asyncio.create_task(pipeline.run(stop))
+    try:
+        await asyncio.sleep(0.2)
+        started = time.monotonic()
+        await pipeline.accept(event(9))
+        assert time.monotonic() - started < 0.25
+    finally:
+        stop.set()
+        await router
+        await s.close()
 
 
 async def test_one_replica_routes_for_all_of_them(pg_url: str, tmp_path: Path) -> None:

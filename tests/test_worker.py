@@ -364,3 +364,28 @@ async def test_a_worker_that_cannot_renew_its_heartbeat_gives_its_send_up_and_st
         stop.set()
         await asyncio.gather(working, renewing)
         await worker.drain(5)
+
+
+async def test_the_worker_tells_when_its_channels_are_held_back_by_their_pace(
+    store: SqliteStore, slack: FakeSlack
+) -> None:
+    slack.reset()
+    await enqueue(store, 4)
+    worker = make_worker(store, slack, pacing=Pacing(rate=0.5, burst=1.0))
+    assert not worker.paced()
+
+    async def first_sent() -> bool:
+        return len(await store.rows(Status.SENT)) >= 1
+
+    await run_until(worker, first_sent)
+    await worker.tick()  # the next message waits for the channel's pace
+    assert worker.paced()
+    assert len(await store.rows(Status.SENT)) == 1
+
+    unpaced = make_worker(store, slack, pacing=Pacing(rate=1000.0, burst=1000.0))
+
+    async def all_sent() -> bool:
+        return len(await store.rows(Status.SENT)) == 4
+
+    await run_until(unpaced, all_sent)
+    assert not unpaced.paced()

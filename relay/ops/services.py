@@ -75,6 +75,7 @@ class Services:
         self.metrics.generation.set(self.generation)
         self._reloading = asyncio.Lock()
         self.pipeline.on_settled = self.settle
+        self.pipeline.paced = self.worker.paced
 
     def settle(self) -> None:
         """Compile the templates in force and take every live object out of the collector's

@@ -107,6 +107,12 @@ def inbox(db: Db, limit: int) -> list[Received]:
     ]
 
 
+def waiting(db: Db, limit: int) -> int:
+    """How many events wait to be routed, counted up to `limit` (a bounded walk)."""
+    (count,) = db.one("SELECT COUNT(*) FROM (SELECT 1 FROM inbox LIMIT ?) w", (limit,))
+    return int(count)
+
+
 def inbox_stats(db: Db) -> InboxStats:
     waiting, oldest = db.one("SELECT COUNT(*), MIN(received_at) FROM inbox")
     return InboxStats(waiting, oldest)

@@ -25,6 +25,7 @@ import contextlib
 import functools
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from relay.event import Event, to_record
@@ -58,6 +59,15 @@ T = TypeVar("T")
 STALE_AFTER = 5.0
 
 
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """What waits, each counted up to a bound: events to route, messages that could be sent now
+    (the router's flow control reads it)."""
+
+    inbox: int
+    outbox: int
+
+
 class Store(Protocol):
     """The store as the rest of relay sees it."""
 
@@ -87,6 +97,7 @@ class Store(Protocol):
     ) -> ClaimRound: ...
     async def settle(self, settlement: Settlement) -> Recording: ...
     async def unclaim(self, row_ids: Sequence[int]) -> int: ...
+    async def backlog(self, now: float, limit: int) -> Backlog: ...
     async def next_due_at(self) -> float | None: ...
     async def release_expired(self, now: float) -> int: ...
     async def beat(self) -> None: ...
@@ -218,6 +229,14 @@ class SqlStore:
 
     async def _commit_settlements(self, batch: Sequence[Settlement]) -> list[Recording]:
         return await self._run(lambda db: outbox.settle(db, self.holder, batch))
+
+    async def backlog(self, now: float, limit: int) -> Backlog:
+        """Events waiting to be routed and messages that could be sent now, each up to
+        `limit`."""
+        return await self._run(
+            lambda db: Backlog(inbox.waiting(db, limit), outbox.sendable(db, now, limit)),
+            read_only=True,
+        )
 
     async def next_due_at(self) -> float | None:
         return await self._run(outbox.next_due_at, read_only=True)

@@ -75,6 +75,27 @@ def row_of(values: Sequence[Any]) -> OutboxRow:
     )
 
 
+# Messages the worker could send now: due, and not behind a head that waits for its retry (a
+# chat that is down holds its queue, which is not relay falling behind). Each row costs one probe
+# of the index of undelivered rows for its key's head; `limit` bounds the walk.
+_SENDABLE = """
+SELECT COUNT(*) FROM (
+    SELECT 1 FROM outbox o
+    WHERE o.status = 'pending' AND o.next_attempt_at <= ?
+      AND (SELECT h.next_attempt_at FROM outbox h{open_index}
+           WHERE h.pace_key = o.pace_key AND h.status IN ('pending','inflight')
+           ORDER BY h.id LIMIT 1) <= ?
+    LIMIT ?
+) w
+"""
+
+
+def sendable(db: Db, now: float, limit: int) -> int:
+    """How many messages wait in the outbox that could be sent now, up to `limit`."""
+    (count,) = db.one(_SENDABLE, (now, now, limit))
+    return int(count)
+
+
 def next_due_at(db: Db) -> float | None:
     """When the earliest pending head row (of any key) becomes due."""
     (due,) = db.one(HEADS.replace("<columns>", "MIN(o.next_attempt_at)"))
