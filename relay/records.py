@@ -14,7 +14,7 @@ relay has always written (old rows read back unchanged).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -126,10 +126,11 @@ class Step:
         return tuple(dict.fromkeys(k for k in found if k is not None))
 
     def to_json(self) -> JsonObject:
+        # each field read directly: `asdict` deep-copies, and this runs for every message routed
         return {
             k: list(v) if isinstance(v, tuple) else v
-            for k, v in asdict(self).items()
-            if v not in (None, False, ())
+            for k in self.__dataclass_fields__
+            if (v := getattr(self, k)) not in (None, False, ())
         }
 
     @classmethod

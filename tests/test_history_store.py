@@ -14,8 +14,9 @@ from oldschema import store_from_fixture
 
 from relay.event import Event
 from relay.messages import Blocks
-from relay.records import NewMessage, Reason, Routed, Settlement, Status
-from relay.store import PostgresStore, SqliteStore, Store
+from relay.records import GroupSpec, NewMessage, Reason, Recording, Routed, Settlement, Status
+from relay.store import PostgresStore, SqliteStore, Store, outbox
+from relay.store.interface import SqlStore
 from relay.store.schema import VERSION
 from relay.store.views import EventFilter
 
@@ -230,3 +231,85 @@ async def test_the_pruner_forgets_everything_older_in_steps_and_stops_when_told(
     assert await prune(store, 500.0, step=2, pause=0) == 5
     left = [e.event_id for e in (await store.history_events(EventFilter(), None, 10)).items]
     assert left == ["new"]
+
+
+async def test_outcomes_settled_together_are_kept_each_and_a_lost_one_is_left_alone(
+    store: Store,
+) -> None:
+    for key in "abcd":
+        await accept(store, ev(f"e-{key}"), [msg(key)], 100.0)
+    rows = {c.row.pace_key: c.row for c in (await store.claim(
+        101.0, 161.0, rate=1000.0, burst=1000.0, limit=10)).claimed}  # fmt: skip
+    assert await store.unclaim([rows["slack:d"].id]) == 1  # as if another replica took it
+    group = [
+        Settlement(rows["slack:a"].id, "slack:a", Status.SENT, Reason.OK, 102.0,
+                   channel_id="C1", ts="1.1", took=0.1),
+        Settlement(rows["slack:b"].id, "slack:b", Status.PENDING, Reason.SERVER_ERROR, 102.0,
+                   "boom", next_attempt_at=110.0, took=0.2),
+        Settlement(rows["slack:c"].id, "slack:c", Status.DEAD, Reason.CHANNEL, 102.0,
+                   "channel_not_found", took=0.3),
+        Settlement(rows["slack:d"].id, "slack:d", Status.SENT, Reason.OK, 102.0, took=0.4),
+    ]  # fmt: skip
+    assert isinstance(store, SqlStore)
+    # the store's logic itself, on the group as one turn of the event loop hands it over
+    recorded = await store._run(lambda db: outbox.settle(db, store.holder, group))
+    assert recorded == [Recording.RECORDED] * 3 + [Recording.LOST]
+    page = await store.history_events(EventFilter(), None, 10)
+    outcomes = {e.event_id: e.outcome for e in page.items}
+    assert outcomes == {"e-a": "delivered", "e-b": "retrying", "e-c": "dead", "e-d": "pending"}
+    seen = {}
+    for summary in page.items:
+        detail = await store.history_event(summary.id)
+        assert detail is not None
+        (m,) = detail.messages
+        seen[summary.event_id] = (m.status, m.attempts, [a.took for a in m.timeline], m.ts)
+    assert seen == {
+        "e-a": ("sent", 1, [0.1], "1.1"),
+        "e-b": ("retrying", 1, [0.2], None),
+        "e-c": ("dead", 1, [0.3], None),
+        "e-d": ("pending", 0, [], None),
+    }
+    assert [(r.pace_key, r.attempts) for r in await store.rows(Status.PENDING)] == [
+        ("slack:b", 1), ("slack:d", 0)
+    ]  # fmt: skip
+
+
+async def test_a_batch_of_events_keeps_each_its_own_messages_and_outcome(store: Store) -> None:
+    for i in range(4):
+        await store.receive(ev(f"e{i}"), 100.0 + i)
+    waiting = {r.event.id: r for r in await store.inbox(10)}
+    spec = GroupSpec("r", "k", wait=30.0, interval=300.0, max_items=100, show=10)
+    muted = NewMessage("b", "slack:b", "anchor/task.failed", Blocks("m0"), muted=True)
+    silenced = NewMessage("c", "slack:c", "anchor/task.failed", Blocks("s1"), silence="sil-1")
+    grouped = NewMessage("d", "slack:d", "anchor/task.failed", Blocks("g3"), group=spec)
+    planned = [
+        Routed(waiting["e0"], (msg("a", "a0"), muted, msg("c", "c0")), ("r1", "r2", "r3")),
+        Routed(waiting["e1"], (silenced,)),
+        Routed(waiting["e2"], ()),
+        Routed(waiting["e3"], (grouped, msg("a", "a3"))),
+    ]
+    assert await store.enqueue(planned, 105.0) == {r.received.seq for r in planned}
+    queued = {r.id: r for status in Status for r in await store.rows(status)}
+    page = await store.history_events(EventFilter(), None, 10)
+    assert {e.event_id: e.outcome for e in page.items} == {
+        "e0": "pending", "e1": "silenced", "e2": "dropped", "e3": "pending"
+    }  # fmt: skip
+    made = {}
+    for summary in page.items:
+        detail = await store.history_event(summary.id)
+        assert detail is not None
+        for m in detail.messages:
+            if m.outbox_id is not None:  # its outbox row is the same message
+                row = queued[m.outbox_id]
+                assert (row.event_id, row.destination, row.message.text) == (
+                    summary.event_id, m.destination, m.message["text"]
+                )  # fmt: skip
+            made.setdefault(summary.event_id, []).append(
+                (m.destination, m.route, m.status, m.outbox_id is not None)
+            )
+    assert made == {
+        "e0": [("a", "r1", "pending", True), ("b", "r2", "muted", True),
+               ("c", "r3", "pending", True)],
+        "e1": [("c", "", "silenced", True)],
+        "e3": [("d", "", "grouped", False), ("a", "", "pending", True)],
+    }  # fmt: skip

@@ -376,6 +376,18 @@ async def test_one_replica_routes_at_a_time_and_another_takes_over(
     assert await c.lead_routing("c", 117.0, 10.0)
 
 
+async def test_a_lease_renewed_early_is_not_extended_and_still_keeps_others_out(
+    replicas: list[Store],
+) -> None:
+    a, b, _c = replicas
+    assert await a.lead_routing("a", 100.0, 10.0)  # until 110
+    assert await a.lead_routing("a", 104.0, 10.0)  # most of it left: nothing written
+    assert not await b.lead_routing("b", 109.9, 10.0)
+    assert await b.lead_routing("b", 110.0, 10.0)  # a's lease ran out at 110, not 114
+    assert not await a.lead_routing("a", 111.0, 10.0)
+    assert not await a.lead_routing("a", 112.0, 10.0)  # and a knows it lost it
+
+
 async def test_an_event_is_enqueued_once_even_by_two_routers(replicas: list[Store]) -> None:
     import asyncio
 

@@ -26,9 +26,11 @@ class Cursor(Protocol):
 
 
 class Connection(Protocol):
-    """What both drivers' connections offer: `execute(statement, parameters)`."""
+    """What both drivers' connections offer: `execute(statement, parameters)`, and cursors
+    (whose `executemany` runs one statement over many rows of parameters)."""
 
     def execute(self, statement: Any, parameters: Any = ..., /) -> Any: ...
+    def cursor(self) -> Any: ...
 
 
 @functools.lru_cache(maxsize=512)
@@ -57,6 +59,15 @@ class Db:
 
     def count(self, sql: str, args: Sequence[Any] = ()) -> int:
         return self.run(sql, args).rowcount
+
+    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        """Run one statement (no RETURNING) once per row of parameters: the drivers loop in C
+        (SQLite) or pipeline the rows in one round trip (PostgreSQL); the rows it changed."""
+        if not rows:
+            return 0
+        cursor = self.conn.cursor()
+        cursor.executemany(prepare(self.dialect, sql), rows)
+        return int(cursor.rowcount)
 
 
 def marks(count: int) -> str:

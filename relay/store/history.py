@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from relay.records import DigestBatch, NewMessage, Settlement, Status
-from relay.store.db import Db, dumps, marks
+from relay.store.db import Db, marks
 
 OUTCOMES = (
     "delivered", "retrying", "dead", "silenced", "muted", "dropped", "pending", "grouped"
@@ -53,33 +53,30 @@ _OUTCOME = """CASE
 INBOX_ROW = (
     "seq, source, event_id, type, provider, created, text, body, envelope, data, received_at"
 )
-_INSERT_EVENT = (
+INSERT_EVENT = (
     f"INSERT INTO history_events ({INBOX_ROW}, routed_at, routing, outcome)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,'pending') ON CONFLICT DO NOTHING"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING"
 )
-_INSERT_MESSAGE = (
+INSERT_MESSAGE = (
     "INSERT INTO history_messages (seq, outbox_id, destination, route, template, payload,"
     " status, step, digest, created_at, finished_at, silence_id)"
     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 
-
-def record_event(db: Db, row: Sequence[Any], routed_at: float, trace: str) -> None:
-    """An inbox row (`INBOX_ROW`, as the router took it) into history with its routing trace."""
-    db.run(_INSERT_EVENT, (*row, routed_at, trace))
+# the outcome a new event's messages give it, most pressing first (`_OUTCOME` for all states)
+_NEW_OUTCOMES = ("pending", "grouped", "silenced", "muted")
 
 
-def record_message(
-    db: Db,
+def message_row(
     seq: int,
-    outbox_id: int | None,
     m: NewMessage,
     route: str,
     payload: str,
+    step: str | None,
     now: float,
-) -> None:
-    """One message an event made: queued (`outbox_id`), silenced, muted, or parked for a
-    digest."""
+) -> list[Any]:
+    """The `INSERT_MESSAGE` values of one message an event made: queued (its outbox id, at
+    index 1, filled in once known), silenced, muted, or parked for a digest."""
     if m.silence is not None:
         status = "silenced"
     elif m.muted:
@@ -88,14 +85,16 @@ def record_message(
         status = "grouped"
     else:
         status = "pending"
-    step = dumps(m.step.to_json()) if m.step is not None else None
     digest = m.group.key if m.group is not None else None
     finished = now if m.muted or m.silence is not None else None
-    db.run(
-        _INSERT_MESSAGE,
-        (seq, outbox_id, m.destination, route, m.template, payload, status, step, digest, now,
-         finished, m.silence),
-    )  # fmt: skip
+    return [seq, None, m.destination, route, m.template, payload, status, step, digest, now,
+            finished, m.silence]  # fmt: skip
+
+
+def outcome_of(statuses: Sequence[str]) -> str:
+    """A new event's outcome from its messages' statuses (as `_OUTCOME` computes it in SQL: a
+    new message is pending, grouped, silenced or muted), without a statement."""
+    return next((o for o in _NEW_OUTCOMES if o in statuses), "dropped")
 
 
 def refresh_outcomes(db: Db, seqs: Sequence[int]) -> None:
@@ -107,26 +106,44 @@ def refresh_outcomes(db: Db, seqs: Sequence[int]) -> None:
         )
 
 
-def record_attempt(db: Db, s: Settlement) -> None:
-    """An attempt's outcome, in the transaction that writes it on the outbox row: on each
-    message the row carries (a digest carries one of each event it lists)."""
-    status = _AFTER.get(s.status, s.status.value)
-    found = db.all("SELECT id, seq FROM history_messages WHERE outbox_id=?", (s.row_id,))
-    for message_id, _seq in found:  # none: queued before history existed
-        db.run(
-            "INSERT INTO history_attempts (message_id, at, status, reason, error, took,"
-            " next_attempt_at) VALUES (?,?,?,?,?,?,?)",
-            (message_id, s.at, status, s.reason.value, s.error, s.took, s.next_attempt_at),
+# An attempt on each message its outbox row carries (a digest carries one of each event it
+# lists), and the message's new state; run over a group of outcomes at once (`Db.many`).
+_INSERT_ATTEMPTS = (
+    "INSERT INTO history_attempts (message_id, at, status, reason, error, took, next_attempt_at)"
+    " SELECT id, ?, ?, ?, ?, ?, ? FROM history_messages WHERE outbox_id=? ORDER BY id"
+)
+_UPDATE_MESSAGES = (
+    "UPDATE history_messages SET status=?, attempts=attempts+1, last_reason=?,"
+    " last_error=COALESCE(?, last_error), channel_id=COALESCE(?, channel_id),"
+    " ts=COALESCE(?, ts), finished_at=? WHERE outbox_id=?"
+)
+
+
+def record_attempts(db: Db, settled: Sequence[Settlement]) -> None:
+    """The outcomes of attempts, in the transaction that writes them on their outbox rows; a
+    row queued before history existed has no message here, and gets none."""
+    if not settled:
+        return
+    attempts, messages = [], []
+    for s in settled:
+        status = _AFTER.get(s.status, s.status.value)
+        attempts.append(
+            (s.at, status, s.reason.value, s.error, s.took, s.next_attempt_at, s.row_id)
         )
-    if found:
-        db.run(
-            "UPDATE history_messages SET status=?, attempts=attempts+1, last_reason=?,"
-            " last_error=COALESCE(?, last_error), channel_id=COALESCE(?, channel_id),"
-            " ts=COALESCE(?, ts), finished_at=? WHERE outbox_id=?",
+        messages.append(
             (status, s.reason.value, s.error, s.channel_id, s.ts,
-             None if s.status is Status.PENDING else s.at, s.row_id),
+             None if s.status is Status.PENDING else s.at, s.row_id)
         )  # fmt: skip
-        refresh_outcomes(db, sorted({seq for _id, seq in found}))
+    if not db.many(_INSERT_ATTEMPTS, attempts):
+        return
+    db.many(_UPDATE_MESSAGES, messages)
+    ids = [s.row_id for s in settled]
+    # the events' seqs read first: PostgreSQL plans an `IN (SELECT ...)` here as a scan of
+    # every event
+    seqs = db.all(
+        f"SELECT DISTINCT seq FROM history_messages WHERE outbox_id IN ({marks(len(ids))})", ids
+    )
+    refresh_outcomes(db, sorted(seq for (seq,) in seqs))
 
 
 def digested(db: Db, batch: DigestBatch, outbox_id: int) -> None:

@@ -5,6 +5,7 @@ routing lease, and the transaction that turns inbox events into outbox rows and 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from relay.conversation.grouping import GroupTimes, flush_at_on_add
@@ -117,18 +118,20 @@ def inbox_stats(db: Db) -> InboxStats:
     return InboxStats(waiting, oldest)
 
 
-INSERT_OUTBOX = (
+_INSERT_OUTBOX_ROWS = (
     "INSERT INTO outbox (event_source, event_id, event_type, destination, pace_key, template,"
-    " payload, status, created_at, next_attempt_at, step, finished_at, silence_id)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    " payload, status, created_at, next_attempt_at, step, finished_at, silence_id) VALUES "
 )
+_OUTBOX_ROW = "(?,?,?,?,?,?,?,?,?,?,?,?,?)"
+INSERT_OUTBOX = _INSERT_OUTBOX_ROWS + _OUTBOX_ROW
 
 
 def enqueue(db: Db, planned: Sequence[Routed], now: float | None = None) -> set[int]:
     """Replace each inbox event by its messages (created when the event was received), in the
     caller's transaction, and move it into history with its routing trace and messages; the
     `seq`s written. An event no longer in the inbox (routed already, by another replica say)
-    is skipped: deleting it is what takes it."""
+    is skipped: deleting it is what takes it. A batch costs a handful of statements whatever
+    its size (`bench/store.py`)."""
     if not planned:
         return set()
     seqs = [routed.received.seq for routed in planned]
@@ -139,15 +142,20 @@ def enqueue(db: Db, planned: Sequence[Routed], now: float | None = None) -> set[
             seqs,
         )
     }
-    for routed in planned:
-        received = routed.received
-        row = taken.get(received.seq)
-        if row is None:
-            continue
-        at = received.received_at
-        history.record_event(db, row, at if now is None else now, routed.trace)
-        write_messages(db, received.seq, received.event, routed.messages, routed.routes, at)
-    history.refresh_outcomes(db, list(taken))
+    moved = [routed for routed in planned if routed.received.seq in taken]
+    writes = [
+        Writes(r.received.seq, r.received.event, r.messages, r.routes, r.received.received_at)
+        for r in moved
+    ]
+    outcomes = write_all(db, writes)
+    events = [
+        (*taken[r.received.seq], r.received.received_at if now is None else now, r.trace,
+         outcomes[r.received.seq])
+        for r in moved
+    ]  # fmt: skip
+    if db.many(history.INSERT_EVENT, events) != len(events):
+        # an event history held already (ON CONFLICT): its outcome counts its older messages
+        history.refresh_outcomes(db, list(taken))
     return set(taken)
 
 
@@ -163,48 +171,71 @@ def add_messages(
     )
     if found is None:
         return 0
-    write_messages(db, seq, from_record(found[0], found[1], found[2:]), messages, routes, now)
+    event = from_record(found[0], found[1], found[2:])
+    write_all(db, [Writes(seq, event, messages, routes, now)])
     history.refresh_outcomes(db, (seq,))
     return len(messages)
 
 
-def write_messages(
-    db: Db,
-    seq: int,
-    event: Event,
-    messages: Sequence[NewMessage],
-    routes: Sequence[str],
-    now: float,
-) -> None:
-    """An event's messages into the outbox (or their digest group), and into its history."""
-    for index, m in enumerate(messages):
-        payload = dumps(m.message.to_json())
-        route = routes[index] if index < len(routes) else ""
-        outbox_id = None
-        held = m.muted or m.silence is not None  # recorded as it is, never delivered
-        if m.group is not None and not held:
-            _add_to_group(db, event, m, payload, now)
-        else:
-            status = Status.SILENCED if m.silence is not None else Status.MUTED
-            (outbox_id,) = db.one(
-                INSERT_OUTBOX + " RETURNING id",
-                (
-                    event.source,
-                    event.id,
-                    event.type,
-                    m.destination,
-                    m.pace_key,
-                    m.template,
-                    payload,
-                    (status if held else Status.PENDING).value,
-                    now,
-                    now,
-                    dumps(m.step.to_json()) if m.step is not None and m.step.kept else None,
-                    now if held else None,
-                    m.silence,
-                ),
+@dataclass(frozen=True, slots=True)
+class Writes:
+    """The messages of one event to write, created at `now`, with the route of each."""
+
+    seq: int
+    event: Event
+    messages: Sequence[NewMessage]
+    routes: Sequence[str]
+    now: float
+
+
+def write_all(db: Db, writes: Sequence[Writes]) -> dict[int, str]:
+    """Events' messages into the outbox (or their digest groups), and into their history: one
+    multi-row INSERT per `ROWS_PER_STATEMENT` outbox rows, one `executemany` for history; the
+    outcome of each event (by `seq`) its messages make."""
+    queued: list[tuple[Any, ...]] = []  # outbox rows, in order
+    kept: list[list[Any]] = []  # history rows, in order; an outbox id filled in below
+    waiting: list[int] = []  # which history row each outbox row is
+    outcomes: dict[int, str] = {}
+    for w in writes:
+        statuses = []
+        for index, m in enumerate(w.messages):
+            payload = dumps(m.message.to_json())
+            step = dumps(m.step.to_json()) if m.step is not None else None
+            held = m.muted or m.silence is not None  # recorded as it is, never delivered
+            if m.group is not None and not held:
+                _add_to_group(db, w.event, m, payload, w.now)
+            else:
+                status = Status.SILENCED if m.silence is not None else Status.MUTED
+                waiting.append(len(kept))
+                queued.append(
+                    (w.event.source, w.event.id, w.event.type, m.destination, m.pace_key,
+                     m.template, payload, (status if held else Status.PENDING).value, w.now,
+                     w.now, step if m.step is not None and m.step.kept else None,
+                     w.now if held else None, m.silence)
+                )  # fmt: skip
+            route = w.routes[index] if index < len(w.routes) else ""
+            row = history.message_row(w.seq, m, route, payload, step, w.now)
+            statuses.append(row[6])
+            kept.append(row)
+        outcomes[w.seq] = history.outcome_of(statuses)
+    for start in range(0, len(queued), ROWS_PER_STATEMENT):
+        part = queued[start : start + ROWS_PER_STATEMENT]
+        # ids are handed out in the order the rows are inserted (SQLite's AUTOINCREMENT and a
+        # PostgreSQL sequence only grow, and a multi-row INSERT inserts in order), while
+        # RETURNING promises no order: sorted, they follow `part`
+        ids = sorted(
+            row[0]
+            for row in db.all(
+                _INSERT_OUTBOX_ROWS + ",".join([_OUTBOX_ROW] * len(part)) + " RETURNING id",
+                [value for values in part for value in values],
             )
-        history.record_message(db, seq, outbox_id, m, route, payload, now)
+        )
+        if len(ids) != len(part):
+            raise RuntimeError(f"{len(part)} outbox rows inserted, {len(ids)} ids returned")
+        for offset, outbox_id in enumerate(ids):
+            kept[waiting[start + offset]][1] = outbox_id
+    db.many(history.INSERT_MESSAGE, kept)
+    return outcomes
 
 
 def _add_to_group(db: Db, event: Event, m: NewMessage, payload: str, now: float) -> None:

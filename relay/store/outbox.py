@@ -54,17 +54,6 @@ SELECT <columns> FROM keys JOIN outbox o ON o.id = (
 WHERE o.status = 'pending'
 """
 
-# A claim takes the row only if it is still pending and due (another replica may have just sent
-# it or scheduled a retry) and no older row of its key is undelivered (head-of-line order).
-_CLAIM = (
-    "UPDATE outbox SET status='inflight', lease_until=?, claimed_by=?, attempts=attempts+1"
-    " WHERE id = (SELECT id FROM outbox WHERE id=? AND status='pending' AND next_attempt_at <= ?"
-    "{skip_locked})"
-    " AND NOT EXISTS (SELECT 1 FROM outbox o{open_index} WHERE o.pace_key=?"
-    " AND o.status IN ('pending','inflight') AND o.id < ?)"
-)
-
-
 def row_of(values: Sequence[Any]) -> OutboxRow:
     return OutboxRow(
         id=values[0],
@@ -84,18 +73,6 @@ def row_of(values: Sequence[Any]) -> OutboxRow:
         step=Step.from_json(json.loads(values[14])) if values[14] else None,
         silence_id=values[15],
     )
-
-
-def due_heads(db: Db, now: float, limit: int) -> list[OutboxRow]:
-    """The oldest row of every pacing key whose head is pending and due, oldest first."""
-    return [
-        row_of(r)
-        for r in db.all(
-            HEADS.replace("<columns>", _O_COLUMNS)
-            + " AND o.next_attempt_at <= ? ORDER BY o.id LIMIT ?",
-            (now, limit),
-        )
-    ]
 
 
 # Messages the worker could send now: due, and not behind a head that waits for its retry (a
@@ -125,28 +102,42 @@ def next_due_at(db: Db) -> float | None:
     return None if due is None else float(due)
 
 
+# Every pending head, as little of it as a claim decides on: which to claim (the due ones,
+# oldest first) and when the next of the others is due come from one walk over the keys.
+_HEADS = HEADS.replace("<columns>", "o.id, o.pace_key, o.next_attempt_at") + " ORDER BY o.id"
+
+
 def _bucket(db: Db, key: str, now: float, burst: float) -> Bucket | None:
     """The key's pacing bucket, taken for this transaction; None while another replica is
     claiming on the key (it is skipped, not waited for)."""
-    db.run(
-        "INSERT INTO pace (key, tokens, updated) VALUES (?,?,?) ON CONFLICT DO NOTHING",
-        (key, burst, now),
-    )
-    found = db.one(
-        "SELECT tokens, updated, paused_until FROM pace WHERE key=?{skip_locked}", (key,)
-    )
+    take = "SELECT tokens, updated, paused_until FROM pace WHERE key=?{skip_locked}"
+    found = db.one(take, (key,))
+    if found is None:  # a key's first claim (or a key another replica holds: skipped below)
+        db.run(
+            "INSERT INTO pace (key, tokens, updated) VALUES (?,?,?) ON CONFLICT DO NOTHING",
+            (key, burst, now),
+        )
+        found = db.one(take, (key,))
     return None if found is None else Bucket(*found)
 
 
-# The messages after a key's head, for a run: the claim holds the key's pace row (locked on
-# PostgreSQL, the one writer on SQLite), so no other claim can take them meanwhile.
-_FOLLOWERS = (
-    "SELECT <columns> FROM outbox o{open_index} WHERE o.pace_key=?"
-    " AND o.status IN ('pending','inflight') AND o.id > ? ORDER BY o.id LIMIT ?"
+# The first undelivered messages of a key, its head first: read while the claim holds the
+# key's pace row (locked on PostgreSQL, the one writer on SQLite), so no other claim can take
+# them meanwhile.
+_OPEN = (
+    "SELECT o.id, o.status, o.next_attempt_at FROM outbox o{open_index} WHERE o.pace_key=?"
+    " AND o.status IN ('pending','inflight') ORDER BY o.id LIMIT ?"
 )
-_CLAIM_FOLLOWER = (
-    "UPDATE outbox SET status='inflight', lease_until=?, claimed_by=?, attempts=attempts+1"
-    " WHERE id=? AND status='pending'"
+# A claim takes a row only if it is still pending and due (another replica may have just sent
+# it or scheduled a retry; a row another transaction is writing is skipped) and no older row of
+# its key is undelivered (head-of-line order); the rows come back as claimed.
+_CLAIM_RUN = (
+    "UPDATE outbox{by_id} SET status='inflight', lease_until=?, claimed_by=?,"
+    " attempts=attempts+1 WHERE id IN (SELECT id FROM outbox{by_id} WHERE id IN (<ids>)"
+    " AND status='pending' AND next_attempt_at <= ?{skip_locked})"
+    " AND NOT EXISTS (SELECT 1 FROM outbox o{open_index} WHERE o.pace_key=?"
+    " AND o.status IN ('pending','inflight') AND o.id < ?)"
+    " RETURNING " + ROW_COLUMNS
 )
 
 
@@ -166,16 +157,22 @@ def claim(
     now, and after each head up to `run - 1` of the key's next messages that are due, as far
     as the key's tokens go (one spent per message); with each run, the conversation messages
     its steps may need. Keys in `busy` are skipped: the worker still sends on them (a claim it
-    made whose lease ran out meanwhile would otherwise be taken again under its own send)."""
+    made whose lease ran out meanwhile would otherwise be taken again under its own send).
+
+    A run costs the same four statements whatever its length (its bucket, its rows, their
+    claim, the bucket spent), where claiming row by row cost one more per message
+    (`bench/store.py`)."""
     claimed: list[Claim] = []
     waits: list[float] = []
-    for row in due_heads(db, now, limit + len(busy)):
-        if row.pace_key in busy:
-            continue
+    heads = db.all(_HEADS)
+    taken: set[int] = set()
+    for head_id, pace_key, due in heads:
         if len(claimed) == limit:
             break
-        key_rate, key_burst = (paces or {}).get(row.pace_key, (rate, burst))
-        found = _bucket(db, row.pace_key, now, key_burst)
+        if due > now or pace_key in busy:
+            continue
+        key_rate, key_burst = (paces or {}).get(pace_key, (rate, burst))
+        found = _bucket(db, pace_key, now, key_burst)
         if found is None:
             continue
         bucket = refill(found, now, key_rate, key_burst)
@@ -183,45 +180,43 @@ def claim(
         if seconds > 0:
             waits.append(seconds)
             continue
-        if db.count(_CLAIM, (lease_until, holder, row.id, now, row.pace_key, row.id)) != 1:
+        rows = _run(db, holder, pace_key, now, lease_until, min(run, int(bucket.tokens)))
+        if not rows:
             continue  # no longer due, or no longer the head of its key
-        rows = [row]
-        room = min(run, int(bucket.tokens)) - 1
-        if room > 0:
-            rows += _followers(db, holder, row, now, lease_until, room)
+        taken.add(head_id)
         bucket = spend(bucket, len(rows))
         db.run(
             "UPDATE pace SET tokens=?, updated=? WHERE key=?",
-            (bucket.tokens, bucket.updated, row.pace_key),
+            (bucket.tokens, bucket.updated, pace_key),
         )
-        taken = tuple(
-            OutboxRow(**{**_fields(r), "status": Status.INFLIGHT, "attempts": r.attempts + 1})
-            for r in rows
-        )
-        claimed.append(Claim(taken, _known(db, row.pace_key, taken, now)))
-    return ClaimRound(tuple(claimed), min(waits) if waits else None, next_due_at(db))
+        claimed.append(Claim(tuple(rows), _known(db, pace_key, rows, now)))
+    # when the earliest head left pending is due (the worker looks again then, if later)
+    later = [due for head_id, _key, due in heads if head_id not in taken]
+    return ClaimRound(tuple(claimed), min(waits) if waits else None, min(later, default=None))
 
 
-def _followers(
-    db: Db, holder: str, head: OutboxRow, now: float, lease_until: float, room: int
+def _run(
+    db: Db, holder: str, pace_key: str, now: float, lease_until: float, most: int
 ) -> list[OutboxRow]:
-    """Up to `room` messages that follow `head` on its key, claimed: each pending and due, up
-    to the first that is not (order holds: nothing jumps a message that waits)."""
-    taken: list[OutboxRow] = []
-    for values in db.all(
-        _FOLLOWERS.replace("<columns>", _O_COLUMNS), (head.pace_key, head.id, room)
-    ):
-        row = row_of(values)
-        if row.status is not Status.PENDING or row.next_attempt_at > now:
+    """Up to `most` messages of a key from its head on, claimed: each pending and due, up to
+    the first that is not (order holds: nothing jumps a message that waits)."""
+    ids: list[int] = []
+    for row_id, status, due in db.all(_OPEN, (pace_key, most)):
+        if status != Status.PENDING.value or due > now:
             break
-        if db.count(_CLAIM_FOLLOWER, (lease_until, holder, row.id)) != 1:
-            break
-        taken.append(row)
-    return taken
-
-
-def _fields(row: OutboxRow) -> dict[str, Any]:
-    return {name: getattr(row, name) for name in OutboxRow.__dataclass_fields__}
+        ids.append(row_id)
+    if not ids:
+        return []
+    found = db.all(
+        _CLAIM_RUN.replace("<ids>", marks(len(ids))),
+        (lease_until, holder, *ids, now, pace_key, ids[0]),
+    )
+    rows = sorted((row_of(values) for values in found), key=lambda r: r.id)
+    # all of them, unless another replica changed one since it was read: the run then stops
+    # before it, and what was claimed after it goes back
+    kept = next((i for i, r in enumerate(rows) if r.id != ids[i]), len(rows))
+    unclaim(db, holder, [r.id for r in rows[kept:]])
+    return rows[:kept]
 
 
 def _known(db: Db, pace_key: str, rows: Sequence[OutboxRow], now: float) -> dict[str, Known]:
@@ -256,39 +251,74 @@ def unclaim(db: Db, holder: str, row_ids: Sequence[int]) -> int:
 
 # an outcome is written only on a row its writer still holds
 _OWN = " WHERE id=? AND status='inflight' AND claimed_by=?"
+_RETRY = (
+    "UPDATE outbox SET status='pending', next_attempt_at=?, lease_until=NULL,"
+    " claimed_by=NULL, last_reason=?, last_error=?" + _OWN
+)
+# a message sent after failed attempts keeps the last error it overcame
+_FINISH = (
+    "UPDATE outbox SET status=?, channel_id=?, ts=?, finished_at=?, lease_until=NULL,"
+    " claimed_by=NULL, last_reason=?, last_error=COALESCE(?, last_error)" + _OWN
+)
 
 
 def settle(db: Db, holder: str, settlements: Iterable[Settlement]) -> list[Recording]:
     """Record what `holder`'s delivery attempts came to, and what their conversations now
     remember. A row `holder` no longer holds (another replica presumed it dead and took it
-    over, or its lease ran out) is left as it is, and so is its conversation: `LOST`."""
-    recorded: list[Recording] = []
-    for s in settlements:
-        now = s.at
-        if s.status is Status.PENDING:
-            written = db.count(
-                "UPDATE outbox SET status='pending', next_attempt_at=?, lease_until=NULL,"
-                " claimed_by=NULL, last_reason=?, last_error=?" + _OWN,
-                (s.next_attempt_at, s.reason.value, s.error, s.row_id, holder),
-            )
-        else:
-            # a message sent after failed attempts keeps the last error it overcame
-            written = db.count(
-                "UPDATE outbox SET status=?, channel_id=?, ts=?, finished_at=?, lease_until=NULL,"
-                " claimed_by=NULL, last_reason=?, last_error=COALESCE(?, last_error)" + _OWN,
-                (s.status.value, s.channel_id, s.ts, now, s.reason.value, s.error, s.row_id,
-                 holder),
-            )  # fmt: skip
+    over, or its lease ran out) is left as it is, and so is its conversation: `LOST`.
+
+    A group is written set-wise: which rows `holder` still holds is read once (and locked on
+    PostgreSQL, so the writes that follow land), then each statement runs over the whole group
+    (`Db.many`); a handful of statements per group instead of five per outcome (`bench/store.py`).
+    """
+    group = list(settlements)
+    ids = [s.row_id for s in group]
+    if len(group) == 1 or len(set(ids)) != len(ids):
+        # one outcome: its UPDATE says whether the row is still held. (A row twice in a group
+        # cannot happen, a claim needing the row pending again; kept correct all the same.)
+        return [_settle_one(db, holder, s) for s in group]
+    held = {
+        row[0]
+        for row in db.all(
+            f"SELECT id FROM outbox WHERE id IN ({marks(len(ids))}) AND status='inflight'"
+            " AND claimed_by=? ORDER BY id{lock}",
+            (*ids, holder),
+        )
+    }
+    recorded = [s for s in group if s.row_id in held]
+    db.many(_RETRY, [_retry_args(s, holder) for s in recorded if s.status is Status.PENDING])
+    db.many(_FINISH, [_finish_args(s, holder) for s in recorded if s.status is not Status.PENDING])
+    for s in group:  # in order: effects on one key's conversation apply as they happened
         if s.pause is not None:  # a rate limit says something about the channel, whoever asks
-            pause(db, s.pace_key, now, s.pause)
-        if written != 1:
-            recorded.append(Recording.LOST)
-            continue
-        for effect in s.effects:
-            _remember(db, s.pace_key, effect, now)
-        history.record_attempt(db, s)
-        recorded.append(Recording.RECORDED)
-    return recorded
+            pause(db, s.pace_key, s.at, s.pause)
+        if s.row_id in held:
+            for effect in s.effects:
+                _remember(db, s.pace_key, effect, s.at)
+    history.record_attempts(db, recorded)
+    return [Recording.RECORDED if s.row_id in held else Recording.LOST for s in group]
+
+
+def _retry_args(s: Settlement, holder: str) -> tuple[Any, ...]:
+    return (s.next_attempt_at, s.reason.value, s.error, s.row_id, holder)
+
+
+def _finish_args(s: Settlement, holder: str) -> tuple[Any, ...]:
+    return (s.status.value, s.channel_id, s.ts, s.at, s.reason.value, s.error, s.row_id, holder)
+
+
+def _settle_one(db: Db, holder: str, s: Settlement) -> Recording:
+    if s.status is Status.PENDING:
+        written = db.count(_RETRY, _retry_args(s, holder))
+    else:
+        written = db.count(_FINISH, _finish_args(s, holder))
+    if s.pause is not None:
+        pause(db, s.pace_key, s.at, s.pause)
+    if written != 1:
+        return Recording.LOST
+    for effect in s.effects:
+        _remember(db, s.pace_key, effect, s.at)
+    history.record_attempts(db, [s])
+    return Recording.RECORDED
 
 
 def _remember(db: Db, pace_key: str, effect: Remember | Touch | Forget, now: float) -> None:

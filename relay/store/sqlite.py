@@ -32,6 +32,10 @@ from relay.store.schema import MIGRATIONS, SQLITE
 T = TypeVar("T")
 
 _CHECKPOINT_EVERY = 64  # intake groups between two WAL checkpoints (on the store's thread)
+# Prepared statements each connection keeps: a statement over a group (`IN (?,?,...)`, rows of
+# a multi-row INSERT) is one text per group size, a few hundred in all; with the driver's
+# default of 128 they would push each other out and be compiled again and again.
+_STATEMENTS = 1024
 
 
 def sqlite_path(url: str | None, cwd: Path) -> Path:
@@ -113,7 +117,7 @@ class SqliteStore(SqlStore):
 
     async def open(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._open)
-        intake = sqlite3.connect(self.path, isolation_level=None)
+        intake = sqlite3.connect(self.path, isolation_level=None, cached_statements=_STATEMENTS)
         intake.execute(f"PRAGMA synchronous={self._synchronous}")
         intake.execute("PRAGMA busy_timeout=0")  # never wait on the loop: see _commit_intake
         intake.execute("PRAGMA wal_autocheckpoint=0")  # the store's thread checkpoints
@@ -121,7 +125,12 @@ class SqliteStore(SqlStore):
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db = sqlite3.connect(
+            self.path,
+            isolation_level=None,
+            check_same_thread=False,
+            cached_statements=_STATEMENTS,
+        )
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={self._synchronous}")
         db.execute("PRAGMA busy_timeout=5000")
