@@ -57,7 +57,10 @@ YIELD_SECONDS = 0.05  # while requests wait: at most one render per this (20 eve
 # Messages waiting for paced channels from which intake goes first: far more than a paced
 # channel sends in a while.
 BEHIND = 1000
-HOLD = 1000  # events and messages waiting, relay behind: acknowledgements are held (see above)
+# Events and messages waiting from which, relay behind, acknowledgements are held (see above):
+# about a second of what relay delivers on one core; at 1,000 the delay p99 of bench/e2e.py was
+# 3.5-3.9 s, at 400 1.6-2.0 s, at the same delivered rate.
+HOLD = 400
 MAX_HOLD = 2.0  # seconds an acknowledgement is held at most (senders time out after 10 s+)
 LOOK_SECONDS = 0.05  # the backlog is counted at most this often
 ROUTING_LEASE = 10.0  # replicas: how long a silent router keeps the others from routing
