@@ -74,6 +74,20 @@ def start(
     return relay_process(config, env, tmp_path).start()
 
 
+def start_with_cli(
+    relay_process: type[RelayProcess],
+    slack: FakeSlack,
+    tmp_path: Path,
+    database: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> RelayProcess:
+    """relay started on `database`, and the test's own `relay` commands pointed at it too."""
+    relay = start(relay_process, slack, tmp_path, database)
+    monkeypatch.setenv("RELAY_DATABASE_URL", database)
+    monkeypatch.chdir(tmp_path)
+    return relay
+
+
 def post(relay: RelayProcess, n: int, task: str, kind: str = "task.failed") -> None:
     body = {
         "id": f"evt_int_{n}",
@@ -172,9 +186,7 @@ def test_mute_click_silences_the_task_for_an_hour_and_unmute_ends_it(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    relay = start(relay_process, slack, tmp_path, database)
-    monkeypatch.setenv("RELAY_DATABASE_URL", database)
-    monkeypatch.chdir(tmp_path)
+    relay = start_with_cli(relay_process, slack, tmp_path, database, monkeypatch)
     post(relay, 1, "tsk_4f8w")
     message = arrived(slack, "tsk_4f8w")
     (buttons,) = [b for b in message.blocks or [] if b.get("type") == "actions"]
@@ -251,9 +263,7 @@ def test_ack_click_says_who_is_on_it_and_cli_expires_a_mute(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     database = f"sqlite:///{tmp_path}/relay.db"
-    relay = start(relay_process, slack, tmp_path, database)
-    monkeypatch.setenv("RELAY_DATABASE_URL", database)
-    monkeypatch.chdir(tmp_path)
+    relay = start_with_cli(relay_process, slack, tmp_path, database, monkeypatch)
     post(relay, 1, "tsk_ack1")
     message = arrived(slack, "tsk_ack1")
     recorded_sent(capsys, "alerts", 1)
@@ -290,9 +300,7 @@ def test_forged_stale_replayed_malformed_and_unknown_clicks_change_nothing(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    relay = start(relay_process, slack, tmp_path, database)
-    monkeypatch.setenv("RELAY_DATABASE_URL", database)
-    monkeypatch.chdir(tmp_path)
+    relay = start_with_cli(relay_process, slack, tmp_path, database, monkeypatch)
     post(relay, 1, "tsk_forge")
     message = arrived(slack, "tsk_forge")
     recorded_sent(capsys, "alerts", 1)
@@ -396,9 +404,7 @@ def test_the_console_lists_a_silence_made_by_a_click_and_expires_it(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     database = f"sqlite:///{tmp_path}/relay.db"
-    relay = start(relay_process, slack, tmp_path, database)
-    monkeypatch.setenv("RELAY_DATABASE_URL", database)
-    monkeypatch.chdir(tmp_path)
+    relay = start_with_cli(relay_process, slack, tmp_path, database, monkeypatch)
     post(relay, 1, "tsk_cons1")
     message = arrived(slack, "tsk_cons1")
     mute = click_body(slack.click(message.channel, message.ts, "relay-mute", ALICE))
