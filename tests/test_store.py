@@ -554,24 +554,50 @@ async def test_an_event_comes_back_from_the_inbox_as_it_was_parsed(
     assert json.dumps(back.envelope) == json.dumps(event.envelope)
 
 
-async def test_an_accept_waits_for_another_writer_without_blocking_the_loop(
-    tmp_path: Path,
+async def _route_one(store: SqliteStore) -> object:
+    [received] = await store.inbox(10)
+    return await store.enqueue(routed(received, msg("alerts", "slack:alerts")), 2.0)
+
+
+async def _claim_one(store: SqliteStore) -> object:
+    return [r.event_id for r in await claim_all(store, 3.0)]
+
+
+async def _settle_one(store: SqliteStore) -> object:
+    [row] = [r for r in await store.rows(Status.INFLIGHT)]
+    return await store.settle(sent(row, 4.0))
+
+
+# The path of every event, step by step: each runs on the event loop's thread unless another
+# write holds the database, and then waits for it on the store's thread, the loop turning.
+EVERY_EVENT = [
+    ("accept", lambda store: store.receive(ev("e1"), 1.0), Acceptance.ACCEPTED),
+    ("route", _route_one, {1}),
+    ("claim", _claim_one, ["e1"]),
+    ("settle", _settle_one, Recording.RECORDED),
+]
+
+
+@pytest.mark.parametrize("upto", range(len(EVERY_EVENT)), ids=[s[0] for s in EVERY_EVENT])
+async def test_each_step_of_an_event_waits_for_another_writer_without_blocking_the_loop(
+    tmp_path: Path, upto: int
 ) -> None:
-    import asyncio
     import time
 
     store = SqliteStore(tmp_path / "relay.db")
     await store.open()
+    for _name, step, _result in EVERY_EVENT[:upto]:  # the steps before, unhindered
+        await step(store)
+    _name, step, result = EVERY_EVENT[upto]
     other = sqlite3.connect(tmp_path / "relay.db", isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # another write holds the database
-    accepting = asyncio.create_task(store.receive(ev("e1"), 1.0))
+    stepping = asyncio.ensure_future(step(store))
     began = time.monotonic()
     await asyncio.sleep(0.3)
     assert time.monotonic() - began < 1.5  # the loop kept turning meanwhile
-    assert not accepting.done()
+    assert not stepping.done()
     other.execute("COMMIT")
-    assert await asyncio.wait_for(accepting, 10) is Acceptance.ACCEPTED
-    assert [r.event.id for r in await store.inbox(10)] == ["e1"]
+    assert await asyncio.wait_for(stepping, 10) == result
     other.close()
     await store.close()
 

@@ -14,8 +14,9 @@ What the pipeline, the worker and the operator commands need from a database:
   and the fence that make that safe). `release_orphans` runs at start-up and frees only claims
   no live worker holds.
 
-A backend (SQLite, PostgreSQL) provides the transaction runner `_run`, the intake commit,
-opening and migrating, and the two questions whose answers are its own (`last_seq`,
+A backend (SQLite, PostgreSQL) provides the transaction runner `_run` (and `_hot`, for the
+transactions every event goes through, where a backend may take a faster path), opening and
+migrating, and the two questions whose answers are its own (`last_seq`,
 `release_orphans`); everything else is the shared logic.
 """
 
@@ -152,14 +153,18 @@ class SqlStore:
         """Run `fn` in one transaction on this backend's connections."""
         raise NotImplementedError
 
+    async def _hot(self, fn: Callable[[Db], T], *, read_only: bool = False) -> T:
+        """Run `fn` in one transaction: one of the few small ones every event goes through."""
+        return await self._run(fn, read_only=read_only)
+
     async def _drain_groups(self) -> None:
         """Wait for the groups being committed (before closing)."""
         await self._intake.drain()
         await self._settling.drain()
 
     async def _commit_intake(self, batch: Sequence[inbox.Incoming]) -> list[Acceptance]:
-        """Commit one group of receives (backends may take a faster path than `_run`)."""
-        return await self._run(functools.partial(inbox.receive_all, batch=batch))
+        """Commit one group of receives."""
+        return await self._hot(functools.partial(inbox.receive_all, batch=batch))
 
     # ------------------------------------------------------------ intake and routing
 
@@ -177,7 +182,7 @@ class SqlStore:
         answer is yes without a transaction (one fewer per batch, `bench/store.py`)."""
         if now < self._routing_until.get(holder, now) - seconds / 2:
             return True
-        led = await self._run(lambda db: inbox.lead_routing(db, holder, now, seconds))
+        led = await self._hot(lambda db: inbox.lead_routing(db, holder, now, seconds))
         if led:
             self._routing_until[holder] = now + seconds
         else:
@@ -189,11 +194,11 @@ class SqlStore:
         await self._run(lambda db: inbox.release_routing(db, holder))
 
     async def inbox(self, limit: int) -> list[Received]:
-        return await self._run(lambda db: inbox.inbox(db, limit), read_only=True)
+        return await self._hot(lambda db: inbox.inbox(db, limit), read_only=True)
 
     async def enqueue(self, planned: Sequence[Routed], now: float | None = None) -> set[int]:
         """`now`: when they were routed, for history (default: when they were received)."""
-        return await self._run(lambda db: inbox.enqueue(db, planned, now))
+        return await self._hot(lambda db: inbox.enqueue(db, planned, now))
 
     async def inbox_stats(self) -> InboxStats:
         return await self._run(inbox.inbox_stats, read_only=True)
@@ -212,7 +217,7 @@ class SqlStore:
         paces: Mapping[str, tuple[float, float]] | None = None,
         run: int = 1,
     ) -> ClaimRound:
-        return await self._run(
+        return await self._hot(
             lambda db: outbox.claim(
                 db, self.holder, now, lease_until, rate, burst, limit, busy, paces or {}, run
             )
@@ -225,21 +230,21 @@ class SqlStore:
 
     async def unclaim(self, row_ids: Sequence[int]) -> int:
         """Claimed messages this process did not send go back to pending, uncounted."""
-        return await self._run(lambda db: outbox.unclaim(db, self.holder, row_ids))
+        return await self._hot(lambda db: outbox.unclaim(db, self.holder, row_ids))
 
     async def _commit_settlements(self, batch: Sequence[Settlement]) -> list[Recording]:
-        return await self._run(lambda db: outbox.settle(db, self.holder, batch))
+        return await self._hot(lambda db: outbox.settle(db, self.holder, batch))
 
     async def backlog(self, now: float, limit: int) -> Backlog:
         """Events waiting to be routed and messages that could be sent now, each up to
         `limit`."""
-        return await self._run(
+        return await self._hot(
             lambda db: Backlog(inbox.waiting(db, limit), outbox.sendable(db, now, limit)),
             read_only=True,
         )
 
     async def next_due_at(self) -> float | None:
-        return await self._run(outbox.next_due_at, read_only=True)
+        return await self._hot(outbox.next_due_at, read_only=True)
 
     async def release_expired(self, now: float) -> int:
         """Claims whose lease ran out, or whose holder's heartbeat is stale, back to pending."""
@@ -252,10 +257,10 @@ class SqlStore:
     # ------------------------------------------------------------ digests
 
     async def due_digests(self, now: float) -> list[DigestBatch]:
-        return await self._run(lambda db: digests.due_digests(db, now), read_only=True)
+        return await self._hot(lambda db: digests.due_digests(db, now), read_only=True)
 
     async def next_digest_at(self) -> float | None:
-        return await self._run(digests.next_digest_at, read_only=True)
+        return await self._hot(digests.next_digest_at, read_only=True)
 
     async def flush_digest(
         self, batch: DigestBatch, message: NewMessage | None, now: float
@@ -325,7 +330,9 @@ class SqlStore:
 
     async def silences(self, since: float | None = None) -> list[Silence]:
         """Silences ending after `since` (None: all kept, expired ones too), newest first."""
-        return await self._run(lambda db: silence_rows.ending_after(db, since), read_only=True)
+        return await self._hot(
+            lambda db: silence_rows.ending_after(db, since), read_only=True
+        )
 
     async def expire_silence(self, silence_id: str, now: float) -> Silence | None:
         return await self._run(lambda db: silence_rows.expire(db, silence_id, now))

@@ -4,34 +4,36 @@ SQLite runs in WAL mode with `synchronous=NORMAL`: a committed transaction survi
 relay (the OS holds it); only a power loss of the host may lose the last commits
 (`RELAY_SQLITE_SYNCHRONOUS=FULL` trades throughput for that too).
 
-Every transaction runs on one dedicated thread, which also checkpoints the WAL, so the event
-loop never waits on disk. The exception is the hottest path in relay, accepting events: a group
-of accepts is committed on the event loop's own thread through a connection of its own (the hop
-to another thread and back, and the GIL hand-offs it brings, cost more than a few small
-writes; `bench/ingest.py` measures it). That connection never waits for a lock: when another
-write holds the database, the group is committed by the store's thread instead.
+Two connections. The store's own thread runs the operators' reads and writes (history pages,
+the console, pruning, replays: any of them may take a while) and checkpoints the WAL. The path
+every event takes (accepting it, routing it into the outbox, claiming and settling its
+delivery, and the counts and reads those need) runs on the event loop's own thread through a
+connection of its own, each transaction a few small statements: the hop to the store's thread
+and back cost far more than the work. The store's thread runs Python between its statements
+and has to win the GIL back from a busy event loop each time, so a transaction of 0.1 ms took
+2-9 ms there and the router and the worker waited on it; inline, `bench/e2e.py` delivered 30%
+more at the same CPU per event (the README's figures). That connection never waits for a lock:
+when another write holds the database, the transaction runs on the store's thread instead, which
+waits for it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from relay.records import Acceptance
-from relay.store import inbox
 from relay.store.db import Db
 from relay.store.interface import SqlStore
 from relay.store.schema import MIGRATIONS, SQLITE
 
 T = TypeVar("T")
 
-_CHECKPOINT_EVERY = 64  # intake groups between two WAL checkpoints (on the store's thread)
+_CHECKPOINT_EVERY = 64  # writes on the loop's thread between two WAL checkpoints (store's thread)
 # Prepared statements each connection keeps: a statement over a group (`IN (?,?,...)`, rows of
 # a multi-row INSERT) is one text per group size, a few hundred in all; with the driver's
 # default of 128 they would push each other out and be compiled again and again.
@@ -92,7 +94,7 @@ class SqliteStore(SqlStore):
         self._synchronous = synchronous or os.environ.get("RELAY_SQLITE_SYNCHRONOUS", "NORMAL")
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-store")
         self._db: sqlite3.Connection | None = None
-        self._intake_db: sqlite3.Connection | None = None  # used on the loop's thread only
+        self._loop_db: sqlite3.Connection | None = None  # used on the loop's thread only
         self._commits = 0
         self._background: set[asyncio.Future[Any]] = set()
 
@@ -117,11 +119,12 @@ class SqliteStore(SqlStore):
 
     async def open(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._open)
-        intake = sqlite3.connect(self.path, isolation_level=None, cached_statements=_STATEMENTS)
-        intake.execute(f"PRAGMA synchronous={self._synchronous}")
-        intake.execute("PRAGMA busy_timeout=0")  # never wait on the loop: see _commit_intake
-        intake.execute("PRAGMA wal_autocheckpoint=0")  # the store's thread checkpoints
-        self._intake_db = intake
+        inline = sqlite3.connect(self.path, isolation_level=None, cached_statements=_STATEMENTS)
+        inline.execute(f"PRAGMA synchronous={self._synchronous}")
+        inline.execute("PRAGMA busy_timeout=0")  # never wait on the loop: see _hot
+        inline.execute("PRAGMA wal_autocheckpoint=0")  # the store's thread checkpoints
+        inline.execute("PRAGMA foreign_keys=ON")
+        self._loop_db = inline
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -146,9 +149,9 @@ class SqliteStore(SqlStore):
         await self._drain_groups()
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
-        if self._intake_db is not None:
-            self._intake_db.close()
-            self._intake_db = None
+        if self._loop_db is not None:
+            self._loop_db.close()
+            self._loop_db = None
         if self._db is not None:
             await self._on_thread(lambda db: db.close())
             self._db = None
@@ -160,24 +163,24 @@ class SqliteStore(SqlStore):
         except (sqlite3.Error, RuntimeError):
             return False
 
-    # ------------------------------------------------------------ intake
+    # ------------------------------------------------------------ the path of every event
 
-    async def _commit_intake(self, batch: Sequence[inbox.Incoming]) -> list[Acceptance]:
+    async def _hot(self, fn: Callable[[Db], T], *, read_only: bool = False) -> T:
         """On the loop's thread, unless another write holds the database: then on the store's
         thread, which waits for it."""
-        receive = functools.partial(inbox.receive_all, batch=batch)
-        if self._intake_db is None:
+        if self._loop_db is None:
             raise RuntimeError("store is not open")
         try:
-            results = _transaction(self._intake_db, receive, "BEGIN IMMEDIATE")
+            result = _transaction(self._loop_db, fn, "BEGIN" if read_only else "BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
                 raise
-            return await self._run(receive)
-        self._commits += 1
-        if self._commits % _CHECKPOINT_EVERY == 0:
-            self._in_background(self._on_thread(_checkpoint))
-        return results
+            return await self._run(fn, read_only=read_only)
+        if not read_only:
+            self._commits += 1
+            if self._commits % _CHECKPOINT_EVERY == 0:
+                self._in_background(self._on_thread(_checkpoint))
+        return result
 
     def _in_background(self, work: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(work)
