@@ -12,9 +12,9 @@ connection of its own, each transaction a few small statements: the hop to the s
 and back cost far more than the work. The store's thread runs Python between its statements
 and has to win the GIL back from a busy event loop each time, so a transaction of 0.1 ms took
 2-9 ms there and the router and the worker waited on it; inline, `bench/e2e.py` delivered 30%
-more at the same CPU per event (the README's figures). That connection never waits for a lock:
-when another write holds the database, the transaction runs on the store's thread instead, which
-waits for it.
+more at the same CPU per event (the README's figures). That connection never blocks on a lock:
+while another write holds the database, it tries again a few times over some 30 ms, the loop
+turning in between, and then hands the transaction to the store's thread, which waits for it.
 """
 
 from __future__ import annotations
@@ -34,6 +34,11 @@ from relay.store.schema import MIGRATIONS, SQLITE
 T = TypeVar("T")
 
 _CHECKPOINT_EVERY = 64  # writes on the loop's thread between two WAL checkpoints (store's thread)
+# Seconds between the tries of a transaction on the loop's thread while another write holds the
+# database (about 30 ms in all, then the store's thread waits for it): with a delivery process,
+# SQLite's busy handler (1, 2, 5, 10 ms... between tries) made a write wait 15-20 ms on average
+# for a lock held a millisecond (bench/e2e.py --delivery-process).
+_BUSY_PAUSES = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016)
 # Prepared statements each connection keeps: a statement over a group (`IN (?,?,...)`, rows of
 # a multi-row INSERT) is one text per group size, a few hundred in all; with the driver's
 # default of 128 they would push each other out and be compiled again and again.
@@ -166,15 +171,22 @@ class SqliteStore(SqlStore):
     # ------------------------------------------------------------ the path of every event
 
     async def _hot(self, fn: Callable[[Db], T], *, read_only: bool = False) -> T:
-        """On the loop's thread, unless another write holds the database: then on the store's
-        thread, which waits for it."""
+        """On the loop's thread. While another write holds the database (a delivery process's,
+        or the store's thread's) try again a few times, the loop turning meanwhile: such writes
+        take a millisecond or two, SQLite's own busy handler sleeps far longer between tries.
+        Past that, on the store's thread, which waits for the lock."""
         if self._loop_db is None:
             raise RuntimeError("store is not open")
-        try:
-            result = _transaction(self._loop_db, fn, "BEGIN" if read_only else "BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
-                raise
+        begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
+        for pause in _BUSY_PAUSES:
+            try:
+                result = _transaction(self._loop_db, fn, begin)
+                break
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                    raise
+            await asyncio.sleep(pause)
+        else:
             return await self._run(fn, read_only=read_only)
         if not read_only:
             self._commits += 1
