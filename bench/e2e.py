@@ -311,6 +311,16 @@ def figures(run: Run, outcome: Outcome) -> Figures:
     )
 
 
+def delivery_children(pid: int) -> list[int]:
+    """A relay's delivery process (`RELAY_DELIVERY_PROCESS=on`), if it has one."""
+    found = []
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        if b"spawn_main" in cmdline:
+            found.append(int(child))
+    return found
+
+
 def cpu_seconds(pid: int) -> float:
     """User and system CPU time a process has used since it started."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -347,6 +357,8 @@ def database(kind: str, work: Path) -> Iterator[str]:
 
 def run_once(args: argparse.Namespace, sink: str, destinations: int, replicas: int) -> Figures:
     name = "SQLite" if args.database == "sqlite" else "PostgreSQL"
+    if args.delivery_process:
+        name += ", delivery process"
     if args.database == "postgres":
         name += f", {replicas} replica{'s' if replicas > 1 else ''}"
     run = Run(
@@ -360,10 +372,15 @@ def run_once(args: argparse.Namespace, sink: str, destinations: int, replicas: i
     print(f"{run.label}: {run.events:,} events over {run.connections} connections", flush=True)
     with tempfile.TemporaryDirectory() as tmp, database(args.database, Path(tmp)) as url:
         config = relay_config(sink, destinations)
-        with running_relays(config, Path(tmp), {"RELAY_DATABASE_URL": url}, replicas) as relays:
-            started = {r.proc.pid: cpu_seconds(r.proc.pid) for r in relays if r.proc}
+        env = {"RELAY_DATABASE_URL": url}
+        if args.delivery_process:
+            env["RELAY_DELIVERY_PROCESS"] = "on"
+        with running_relays(config, Path(tmp), env, replicas) as relays:
+            pids = [r.proc.pid for r in relays if r.proc]
+            pids += [child for pid in pids for child in delivery_children(pid)]
+            started = {pid: cpu_seconds(pid) for pid in pids}
             outcome = asyncio.run(drive(run, relays, sink))
-            live = [r.proc.pid for r in relays if r.proc and r.proc.poll() is None]
+            live = [pid for pid in pids if Path(f"/proc/{pid}").exists()]
             outcome.rss_mb = [rss_peak_mb(pid) for pid in live]
             outcome.cpu_seconds = [cpu_seconds(pid) - started[pid] for pid in live]
     result = figures(run, outcome)
@@ -387,6 +404,11 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--destinations", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument(
+        "--delivery-process",
+        action="store_true",
+        help="RELAY_DELIVERY_PROCESS=on: each relay delivers from a process of its own",
+    )
     parser.add_argument(
         "--replicas",
         type=int,

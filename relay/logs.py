@@ -27,6 +27,11 @@ def protect(values: Iterable[str]) -> None:
     _PROTECTED.update(v for v in values if v and len(v) >= 6)
 
 
+def protected() -> tuple[str, ...]:
+    """The values `protect` was given (a child process protects the same)."""
+    return tuple(_PROTECTED)
+
+
 def scrub(text: str) -> str:
     for secret in sorted(_PROTECTED, key=len, reverse=True):
         if secret in text:

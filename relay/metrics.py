@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from relay.records import DestinationStats, InboxStats
 
@@ -120,6 +122,17 @@ class Metrics:
         self.reloads = Counter(
             "relay_config_reloads", "Reload attempts by result", ["result"], registry=r
         )
+
+    def delivery_families(self) -> list[Metric]:
+        """The delivery worker's metrics as they stand (a delivery process reports them)."""
+        worker = (self.deliveries, self.dead, self.latency)
+        return [family for metric in worker for family in metric.collect()]
+
+    def delegate_deliveries(self, collector: Collector) -> None:
+        """The worker runs in another process: its metrics come from `collector` instead."""
+        for metric in (self.deliveries, self.dead, self.latency):
+            self.registry.unregister(metric)
+        self.registry.register(collector)
 
     def count_received(self, source: str) -> None:
         """`received` for a source label, with its child kept: this runs on every request."""

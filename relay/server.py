@@ -1,4 +1,5 @@
-"""Assembly: config -> runtime, store, senders, worker, app; and running it under uvicorn.
+"""Assembly: config -> runtime, store, worker (relay.delivery.assembly builds it and its
+senders), app; and running it under uvicorn.
 
 The only place that reads the process environment for runtime settings (database URL, admin
 token, port) and that creates network clients. `relay serve` calls `serve()`.
@@ -6,6 +7,7 @@ token, port) and that creates network clients. `relay serve` calls `serve()`.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Mapping
@@ -16,48 +18,26 @@ import httpx
 import uvicorn
 
 from relay.config import LoadedConfig
-from relay.delivery.console import STYLES, Style
-from relay.delivery.destinations import Clients, build_senders
-from relay.delivery.heartbeat import Heartbeat
+from relay.delivery.assembly import build_worker, child_deliveries, dry_run_style, senders_for
+from relay.delivery.process import Child, DeliveryProcess
 from relay.delivery.senders import Sender
-from relay.delivery.slack import Sessions, web_client
-from relay.delivery.worker import Worker, settings
+from relay.delivery.slack import Sessions
 from relay.errors import ConfigError
 from relay.http.app import build_app
 from relay.http.protocol import bounded_protocol
-from relay.ops.services import Services
+from relay.logs import protected
+from relay.ops.services import Delivery, Services
 from relay.runtime import Runtime, build_runtime
-from relay.store import PostgresStore, open_store
+from relay.store import open_store
 
 
-def senders_for(
-    runtime: Runtime,
-    console: TextIO,
-    http: httpx.AsyncClient | None = None,
-    sessions: Sessions | None = None,
-    console_style: Style = "json",
-) -> dict[str, Sender]:
-    """One sender per destination; without a Slack token every channel prints to the console,
-    and so does any destination without its URL. `http` serves the chats reached over plain
-    HTTP (one client for all of them, kept across reloads), `sessions` the Slack clients,
-    `console_style` how the console prints (`relay serve`: readable, see `dry_run_style`)."""
-    slack = runtime.config.slack
-    web = None
-    if not runtime.dry_run and slack.token is not None:
-        web = web_client(
-            slack.token.get_secret_value(), base_url=slack.api_url, timeout=int(slack.timeout)
-        )
-    clients = Clients(web, console, slack.timeout, http, sessions, console_style)
-    return build_senders(runtime.config, clients)
-
-
-def dry_run_style(env: Mapping[str, str]) -> Style:
-    """How dry-run prints: `RELAY_DRY_RUN_FORMAT`, `text` (for people, the default) or `json`."""
-    value = env.get("RELAY_DRY_RUN_FORMAT", "").strip().lower() or "text"
-    for style in STYLES:
-        if value == style:
-            return style
-    raise ConfigError([f"RELAY_DRY_RUN_FORMAT: expected 'text' or 'json', got '{value[:40]}'"])
+def delivery_process(env: Mapping[str, str]) -> bool:
+    """`RELAY_DELIVERY_PROCESS`: `on` runs the delivery worker in a process of its own
+    (relay.delivery.process), `off` (the default) beside intake and the router."""
+    value = env.get("RELAY_DELIVERY_PROCESS", "").strip().lower() or "off"
+    if value not in ("on", "off"):
+        raise ConfigError([f"RELAY_DELIVERY_PROCESS: expected 'on' or 'off', got '{value[:40]}'"])
+    return value == "on"
 
 
 def build_services(
@@ -69,17 +49,14 @@ def build_services(
     http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None))
     sessions = Sessions()
     style = dry_run_style(env)
-    pacing, retry = settings(runtime.config, runtime.paces)
-    worker = Worker(
-        store,
-        senders_for(runtime, console, http, sessions, style),
-        pacing=pacing,
-        retry=retry,
-        lease_seconds=runtime.config.store.lease,
-        # replicas take over the claims of one whose heartbeat is stale; one SQLite process has
-        # nobody to take its claims over, so it neither beats nor fences itself
-        heartbeat=Heartbeat(store) if isinstance(store, PostgresStore) else None,
-    )
+    worker: Delivery
+    if delivery_process(env):
+        level = logging.getLevelName(logging.getLogger().level)
+        worker = DeliveryProcess(
+            Child(loaded, dict(env), cwd, level, protected(), child_deliveries)
+        )
+    else:
+        worker = build_worker(runtime, store, senders_for(runtime, console, http, sessions, style))
 
     def rebuild(new: LoadedConfig) -> tuple[Runtime, dict[str, Sender]]:
         fresh = build_runtime(new)

@@ -21,12 +21,12 @@ import httpx
 from signing import anchor_headers, deck_headers
 
 from relay.config import parse_config
+from relay.delivery.assembly import senders_for
 from relay.delivery.policy import RetryPolicy
 from relay.delivery.worker import Pacing, Worker, settings
 from relay.event import Event
 from relay.pipeline import Pipeline
 from relay.runtime import build_runtime
-from relay.server import senders_for
 from relay.store import open_store
 
 ROOT = Path(__file__).resolve().parent.parent

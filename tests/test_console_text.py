@@ -26,13 +26,13 @@ from signing import ANCHOR_SECRET
 from test_templates import CASES
 
 from relay.config import parse_config
+from relay.delivery.assembly import dry_run_style
 from relay.delivery.console import ConsoleSender
 from relay.delivery.destinations import Clients, build_senders
 from relay.errors import ConfigError
 from relay.messages import Blocks, Button, Card, Field
 from relay.records import MessageRef, Outgoing
 from relay.render.renderer import Renderer
-from relay.server import dry_run_style
 
 GOLDEN = ROOT / "tests" / "golden" / "text"
 UPDATE = os.environ.get("RELAY_UPDATE_GOLDEN") == "1"

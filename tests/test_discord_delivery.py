@@ -22,12 +22,12 @@ from harness import event_body as event
 from signing import ANCHOR_SECRET, anchor_headers
 
 from relay.config import load_config
+from relay.delivery.assembly import senders_for
 from relay.delivery.destinations import describe, kind, pace_keys, paces
 from relay.errors import ConfigError
 from relay.ops.check import check
 from relay.records import Status
 from relay.runtime import build_runtime
-from relay.server import senders_for
 
 ROLE = "discord:role:123456789012345678"
 HOOKS = {

@@ -60,7 +60,8 @@ def relay(
     request: pytest.FixtureRequest,
 ) -> RelayProcess:
     """relay on config.example.yaml; a test marked `fast_pacing` lifts the pacing to 20/s (it
-    checks what arrives where, not how fast: its 47 messages would take 25 s at 1/s)."""
+    checks what arrives where, not how fast: its 47 messages would take 25 s at 1/s). A test
+    parametrized with "delivery process" runs the worker in a process of its own."""
     slack.reset()
     pacing = "{rate: 20, burst: 5}" if request.node.get_closest_marker("fast_pacing") else None
     env = {
@@ -71,6 +72,8 @@ def relay(
         "RELAY_ADMIN_TOKEN": ADMIN_TOKEN,
         "RELAY_DATABASE_URL": f"sqlite:///{tmp_path}/relay.db",
     }
+    if getattr(request, "param", None) == "delivery process":
+        env["RELAY_DELIVERY_PROCESS"] = "on"
     return relay_process(example_config(tmp_path, pacing), env, tmp_path).start()
 
 
@@ -84,6 +87,7 @@ def wait_for(slack: FakeSlack, count: int, timeout: float = 60.0) -> list[Messag
 
 
 @pytest.mark.fast_pacing
+@pytest.mark.parametrize("relay", ["in process", "delivery process"], indirect=True)
 def test_every_event_type_reaches_its_channel(relay: RelayProcess, slack: FakeSlack) -> None:
     expected: dict[str, tuple[str, str]] = {}  # event id -> (channel, provider text)
     for provider, post in (("anchor", post_anchor), ("deck", post_deck)):

@@ -17,13 +17,13 @@ from fakemattermost import ALERTS, ARCHIVED, DEFAULT_HOOKS, OUTSIDE, TOKEN, Fake
 from harness import free_port
 
 from relay.config import MattermostDestination, parse_config
+from relay.delivery.assembly import senders_for
 from relay.delivery.destinations import Clients, describe, kind, pace_keys, paces
 from relay.delivery.mattermost import MattermostApiSender, MattermostWebhookSender
 from relay.messages import Card, Field
 from relay.ops.check import check
 from relay.records import DeliveryResult, MessageRef, Outcome, Outgoing, Reason
 from relay.runtime import build_runtime
-from relay.server import senders_for
 
 HOOK = next(iter(DEFAULT_HOOKS))
 CARD = Card("failure", "Task failed", summary="The site said no.", fields=(Field("Task", "t1"),))

@@ -39,8 +39,13 @@ def slack() -> Iterator[FakeSlack]:
 
 
 def start(
-    relay_process: type[RelayProcess], slack: FakeSlack, tmp_path: Path, admin: str | None
+    relay_process: type[RelayProcess],
+    slack: FakeSlack,
+    tmp_path: Path,
+    admin: str | None,
+    env: dict[str, str] | None = None,
 ) -> RelayProcess:
+    """relay on CONFIG with the fake Slack (`env`: more of relay's environment)."""
     slack.reset()
     (tmp_path / "relay.yaml").write_text(CONFIG)
     env = {
@@ -48,6 +53,7 @@ def start(
         "SLACK_API_URL": slack.api_url,
         "ANCHOR_WEBHOOK_SECRET": ANCHOR_SECRET,
         "RELAY_DATABASE_URL": f"sqlite:///{tmp_path}/relay.db",
+        **(env or {}),
     }
     if admin:
         env["RELAY_ADMIN_TOKEN"] = admin
@@ -81,10 +87,12 @@ def wait_for(condition: object, timeout: float = 15.0) -> None:
     raise AssertionError("condition not reached")
 
 
+# the worker's figures and logs come from its own process there
+@pytest.mark.parametrize("delivery", ["off", "on"], ids=["in process", "delivery process"])
 def test_metrics_count_every_stage(
-    relay_process: type[RelayProcess], slack: FakeSlack, tmp_path: Path
+    relay_process: type[RelayProcess], slack: FakeSlack, tmp_path: Path, delivery: str
 ) -> None:
-    relay = start(relay_process, slack, tmp_path, None)
+    relay = start(relay_process, slack, tmp_path, None, {"RELAY_DELIVERY_PROCESS": delivery})
     assert post(relay, event("m1")).status_code == 202
     assert post(relay, event("m1")).status_code == 200  # duplicate
     forged = httpx.post(

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from relay.config import Config
 from relay.conversation.memory import Memory
@@ -44,6 +45,9 @@ from relay.records import (
     Status,
 )
 from relay.store import Store
+
+if TYPE_CHECKING:
+    from relay.runtime import Runtime
 
 log = logging.getLogger("relay.worker")
 
@@ -121,6 +125,10 @@ class Worker:
         self._senders = dict(senders)
         self._pacing = pacing
         self._retry = retry
+
+    def reloaded(self, runtime: Runtime, senders: Mapping[str, Sender]) -> None:
+        """A reloaded config's senders, pacing and retry policy (see `reconfigure`)."""
+        self.reconfigure(senders, *settings(runtime.config, runtime.paces))
 
     def paced(self) -> bool:
         """Whether a channel was held back by its pacing lately: messages then wait for their

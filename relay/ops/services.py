@@ -15,15 +15,15 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
 from relay.config import LoadedConfig, load_config, secret_values
+from relay.delivery.heartbeat import Heartbeat
 from relay.delivery.senders import Sender
-from relay.delivery.worker import Worker, settings
 from relay.errors import ConfigError
 from relay.logs import protect
 from relay.metrics import UNKNOWN_SOURCE, Metrics
@@ -41,13 +41,27 @@ PRUNE_EVERY = 600.0  # seconds between two passes of the pruner
 Rebuild = Callable[[LoadedConfig], tuple[Runtime, dict[str, Sender]]]
 
 
+class Delivery(Protocol):
+    """The delivery worker as the services drive it: `relay.delivery.worker.Worker` in this
+    process, or `relay.delivery.process.DeliveryProcess` for one in a process of its own."""
+
+    metrics: Metrics
+    heartbeat: Heartbeat | None
+
+    def wake(self) -> None: ...
+    def paced(self) -> bool: ...
+    def reloaded(self, runtime: Runtime, senders: Mapping[str, Sender]) -> None: ...
+    async def run(self, stop: asyncio.Event) -> None: ...
+    async def drain(self, timeout: float) -> bool: ...
+
+
 @dataclass
 class Services:
     """Everything a running relay is made of, and what changes while it runs."""
 
     runtime: Runtime
     store: Store
-    worker: Worker
+    worker: Delivery
     admin_token: str | None = None
     clock: Callable[[], float] = time.time
     shutdown_grace: float = 20.0
@@ -130,7 +144,7 @@ class Services:
             heap.unsettle()  # the old config can go once no waiting event needs it
             self.runtime = runtime
             self.pipeline.use(runtime, accepted_until)
-            self.worker.reconfigure(senders, *settings(runtime.config, runtime.paces))
+            self.worker.reloaded(runtime, senders)
             self.generation += 1
             self.metrics.generation.set(self.generation)
             self.metrics.reloads.labels("ok").inc()

@@ -1,0 +1,104 @@
+"""Assembly of the delivery side: a runtime's senders and the worker that sends through them.
+
+`relay serve` (relay.server) builds them for the worker beside intake and the router; the
+delivery process (relay.delivery.process) builds its own here, without importing the HTTP
+server, the console or the admin API.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import httpx
+
+from relay.config import LoadedConfig
+from relay.delivery.console import STYLES, Style
+from relay.delivery.destinations import Clients, build_senders
+from relay.delivery.heartbeat import Heartbeat
+from relay.delivery.senders import Sender
+from relay.delivery.slack import Sessions, web_client
+from relay.delivery.worker import Worker, settings
+from relay.errors import ConfigError
+from relay.runtime import Runtime, build_runtime
+from relay.store import PostgresStore, Store, open_store
+
+
+def senders_for(
+    runtime: Runtime,
+    console: TextIO,
+    http: httpx.AsyncClient | None = None,
+    sessions: Sessions | None = None,
+    console_style: Style = "json",
+) -> dict[str, Sender]:
+    """One sender per destination; without a Slack token every channel prints to the console,
+    and so does any destination without its URL. `http` serves the chats reached over plain
+    HTTP (one client for all of them, kept across reloads), `sessions` the Slack clients,
+    `console_style` how the console prints (`relay serve`: readable, see `dry_run_style`)."""
+    slack = runtime.config.slack
+    web = None
+    if not runtime.dry_run and slack.token is not None:
+        web = web_client(
+            slack.token.get_secret_value(), base_url=slack.api_url, timeout=int(slack.timeout)
+        )
+    clients = Clients(web, console, slack.timeout, http, sessions, console_style)
+    return build_senders(runtime.config, clients)
+
+
+def dry_run_style(env: Mapping[str, str]) -> Style:
+    """How dry-run prints: `RELAY_DRY_RUN_FORMAT`, `text` (for people, the default) or `json`."""
+    value = env.get("RELAY_DRY_RUN_FORMAT", "").strip().lower() or "text"
+    for style in STYLES:
+        if value == style:
+            return style
+    raise ConfigError([f"RELAY_DRY_RUN_FORMAT: expected 'text' or 'json', got '{value[:40]}'"])
+
+
+def build_worker(runtime: Runtime, store: Store, senders: Mapping[str, Sender]) -> Worker:
+    """The worker a config asks for, sending through `senders`."""
+    pacing, retry = settings(runtime.config, runtime.paces)
+    return Worker(
+        store,
+        senders,
+        pacing=pacing,
+        retry=retry,
+        lease_seconds=runtime.config.store.lease,
+        # replicas take over the claims of one whose heartbeat is stale; one SQLite process has
+        # nobody to take its claims over, so it neither beats nor fences itself
+        heartbeat=Heartbeat(store) if isinstance(store, PostgresStore) else None,
+    )
+
+
+@dataclass
+class ChildDeliveries:
+    """The delivery process's worker and the clients its senders use."""
+
+    worker: Worker
+    console: TextIO
+    http: httpx.AsyncClient
+    sessions: Sessions
+    style: Style
+
+    def reload(self, loaded: LoadedConfig) -> None:
+        runtime = build_runtime(loaded)
+        senders = senders_for(runtime, self.console, self.http, self.sessions, self.style)
+        self.worker.reloaded(runtime, senders)
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        await self.sessions.close()
+
+
+def child_deliveries(loaded: LoadedConfig, env: dict[str, str], cwd: Path) -> ChildDeliveries:
+    """What the delivery process runs (relay.delivery.process), built as `build_services`
+    builds the worker."""
+    runtime = build_runtime(loaded)
+    store = open_store(env.get("RELAY_DATABASE_URL"), cwd)
+    http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None))
+    sessions = Sessions()
+    style = dry_run_style(env)
+    senders = senders_for(runtime, sys.stdout, http, sessions, style)
+    return ChildDeliveries(build_worker(runtime, store, senders), sys.stdout, http, sessions, style)
