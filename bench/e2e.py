@@ -2,11 +2,12 @@
 a sink that answers like Slack incoming webhooks; how long until the last message has arrived.
 
     .venv/bin/python bench/e2e.py [--events 20000] [--connections 32] [--destinations 1 32]
-        [--database sqlite|postgres] [--replicas 1 2] [--timeout 600]
+        [--database sqlite|postgres] [--replicas 1 2] [--delivery-process] [--timeout 600]
 
 Each run starts relay afresh (a new SQLite file, or a throwaway schema on the machine's
 PostgreSQL, `RELAY_TEST_POSTGRES`, default postgresql://postgres@127.0.0.1:5432/test, dropped
-afterwards; with `--replicas R`, R relay processes sharing it), logs at `warning`, pacing
+afterwards; with `--replicas R`, R relay processes sharing it; with `--delivery-process`, each
+delivering from a process of its own, `RELAY_DELIVERY_PROCESS=on`), logs at `warning`, pacing
 unthrottled (`rate: 100000, burst: 100000`). `--connections` keep-alive connections post the
 events of bench/ingest.py (Anchor's task.completed sample, signed) spread over the replicas,
 each connection sending its next event as soon as the previous one is answered. The config has
@@ -30,7 +31,8 @@ Per run it reports:
 - end to end: from the first request to the last message's arrival at the sink;
 - delivered msg/s: N over the end-to-end time (the rate a user sees for the whole burst);
 - delay p50 / p99: per event, its arrival at the sink minus the time its request was sent;
-- peak RSS: each relay process's VmHWM (/proc/<pid>/status) at the end of the run;
+- peak RSS: each relay process's VmHWM (/proc/<pid>/status) at the end of the run (a delivery
+  process's after its parent's);
 and, under the run's name, the acknowledgement latency and each relay process's CPU time over
 the run (/proc/<pid>/stat) as a share of one core: near 100% (its store's thread may add a
 little on top), relay's own CPU is what limits it.

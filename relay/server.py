@@ -1,4 +1,4 @@
-"""Assembly: config -> runtime, store, worker (relay.delivery.assembly builds it and its
+"""Assembly: config -> runtime, store, worker (relay.assembly builds it and its
 senders), app; and running it under uvicorn.
 
 The only place that reads the process environment for runtime settings (database URL, admin
@@ -17,8 +17,8 @@ from typing import TextIO
 import httpx
 import uvicorn
 
+from relay.assembly import build_worker, child_deliveries, dry_run_style, senders_for
 from relay.config import LoadedConfig
-from relay.delivery.assembly import build_worker, child_deliveries, dry_run_style, senders_for
 from relay.delivery.process import Child, DeliveryProcess
 from relay.delivery.senders import Sender
 from relay.delivery.slack import Sessions

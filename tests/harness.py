@@ -20,10 +20,10 @@ from typing import Any, Literal, Self
 import httpx
 from signing import anchor_headers, deck_headers
 
+from relay.assembly import senders_for
 from relay.config import parse_config
-from relay.delivery.assembly import senders_for
-from relay.delivery.policy import RetryPolicy
-from relay.delivery.worker import Pacing, Worker, settings
+from relay.delivery.policy import Pacing, RetryPolicy, settings
+from relay.delivery.worker import Worker
 from relay.event import Event
 from relay.pipeline import Pipeline
 from relay.runtime import build_runtime

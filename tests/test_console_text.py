@@ -25,8 +25,8 @@ from harness import ROOT, RelayProcess, post_anchor, sample
 from signing import ANCHOR_SECRET
 from test_templates import CASES
 
+from relay.assembly import dry_run_style
 from relay.config import parse_config
-from relay.delivery.assembly import dry_run_style
 from relay.delivery.console import ConsoleSender
 from relay.delivery.destinations import Clients, build_senders
 from relay.errors import ConfigError

@@ -21,8 +21,8 @@ from harness import ROOT, RelayProcess, Rig, sample
 from harness import event_body as event
 from signing import ANCHOR_SECRET, anchor_headers
 
+from relay.assembly import senders_for
 from relay.config import load_config
-from relay.delivery.assembly import senders_for
 from relay.delivery.destinations import describe, kind, pace_keys, paces
 from relay.errors import ConfigError
 from relay.ops.check import check

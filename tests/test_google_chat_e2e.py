@@ -20,7 +20,7 @@ from harness import sample as shipped
 from signing import ANCHOR_SECRET, anchor_headers
 
 from relay.config import parse_config
-from relay.delivery.worker import Pacing, settings
+from relay.delivery.policy import Pacing, settings
 from relay.records import Status
 from relay.runtime import build_runtime
 

@@ -16,8 +16,8 @@ import pytest
 from fakemattermost import ALERTS, ARCHIVED, DEFAULT_HOOKS, OUTSIDE, TOKEN, FakeMattermost
 from harness import free_port
 
+from relay.assembly import senders_for
 from relay.config import MattermostDestination, parse_config
-from relay.delivery.assembly import senders_for
 from relay.delivery.destinations import Clients, describe, kind, pace_keys, paces
 from relay.delivery.mattermost import MattermostApiSender, MattermostWebhookSender
 from relay.messages import Card, Field

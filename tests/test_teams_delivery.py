@@ -20,8 +20,8 @@ from harness import event_body as sample
 
 from relay.config import parse_config
 from relay.delivery.destinations import Clients, build_senders, describe, kind, pace_keys, paces
+from relay.delivery.policy import Pacing
 from relay.delivery.teams import TeamsSender
-from relay.delivery.worker import Pacing
 from relay.messages import Card, Field
 from relay.records import DeliveryResult, MessageRef, Outcome, Outgoing, Reason, Status
 

@@ -14,9 +14,9 @@ from fakeslack import FakeSlack
 from inbox import accept
 
 from relay.delivery.heartbeat import Heartbeat
-from relay.delivery.policy import RetryPolicy
+from relay.delivery.policy import Pacing, RetryPolicy
 from relay.delivery.slack import SlackChannelSender, SlackWebhookSender, web_client, webhook_client
-from relay.delivery.worker import Pacing, Worker
+from relay.delivery.worker import Worker
 from relay.event import Event
 from relay.messages import Blocks
 from relay.records import (

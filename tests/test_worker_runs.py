@@ -15,9 +15,9 @@ from fakeslack import FakeSlack
 from inbox import accept
 
 from relay.conversation.memory import Memory
-from relay.delivery.policy import RetryPolicy
+from relay.delivery.policy import Pacing, RetryPolicy
 from relay.delivery.slack import SlackChannelSender, web_client
-from relay.delivery.worker import Pacing, Worker
+from relay.delivery.worker import Worker
 from relay.event import Event
 from relay.messages import Blocks
 from relay.records import (

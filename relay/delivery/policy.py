@@ -1,4 +1,5 @@
-"""What becomes of a message after an attempt: sent, tried again later, or a dead letter. Pure.
+"""What becomes of a message after an attempt: sent, tried again later, or a dead letter; and
+the pacing and retry policy a config gives the worker. Pure.
 
 A transient failure is tried again after a capped exponential backoff with jitter (`backoff`),
 never sooner than the chat's Retry-After; a rate limit also pauses the message's channel. A
@@ -8,9 +9,10 @@ letter carrying the last error.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
+from relay.config import Config
 from relay.records import (
     DeliveryResult,
     Effect,
@@ -27,6 +29,26 @@ class RetryPolicy:
     max_age: float = 86400.0  # a message still failing when older than this goes dead
     backoff_base: float = 1.0
     backoff_cap: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Pacing:
+    """Messages per second per channel, and the burst allowed on top: `keys` for the pacing
+    keys whose destinations set their own, `rate` and `burst` for the rest."""
+
+    rate: float = 1.0
+    burst: float = 3.0
+    keys: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+
+
+def settings(
+    config: Config, paces: Mapping[str, tuple[float, float]]
+) -> tuple[Pacing, RetryPolicy]:
+    """The worker's pacing (each key's `paces`) and retry policy under a config."""
+    return (
+        Pacing(rate=config.pacing.rate, burst=config.pacing.burst, keys=paces),
+        RetryPolicy(max_age=config.store.max_age),
+    )
 
 
 def settlement(

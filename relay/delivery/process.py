@@ -31,7 +31,7 @@ import pickle
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,10 +41,10 @@ from prometheus_client.registry import Collector
 
 from relay.config import LoadedConfig
 from relay.delivery.heartbeat import Heartbeat
+from relay.delivery.policy import Pacing, RetryPolicy
 from relay.delivery.senders import Sender
 from relay.delivery.worker import Worker
 from relay.metrics import Metrics
-from relay.runtime import Runtime
 
 log = logging.getLogger("relay.delivery")
 
@@ -55,7 +55,8 @@ GONE_GRACE = 10.0  # seconds a child whose parent is gone gives its sends in fli
 
 
 class Deliveries(Protocol):
-    """What the child runs: a worker, and how it takes a reloaded config."""
+    """What the child runs (relay.assembly builds it): a worker, and how it takes a reloaded
+    config."""
 
     worker: Worker
 
@@ -63,7 +64,7 @@ class Deliveries(Protocol):
     async def close(self) -> None: ...  # the senders' clients
 
 
-# builds the child's deliveries from the config and the environment (`relay.server` assembles)
+# builds the child's deliveries from the config and the environment (relay.assembly)
 Build = Callable[[LoadedConfig, dict[str, str], Path], Deliveries]
 
 
@@ -117,11 +118,17 @@ class DeliveryProcess:
     def paced(self) -> bool:
         return self._paced
 
-    def reloaded(self, runtime: Runtime, senders: Mapping[str, Sender]) -> None:
-        """A reloaded config: the child builds its own senders and pacing from it (the
-        parent's are not used), and a child started later starts with it."""
-        self._child = replace(self._child, loaded=runtime.loaded)
-        self._send(("config", runtime.loaded))
+    def reloaded(
+        self,
+        loaded: LoadedConfig,
+        senders: Mapping[str, Sender],
+        pacing: Pacing,
+        retry: RetryPolicy,
+    ) -> None:
+        """A config was reloaded: the child builds its own senders, pacing and retry policy
+        from it (the parent's are not used), and a child started later starts with it."""
+        self._child = replace(self._child, loaded=loaded)
+        self._send(("config", loaded))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Keep a child running until `stop` (`drain` then ends it); one that exits meanwhile
@@ -133,7 +140,9 @@ class DeliveryProcess:
         while not stop.is_set():
             started = time.monotonic()
             listening = await self._start()
-            await _first(stop.wait(), listening)
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait([stopping, listening], return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
             if stop.is_set():
                 return
             code = await self._end()
@@ -231,16 +240,6 @@ def _write(writer: asyncio.StreamWriter, message: tuple[Any, ...]) -> None:
     """Queue a message (the stream writes it as the socket takes it: this never blocks)."""
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     writer.write(len(data).to_bytes(4, "big") + data)
-
-
-async def _first(*aws: Awaitable[Any]) -> None:
-    tasks = [asyncio.ensure_future(a) for a in aws]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            if task not in aws:  # the caller's own tasks are the caller's to end
-                task.cancel()
 
 
 # ---------------------------------------------------------------- the child

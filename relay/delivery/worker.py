@@ -23,14 +23,14 @@ import random as _random
 import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from dataclasses import replace
 
-from relay.config import Config
+from relay.config import LoadedConfig
 from relay.conversation.memory import Memory
 from relay.conversation.moves import Move, MoveKind, effects, move
 from relay.delivery import policy
 from relay.delivery.heartbeat import Heartbeat
+from relay.delivery.policy import Pacing
 from relay.delivery.senders import Sender
 from relay.metrics import Metrics
 from relay.records import (
@@ -46,9 +46,6 @@ from relay.records import (
 )
 from relay.store import Store
 
-if TYPE_CHECKING:
-    from relay.runtime import Runtime
-
 log = logging.getLogger("relay.worker")
 
 MAX_SENDS = 64  # sends in flight at once, one per channel
@@ -61,26 +58,6 @@ UNRECORDED = 8  # outcomes of a run sent but not yet written, at most
 # one channel or all of them (bench/e2e.py, 32 destinations: one claim per message without it).
 MIN_LOOK = 0.01
 PACED_SECONDS = 5.0  # a claim held back by pacing within this long: the channels are paced
-
-
-@dataclass(frozen=True, slots=True)
-class Pacing:
-    """Messages per second per channel, and the burst allowed on top: `keys` for the pacing
-    keys whose destinations set their own, `rate` and `burst` for the rest."""
-
-    rate: float = 1.0
-    burst: float = 3.0
-    keys: Mapping[str, tuple[float, float]] = field(default_factory=dict)
-
-
-def settings(
-    config: Config, paces: Mapping[str, tuple[float, float]]
-) -> tuple[Pacing, policy.RetryPolicy]:
-    """The worker's pacing (each key's `paces`) and retry policy under a config."""
-    return (
-        Pacing(rate=config.pacing.rate, burst=config.pacing.burst, keys=paces),
-        policy.RetryPolicy(max_age=config.store.max_age),
-    )
 
 
 class Worker:
@@ -126,9 +103,15 @@ class Worker:
         self._pacing = pacing
         self._retry = retry
 
-    def reloaded(self, runtime: Runtime, senders: Mapping[str, Sender]) -> None:
-        """A reloaded config's senders, pacing and retry policy (see `reconfigure`)."""
-        self.reconfigure(senders, *settings(runtime.config, runtime.paces))
+    def reloaded(
+        self,
+        loaded: LoadedConfig,
+        senders: Mapping[str, Sender],
+        pacing: Pacing,
+        retry: policy.RetryPolicy,
+    ) -> None:
+        """A config was reloaded: `reconfigure` with what was built from it."""
+        self.reconfigure(senders, pacing, retry)
 
     def paced(self) -> bool:
         """Whether a channel was held back by its pacing lately: messages then wait for their

@@ -23,6 +23,7 @@ import httpx
 
 from relay.config import LoadedConfig, load_config, secret_values
 from relay.delivery.heartbeat import Heartbeat
+from relay.delivery.policy import Pacing, RetryPolicy, settings
 from relay.delivery.senders import Sender
 from relay.errors import ConfigError
 from relay.logs import protect
@@ -50,7 +51,13 @@ class Delivery(Protocol):
 
     def wake(self) -> None: ...
     def paced(self) -> bool: ...
-    def reloaded(self, runtime: Runtime, senders: Mapping[str, Sender]) -> None: ...
+    def reloaded(
+        self,
+        loaded: LoadedConfig,
+        senders: Mapping[str, Sender],
+        pacing: Pacing,
+        retry: RetryPolicy,
+    ) -> None: ...
     async def run(self, stop: asyncio.Event) -> None: ...
     async def drain(self, timeout: float) -> bool: ...
 
@@ -144,7 +151,7 @@ class Services:
             heap.unsettle()  # the old config can go once no waiting event needs it
             self.runtime = runtime
             self.pipeline.use(runtime, accepted_until)
-            self.worker.reloaded(runtime, senders)
+            self.worker.reloaded(loaded, senders, *settings(runtime.config, runtime.paces))
             self.generation += 1
             self.metrics.generation.set(self.generation)
             self.metrics.reloads.labels("ok").inc()

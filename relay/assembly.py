@@ -19,9 +19,10 @@ from relay.config import LoadedConfig
 from relay.delivery.console import STYLES, Style
 from relay.delivery.destinations import Clients, build_senders
 from relay.delivery.heartbeat import Heartbeat
+from relay.delivery.policy import settings
 from relay.delivery.senders import Sender
 from relay.delivery.slack import Sessions, web_client
-from relay.delivery.worker import Worker, settings
+from relay.delivery.worker import Worker
 from relay.errors import ConfigError
 from relay.runtime import Runtime, build_runtime
 from relay.store import PostgresStore, Store, open_store
@@ -85,7 +86,7 @@ class ChildDeliveries:
     def reload(self, loaded: LoadedConfig) -> None:
         runtime = build_runtime(loaded)
         senders = senders_for(runtime, self.console, self.http, self.sessions, self.style)
-        self.worker.reloaded(runtime, senders)
+        self.worker.reconfigure(senders, *settings(runtime.config, runtime.paces))
 
     async def close(self) -> None:
         await self.http.aclose()
