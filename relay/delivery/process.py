@@ -254,7 +254,14 @@ def child_main(child: Child, control: socket.socket, wakes: socket.socket) -> No
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     setup_logging(child.log_level)
     protect(child.secrets)
-    asyncio.run(_deliver(child, control, wakes))
+    # the event loop `relay serve` runs on (uvicorn's choice): uvloop where it is installed
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(_deliver(child, control, wakes))
 
 
 async def _deliver(child: Child, control_socket: socket.socket, wakes: socket.socket) -> None:
