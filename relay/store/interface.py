@@ -238,9 +238,9 @@ class SqlStore:
     async def backlog(self, now: float, limit: int) -> Backlog:
         """Events waiting to be routed and messages that could be sent now, each up to
         `limit`."""
-        # Not `_hot`: a count walks up to `limit` rows, 20 times a second under load. On the
-        # loop's thread (SQLite) it took the time of intake and routing: bench/ingest.py 60-64%
-        # of the bare handler against 78-79% here, bench/e2e.py 828-857 msg/s against 1,293.
+        # Not `_hot`: a count walks up to `limit` rows, 20 times a second under load, and on the
+        # loop's thread (SQLite) it took intake's time: bench/ingest.py gave 60-71% of the bare
+        # handler with it there, 78-84% with it here (bench/e2e.py: no difference measured).
         return await self._run(
             lambda db: Backlog(inbox.waiting(db, limit), outbox.sendable(db, now, limit)),
             read_only=True,
