@@ -19,18 +19,11 @@ import pytest
 from fakeslack import FakeSlack
 from harness import RelayProcess, post_anchor, sample
 from signing import ADMIN_TOKEN, ANCHOR_SECRET, SLACK_TOKEN
+from test_operations import ALERTS, EVENTS
+from test_operations import CONFIG as OPERATIONS_CONFIG
 
-ALERTS, EVENTS = "C0ALERTS01", "C0EVENTS01"
-CONFIG = """
-sources:
-  anchor: {provider: anchor, secrets: ["${ANCHOR_WEBHOOK_SECRET}"]}
-slack: {token: "${SLACK_BOT_TOKEN}", api_url: "${SLACK_API_URL}"}
-destinations:
-  events: {type: slack, channel: "#browser-events"}
-  alerts: {type: slack, channel: "#browser-alerts"}
-default: {to: [events]}
-pacing: {rate: 50, burst: 10}
-"""
+# test_operations.py's two Slack channels, paced fast enough for a few dozen messages
+CONFIG = OPERATIONS_CONFIG + "pacing: {rate: 50, burst: 10}\n"
 SAMPLE = json.loads(sample("anchor", "task.completed.json").read_text())
 
 
