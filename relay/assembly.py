@@ -28,6 +28,13 @@ from relay.runtime import Runtime, build_runtime
 from relay.store import PostgresStore, Store, open_store
 
 
+def http_client() -> httpx.AsyncClient:
+    """The client of the chats reached over plain HTTP and of the Tabstack runs: 30 s to
+    connect and write, no read timeout (a Tabstack run streams for as long as it runs; each
+    sender bounds its own request)."""
+    return httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None))
+
+
 def senders_for(
     runtime: Runtime,
     console: TextIO,
@@ -98,7 +105,7 @@ def child_deliveries(loaded: LoadedConfig, env: dict[str, str], cwd: Path) -> Ch
     builds the worker."""
     runtime = build_runtime(loaded)
     store = open_store(env.get("RELAY_DATABASE_URL"), cwd)
-    http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None))
+    http = http_client()
     sessions = Sessions()
     style = dry_run_style(env)
     senders = senders_for(runtime, sys.stdout, http, sessions, style)

@@ -14,10 +14,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
-import httpx
 import uvicorn
 
-from relay.assembly import build_worker, child_deliveries, dry_run_style, senders_for
+from relay.assembly import (
+    build_worker,
+    child_deliveries,
+    dry_run_style,
+    http_client,
+    senders_for,
+)
 from relay.config import LoadedConfig
 from relay.delivery.process import Child, DeliveryProcess
 from relay.delivery.senders import Sender
@@ -46,7 +51,7 @@ def build_services(
     runtime = build_runtime(loaded)
     store = open_store(env.get("RELAY_DATABASE_URL"), cwd)
     # closed by the running services at shutdown (`Services.owns_http`)
-    http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None))
+    http = http_client()
     sessions = Sessions()
     style = dry_run_style(env)
     worker: Delivery
