@@ -124,3 +124,21 @@ class Heartbeat:
                 yield
             finally:
                 self._bounds.discard(bound)
+
+
+@contextlib.asynccontextmanager
+async def beating(heartbeat: Heartbeat | None) -> AsyncIterator[None]:
+    """Keep `heartbeat` renewed (if there is one) for the duration: renewed once before the
+    worker's first claim, then in the background until the block ends. The block must end
+    after the worker has drained: the sends that drain at shutdown still need it."""
+    if heartbeat is None:
+        yield
+        return
+    await heartbeat.renew()
+    stop = asyncio.Event()
+    renewing = asyncio.create_task(heartbeat.run(stop), name="relay-heartbeat")
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.gather(renewing, return_exceptions=True)

@@ -40,7 +40,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from relay.config import LoadedConfig
-from relay.delivery.heartbeat import Heartbeat
+from relay.delivery.heartbeat import Heartbeat, beating
 from relay.delivery.policy import Pacing, RetryPolicy
 from relay.delivery.senders import Sender
 from relay.delivery.worker import Worker
@@ -304,17 +304,11 @@ async def _deliver(child: Child, control_socket: socket.socket, wakes: socket.so
     wakes.setblocking(False)
     loop.add_reader(wakes.fileno(), on_wake)
     listening = asyncio.create_task(listen(), name="relay-delivery-control")
-    heartbeat, beating, beats_stop = worker.heartbeat, None, asyncio.Event()
-    if heartbeat is not None:
-        await heartbeat.renew()  # before the worker's first claim
-        beating = asyncio.create_task(heartbeat.run(beats_stop), name="relay-heartbeat")
-    reporting = asyncio.create_task(_report(worker, control, stop), name="relay-report")
-    await worker.run(stop)
-    drained = await worker.drain(grace[0])
-    await asyncio.gather(reporting, return_exceptions=True)
-    beats_stop.set()
-    if beating is not None:
-        await asyncio.gather(beating, return_exceptions=True)
+    async with beating(worker.heartbeat):  # the draining sends still need it
+        reporting = asyncio.create_task(_report(worker, control, stop), name="relay-report")
+        await worker.run(stop)
+        drained = await worker.drain(grace[0])
+        await asyncio.gather(reporting, return_exceptions=True)
     _write(control, ("report", worker.paced(), worker.metrics.delivery_families()))
     _write(control, ("drained", drained))
     with contextlib.suppress(ConnectionError):  # the parent may be gone

@@ -21,8 +21,9 @@ from typing import Any, Protocol
 
 import httpx
 
+from relay.assembly import http_client
 from relay.config import LoadedConfig, load_config, secret_values
-from relay.delivery.heartbeat import Heartbeat
+from relay.delivery.heartbeat import Heartbeat, beating
 from relay.delivery.policy import Pacing, RetryPolicy, settings
 from relay.delivery.senders import Sender
 from relay.errors import ConfigError
@@ -163,7 +164,6 @@ class Services:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """The lifetime of a serving relay: background work starts, and stops in order."""
-        stop = asyncio.Event()
         await self.store.open()
         released = await self.store.release_orphans(self.clock())
         if released:
@@ -171,15 +171,27 @@ class Services:
                 "re-queued deliveries interrupted by the last shutdown", extra={"count": released}
             )
         if self.http is None:
-            self.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None))
+            self.http = http_client()
             self.owns_http = True
         self._on_sighup()
         self.settle()
-        # the heartbeat outlives the worker: the sends that drain at shutdown still need it
-        heartbeat, beating, beats_stop = self.worker.heartbeat, None, asyncio.Event()
-        if heartbeat is not None:
-            await heartbeat.renew()  # before the worker's first claim
-            beating = asyncio.create_task(heartbeat.run(beats_stop), name="relay-heartbeat")
+        try:
+            # the heartbeat outlives the worker: the sends that drain at shutdown still need it
+            async with beating(self.worker.heartbeat), self._background():
+                yield
+        finally:
+            if self.owns_http and self.http is not None:
+                await self.http.aclose()
+            for close in self.closing:
+                with contextlib.suppress(Exception):  # closing is best effort at exit
+                    await close()
+            await self.store.close()
+
+    @contextlib.asynccontextmanager
+    async def _background(self) -> AsyncIterator[None]:
+        """The router, the worker, the pruner and the file watcher, for the duration; then
+        intake stops and in-flight deliveries drain (up to `shutdown_grace`)."""
+        stop = asyncio.Event()
         tasks = [
             asyncio.create_task(self.pipeline.run(stop), name="relay-router"),
             asyncio.create_task(self.worker.run(stop), name="relay-worker"),
@@ -206,15 +218,6 @@ class Services:
                 log.warning(
                     "shutdown deadline reached with deliveries in flight; they will be retried"
                 )
-            beats_stop.set()
-            if beating is not None:
-                await asyncio.gather(beating, return_exceptions=True)
-            if self.owns_http and self.http is not None:
-                await self.http.aclose()
-            for close in self.closing:
-                with contextlib.suppress(Exception):  # closing is best effort at exit
-                    await close()
-            await self.store.close()
 
     def _on_sighup(self) -> None:
         """SIGHUP reloads the config, like POST /admin/reload (where signals can be caught)."""
