@@ -69,8 +69,9 @@ def assert_inert(view: PageView) -> None:
             assert set(attrs) <= {"src", "defer"}, attrs
             assert attrs.get("src", "").startswith("/console/static/"), attrs
             continue
-        assert tag not in ("script", "iframe", "object", "embed", "img", "base", "meta")\
-            or (tag == "meta" and set(attrs) <= {"charset", "name", "content"}), (tag, attrs)
+        assert tag not in ("script", "iframe", "object", "embed", "img", "base", "meta") or (
+            tag == "meta" and set(attrs) <= {"charset", "name", "content"}
+        ), (tag, attrs)
         for name, value in attrs.items():
             assert not name.startswith("on"), (tag, name, value)
             assert name != "style", (tag, attrs)

@@ -122,9 +122,7 @@ def assert_security_headers(answer: httpx.Response) -> None:
     ["/console", "/console/login", "/console/dead", "/console/events", "/console/events/1",
      "/console/events/new", "/console/silences"],
 )  # fmt: skip
-async def test_without_an_admin_token_the_console_does_not_exist(
-    tmp_path: Path, path: str
-) -> None:
+async def test_without_an_admin_token_the_console_does_not_exist(tmp_path: Path, path: str) -> None:
     services = await _services(tmp_path, f"sqlite:///{tmp_path}/relay.db", None)
     try:
         async with _client(services) as http:
@@ -387,7 +385,10 @@ async def test_replay_selected_asks_to_confirm_then_requeues_exactly_those(
     confirm = await admin.post(
         "/console/dead",
         data={
-            "csrf": csrf, "action": "replay", "scope": "selected", "id": [str(ids[0]), str(ids[1])]
+            "csrf": csrf,
+            "action": "replay",
+            "scope": "selected",
+            "id": [str(ids[0]), str(ids[1])],
         },
     )
     assert confirm.status_code == 200

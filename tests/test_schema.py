@@ -200,9 +200,7 @@ async def test_after_the_upgrade_the_pruner_forgets_delivered_ids_and_keeps_open
         assert await store.migrate() == VERSION
         await store.prune(1000.0, dedup_ttl=100.0, keep_sent=100.0)
         again = {
-            name: await store.receive(
-                Event("anchor", "anchor", name, "task.failed", {}), 1000.0
-            )
+            name: await store.receive(Event("anchor", "anchor", name, "task.failed", {}), 1000.0)
             for name in ("evt_open", "evt_done", "evt_new")
         }
         assert again == {

@@ -25,9 +25,7 @@ from typing import Any
 from relay.records import DigestBatch, NewMessage, Settlement, Status
 from relay.store.db import Db, marks
 
-OUTCOMES = (
-    "delivered", "retrying", "dead", "silenced", "muted", "dropped", "pending", "grouped"
-)
+OUTCOMES = ("delivered", "retrying", "dead", "silenced", "muted", "dropped", "pending", "grouped")
 
 # a message's history status after an attempt that left its outbox row in this status
 _AFTER = {Status.PENDING: "retrying", Status.SENT: "sent", Status.DEAD: "dead"}

@@ -334,9 +334,7 @@ class SqlStore:
 
     async def silences(self, since: float | None = None) -> list[Silence]:
         """Silences ending after `since` (None: all kept, expired ones too), newest first."""
-        return await self._hot(
-            lambda db: silence_rows.ending_after(db, since), read_only=True
-        )
+        return await self._hot(lambda db: silence_rows.ending_after(db, since), read_only=True)
 
     async def expire_silence(self, silence_id: str, now: float) -> Silence | None:
         return await self._run(lambda db: silence_rows.expire(db, silence_id, now))

@@ -54,6 +54,7 @@ SELECT <columns> FROM keys JOIN outbox o ON o.id = (
 WHERE o.status = 'pending'
 """
 
+
 def row_of(values: Sequence[Any]) -> OutboxRow:
     return OutboxRow(
         id=values[0],

@@ -15,5 +15,10 @@ from relay.console.pages import dead, event, events, overview, silences
 
 # `events.NEW` before `event.PAGE`: both are under /events (the latter's `{id}` is a number)
 PAGES: tuple[Page, ...] = (
-    overview.PAGE, events.PAGE, events.NEW, event.PAGE, dead.PAGE, silences.PAGE
+    overview.PAGE,
+    events.PAGE,
+    events.NEW,
+    event.PAGE,
+    dead.PAGE,
+    silences.PAGE,
 )
