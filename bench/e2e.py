@@ -32,7 +32,10 @@ Per run it reports:
 - delivered msg/s: N over the end-to-end time (the rate a user sees for the whole burst);
 - delay p50 / p99: per event, its arrival at the sink minus the time its request was sent;
 - peak RSS: each relay process's VmHWM (/proc/<pid>/status) at the end of the run (a delivery
-  process's after its parent's);
+  process's after its parent's); with more than one process, also the highest sum of their
+  PSS (/proc/<pid>/smaps_rollup, read every 0.2 s): what they hold together, counting the
+  pages they share (the interpreter, the libraries) once, as the machine and a container's
+  memory limit do, where summing their RSS would count those pages once per process;
 and, under the run's name, the acknowledgement latency and each relay process's CPU time over
 the run (/proc/<pid>/stat) as a share of one core: near 100% (its store's thread may add a
 little on top), relay's own CPU is what limits it.
@@ -184,6 +187,7 @@ class Outcome:
     stopped_at: float
     rss_mb: list[float] = field(default_factory=list)
     cpu_seconds: list[float] = field(default_factory=list)
+    pss_peak_mb: float = 0.0  # the highest sum of the relay processes' PSS seen while loading
 
 
 async def send_all(run: Run, urls: list[str], load: Load) -> None:
@@ -208,10 +212,12 @@ async def send_all(run: Run, urls: list[str], load: Load) -> None:
         await asyncio.gather(*(connection(n) for n in range(run.connections)))
 
 
-async def drive(run: Run, relays: list[RelayProcess], sink: str) -> Outcome:
-    """Load relay and wait, at most `run.timeout` seconds, until the sink has every event."""
+async def drive(run: Run, relays: list[RelayProcess], pids: list[int], sink: str) -> Outcome:
+    """Load relay and wait, at most `run.timeout` seconds, until the sink has every event;
+    every 0.2 s, the memory of its processes (`pids`) together."""
     load = Load()
     stopped = ""
+    pss_peak = 0.0
     async with aiohttp.ClientSession() as control:
         await control.post(sink + "/_sink/reset")
         began = time.monotonic()
@@ -221,6 +227,7 @@ async def drive(run: Run, relays: list[RelayProcess], sink: str) -> Outcome:
             await asyncio.sleep(0.2)
             async with control.get(sink + "/_sink/count") as answer:
                 arrived = int(await answer.text())
+            pss_peak = max(pss_peak, sum(pss_mb(pid) for pid in pids))
             now = time.monotonic()
             if arrived >= run.events:
                 break
@@ -251,7 +258,7 @@ async def drive(run: Run, relays: list[RelayProcess], sink: str) -> Outcome:
             await loader
         async with control.get(sink + "/_sink/arrivals") as answer:
             arrivals = [(str(i), float(t)) for i, t in await answer.json()]
-    return Outcome(load, arrivals, stopped, stopped_at)
+    return Outcome(load, arrivals, stopped, stopped_at, pss_peak_mb=pss_peak)
 
 
 # --- figures -------------------------------------------------------------------------------
@@ -271,6 +278,7 @@ class Figures:
     delay_p50: float  # seconds
     delay_p99: float
     rss_mb: list[float]
+    pss_peak_mb: float
     cpu_seconds: list[float]
     stopped: str
 
@@ -308,6 +316,7 @@ def figures(run: Run, outcome: Outcome) -> Figures:
         delay_p50=pct(delays, 0.5) / 1000 if delays else nan,
         delay_p99=pct(delays, 0.99) / 1000 if delays else nan,
         rss_mb=outcome.rss_mb,
+        pss_peak_mb=outcome.pss_peak_mb,
         cpu_seconds=outcome.cpu_seconds,
         stopped=outcome.stopped,
     )
@@ -318,9 +327,22 @@ def delivery_children(pid: int) -> list[int]:
     found = []
     for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
         cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-        if b"spawn_main" in cmdline:
+        if b"relay.delivery.child" in cmdline:
             found.append(int(child))
     return found
+
+
+def pss_mb(pid: int) -> float:
+    """A process's proportional set size: its private pages, and its share of the pages it
+    shares with others (the interpreter and the libraries both relay processes map)."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:  # it has exited
+        return 0.0
+    for line in text.splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def cpu_seconds(pid: int) -> float:
@@ -339,6 +361,8 @@ def row(f: Figures) -> str:
     partial = f" (partial: {f.delivered:,} of {f.events:,})" if f.stopped else ""
     end = (">" if f.stopped else "") + seconds(f.end_to_end)
     rss = " / ".join(f"{mb:.0f}" for mb in f.rss_mb) + " MB"
+    if len(f.rss_mb) > 1:
+        rss += f" (together {f.pss_peak_mb:.0f} MB PSS)"
     return (
         f"| {f.label} | {f.ingest_rps:,.0f} | {end} | {f.delivered / f.end_to_end:,.0f}{partial}"
         f" | {seconds(f.delay_p50)} / {seconds(f.delay_p99)} | {rss} |"
@@ -381,7 +405,7 @@ def run_once(args: argparse.Namespace, sink: str, destinations: int, replicas: i
             pids = [r.proc.pid for r in relays if r.proc]
             pids += [child for pid in pids for child in delivery_children(pid)]
             started = {pid: cpu_seconds(pid) for pid in pids}
-            outcome = asyncio.run(drive(run, relays, sink))
+            outcome = asyncio.run(drive(run, relays, pids, sink))
             live = [pid for pid in pids if Path(f"/proc/{pid}").exists()]
             outcome.rss_mb = [rss_peak_mb(pid) for pid in live]
             outcome.cpu_seconds = [cpu_seconds(pid) - started[pid] for pid in live]

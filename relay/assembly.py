@@ -15,17 +15,16 @@ from typing import TextIO
 
 import httpx
 
-from relay.config import LoadedConfig
+from relay.config import Config, LoadedConfig
 from relay.delivery.console import STYLES, Style
-from relay.delivery.destinations import Clients, build_senders
+from relay.delivery.destinations import Clients, build_senders, is_dry_run, pace_keys, paces
 from relay.delivery.heartbeat import Heartbeat
 from relay.delivery.policy import settings
 from relay.delivery.senders import Sender
 from relay.delivery.slack import Sessions, web_client
 from relay.delivery.worker import Worker
 from relay.errors import ConfigError
-from relay.runtime import Runtime, build_runtime
-from relay.store import PostgresStore, Store, open_store
+from relay.store import SqliteStore, Store, open_store
 
 
 def http_client() -> httpx.AsyncClient:
@@ -36,7 +35,7 @@ def http_client() -> httpx.AsyncClient:
 
 
 def senders_for(
-    runtime: Runtime,
+    config: Config,
     console: TextIO,
     http: httpx.AsyncClient | None = None,
     sessions: Sessions | None = None,
@@ -46,14 +45,14 @@ def senders_for(
     and so does any destination without its URL. `http` serves the chats reached over plain
     HTTP (one client for all of them, kept across reloads), `sessions` the Slack clients,
     `console_style` how the console prints (`relay serve`: readable, see `dry_run_style`)."""
-    slack = runtime.config.slack
+    slack = config.slack
     web = None
-    if not runtime.dry_run and slack.token is not None:
+    if slack.token is not None:
         web = web_client(
             slack.token.get_secret_value(), base_url=slack.api_url, timeout=int(slack.timeout)
         )
     clients = Clients(web, console, slack.timeout, http, sessions, console_style)
-    return build_senders(runtime.config, clients)
+    return build_senders(config, clients)
 
 
 def dry_run_style(env: Mapping[str, str]) -> Style:
@@ -65,18 +64,24 @@ def dry_run_style(env: Mapping[str, str]) -> Style:
     raise ConfigError([f"RELAY_DRY_RUN_FORMAT: expected 'text' or 'json', got '{value[:40]}'"])
 
 
-def build_worker(runtime: Runtime, store: Store, senders: Mapping[str, Sender]) -> Worker:
-    """The worker a config asks for, sending through `senders`."""
-    pacing, retry = settings(runtime.config, runtime.paces)
+def build_worker(
+    config: Config,
+    paces: Mapping[str, tuple[float, float]],
+    store: Store,
+    senders: Mapping[str, Sender],
+) -> Worker:
+    """The worker a config asks for, sending through `senders`, each pacing key at its `paces`
+    (Runtime.paces)."""
+    pacing, retry = settings(config, paces)
     return Worker(
         store,
         senders,
         pacing=pacing,
         retry=retry,
-        lease_seconds=runtime.config.store.lease,
+        lease_seconds=config.store.lease,
         # replicas take over the claims of one whose heartbeat is stale; one SQLite process has
         # nobody to take its claims over, so it neither beats nor fences itself
-        heartbeat=Heartbeat(store) if isinstance(store, PostgresStore) else None,
+        heartbeat=None if isinstance(store, SqliteStore) else Heartbeat(store),
     )
 
 
@@ -91,9 +96,9 @@ class ChildDeliveries:
     style: Style
 
     def reload(self, loaded: LoadedConfig) -> None:
-        runtime = build_runtime(loaded)
-        senders = senders_for(runtime, self.console, self.http, self.sessions, self.style)
-        self.worker.reconfigure(senders, *settings(runtime.config, runtime.paces))
+        config = loaded.config
+        senders = senders_for(config, self.console, self.http, self.sessions, self.style)
+        self.worker.reconfigure(senders, *settings(config, delivery_paces(config)))
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -101,12 +106,18 @@ class ChildDeliveries:
 
 
 def child_deliveries(loaded: LoadedConfig, env: dict[str, str], cwd: Path) -> ChildDeliveries:
-    """What the delivery process runs (relay.delivery.process), built as `build_services`
-    builds the worker."""
-    runtime = build_runtime(loaded)
+    """What the delivery process runs (relay.delivery.child), built as `build_services`
+    builds the worker, from the config alone: no providers, router or templates."""
+    config = loaded.config
     store = open_store(env.get("RELAY_DATABASE_URL"), cwd)
     http = http_client()
     sessions = Sessions()
     style = dry_run_style(env)
-    senders = senders_for(runtime, sys.stdout, http, sessions, style)
-    return ChildDeliveries(build_worker(runtime, store, senders), sys.stdout, http, sessions, style)
+    senders = senders_for(config, sys.stdout, http, sessions, style)
+    worker = build_worker(config, delivery_paces(config), store, senders)
+    return ChildDeliveries(worker, sys.stdout, http, sessions, style)
+
+
+def delivery_paces(config: Config) -> dict[str, tuple[float, float]]:
+    """The (rate, burst) of each pacing key, as `build_runtime` finds them."""
+    return paces(config, pace_keys(config, is_dry_run(config)))

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from relay.config import Config, LoadedConfig
-from relay.delivery.destinations import pace_keys, paces
+from relay.delivery.destinations import is_dry_run, pace_keys, paces
 from relay.errors import ConfigError
 from relay.providers import Provider, build_provider
 from relay.render.renderer import Renderer
@@ -39,7 +39,7 @@ class Runtime:
 def build_runtime(loaded: LoadedConfig) -> Runtime:
     """Compile a loaded config; `ConfigError` (naming the source) if a provider refuses it."""
     config = loaded.config
-    dry_run = config.slack.token is None
+    dry_run = is_dry_run(config)
     providers: dict[str, Provider] = {}
     problems: list[str] = []
     for name, source in config.sources.items():

@@ -61,7 +61,8 @@ def build_services(
             Child(loaded, dict(env), cwd, level, protected(), child_deliveries)
         )
     else:
-        worker = build_worker(runtime, store, senders_for(runtime, console, http, sessions, style))
+        senders = senders_for(runtime.config, console, http, sessions, style)
+        worker = build_worker(runtime.config, runtime.paces, store, senders)
 
     def rebuild(new: LoadedConfig) -> tuple[Runtime, dict[str, Sender]]:
         fresh = build_runtime(new)
@@ -70,7 +71,7 @@ def build_services(
         problems = fresh.renderer.compile_problems(user_only=True)
         if problems:
             raise ConfigError(problems)
-        return fresh, senders_for(fresh, console, http, sessions, style)
+        return fresh, senders_for(fresh.config, console, http, sessions, style)
 
     return Services(
         runtime=runtime,

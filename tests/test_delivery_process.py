@@ -86,7 +86,9 @@ def delivery_child(relay: RelayProcess) -> int:
 
 def children(pid: int) -> list[int]:
     listed = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [int(c) for c in listed if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    return [
+        int(c) for c in listed if b"relay.delivery.child" in Path(f"/proc/{c}/cmdline").read_bytes()
+    ]
 
 
 def alive(pid: int) -> bool:

@@ -202,6 +202,11 @@ def kind(destination: Destination) -> Kind:
     return KINDS[type(destination)]
 
 
+def is_dry_run(config: Config) -> bool:
+    """Without a Slack token relay sends nothing to Slack: its channels print to the console."""
+    return config.slack.token is None
+
+
 def pace_keys(config: Config, dry_run: bool) -> dict[str, str]:
     return {name: kind(d).pace_key(d, dry_run) for name, d in config.destinations.items()}
 

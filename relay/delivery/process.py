@@ -7,9 +7,10 @@ settles on the other core while the parent accepts and routes, both on the same 
 
 `DeliveryProcess` stands in the parent where the `Worker` would (`relay.ops.services` calls the
 same methods: `wake`, `paced`, `reloaded`, `run`, `drain`) and supervises the child:
-- the child builds its worker from the config the parent loaded (and each config the parent
-  reloads, sent whole: both always run the same one), opens the store and frees the claims a
-  previous child left (`release_orphans`), then claims and sends as the in-process worker does;
+- the child, a new interpreter running relay.delivery.child, builds its worker from the config
+  the parent loaded (and each config the parent reloads, sent whole: both always run the same
+  one), opens the store and frees the claims a previous child left (`release_orphans`), then
+  claims and sends as the in-process worker does;
 - the parent's router wakes it through a socket of its own (a byte per batch enqueued; a full
   buffer already holds a wake, so a write that would block is dropped); everything else goes
   over a control socket, as length-prefixed pickles read and written by asyncio streams (the
@@ -26,10 +27,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import multiprocessing
 import pickle
-import signal
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -40,7 +40,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from relay.config import LoadedConfig
-from relay.delivery.heartbeat import Heartbeat, beating
+from relay.delivery.heartbeat import Heartbeat
 from relay.delivery.policy import Pacing, RetryPolicy
 from relay.delivery.senders import Sender
 from relay.delivery.worker import Worker
@@ -70,7 +70,7 @@ Build = Callable[[LoadedConfig, dict[str, str], Path], Deliveries]
 
 @dataclass(frozen=True, slots=True)
 class Child:
-    """What a child is started with (pickled by multiprocessing's spawn)."""
+    """What a child is started with (the first message it reads)."""
 
     loaded: LoadedConfig
     env: dict[str, str]
@@ -100,7 +100,7 @@ class DeliveryProcess:
         self.metrics = Metrics()  # the services give theirs: the child's figures show there
         self._reported: _Reported | None = None
         self._paced = False
-        self._process: Any = None  # multiprocessing's SpawnProcess
+        self._process: asyncio.subprocess.Process | None = None
         self._control: asyncio.StreamWriter | None = None
         self._wakes: socket.socket | None = None
         self._listening: asyncio.Task[None] | None = None
@@ -153,8 +153,10 @@ class DeliveryProcess:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), pause)
             ran = time.monotonic() - started
-            pause = RESTART_SECONDS[0] if ran > RESTART_SECONDS[1] else min(
-                pause * 2, RESTART_SECONDS[1]
+            pause = (
+                RESTART_SECONDS[0]
+                if ran > RESTART_SECONDS[1]
+                else min(pause * 2, RESTART_SECONDS[1])
             )
 
     async def drain(self, timeout: float) -> bool:
@@ -174,27 +176,31 @@ class DeliveryProcess:
     # ------------------------------------------------------------ the child and its sockets
 
     async def _start(self) -> asyncio.Task[None]:
-        context = multiprocessing.get_context("spawn")
         control, control_theirs = socket.socketpair()
         wakes, wakes_theirs = socket.socketpair()
-        self._process = context.Process(
-            target=child_main,
-            args=(self._child, control_theirs, wakes_theirs),
-            name="relay-delivery",
-            daemon=True,  # ends with the parent's interpreter, whatever happens
+        # a new interpreter, given its ends of the sockets (relay.delivery.child says why not
+        # multiprocessing); it inherits the environment, stdout and stderr
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "relay.delivery.child",
+            str(control_theirs.fileno()),
+            str(wakes_theirs.fileno()),
+            pass_fds=(control_theirs.fileno(), wakes_theirs.fileno()),
+            stdin=asyncio.subprocess.DEVNULL,
         )
-        self._process.start()
         control_theirs.close()
         wakes_theirs.close()
         wakes.setblocking(False)
         reader, self._control = await asyncio.open_connection(sock=control)
         self._wakes = wakes
+        self._send(("start", self._child))
         self._listening = asyncio.create_task(self._listen(reader), name="relay-delivery-reports")
         return self._listening
 
     async def _listen(self, reader: asyncio.StreamReader) -> None:
         """Take the child's reports until its socket closes (it has exited)."""
-        while (message := await _read(reader)) is not None:
+        while (message := await read_message(reader)) is not None:
             if message[0] == "report":
                 _kind, self._paced, families = message
                 if self._reported is not None:
@@ -205,12 +211,14 @@ class DeliveryProcess:
     async def _end(self) -> int | None:
         """Wait for the child to exit (kill it if it does not) and close its sockets; its exit
         code."""
-        process, loop = self._process, asyncio.get_running_loop()
-        await loop.run_in_executor(None, process.join, STOP_MARGIN)
-        if process.is_alive():
+        process = self._process
+        assert process is not None  # started by `_start`
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(process.wait(), STOP_MARGIN)
+        if process.returncode is None:
             log.error("delivery process did not stop in time: killed")
             process.kill()
-            await loop.run_in_executor(None, process.join, STOP_MARGIN)
+            await process.wait()
         if self._listening is not None:
             self._listening.cancel()
             await asyncio.gather(self._listening, return_exceptions=True)
@@ -219,14 +227,14 @@ class DeliveryProcess:
         if self._wakes is not None:
             self._wakes.close()
         self._control = self._wakes = self._listening = None
-        return int(process.exitcode) if process.exitcode is not None else None
+        return process.returncode
 
     def _send(self, message: tuple[Any, ...]) -> None:
         if self._control is not None and not self._control.is_closing():
-            _write(self._control, message)
+            write_message(self._control, message)
 
 
-async def _read(reader: asyncio.StreamReader) -> tuple[Any, ...] | None:
+async def read_message(reader: asyncio.StreamReader) -> tuple[Any, ...] | None:
     """The next message, or None once the other side has closed its socket."""
     try:
         size = int.from_bytes(await reader.readexactly(4), "big")
@@ -236,94 +244,7 @@ async def _read(reader: asyncio.StreamReader) -> tuple[Any, ...] | None:
     return message
 
 
-def _write(writer: asyncio.StreamWriter, message: tuple[Any, ...]) -> None:
+def write_message(writer: asyncio.StreamWriter, message: tuple[Any, ...]) -> None:
     """Queue a message (the stream writes it as the socket takes it: this never blocks)."""
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     writer.write(len(data).to_bytes(4, "big") + data)
-
-
-# ---------------------------------------------------------------- the child
-
-
-def child_main(child: Child, control: socket.socket, wakes: socket.socket) -> None:
-    """The child process: deliver until the parent says stop or goes away."""
-    from relay.logs import protect, setup_logging
-
-    # the parent decides when the child stops (Ctrl-C reaches the whole process group)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    setup_logging(child.log_level)
-    protect(child.secrets)
-    # the event loop `relay serve` runs on (uvicorn's choice): uvloop where it is installed
-    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(_deliver(child, control, wakes))
-
-
-async def _deliver(child: Child, control_socket: socket.socket, wakes: socket.socket) -> None:
-    from relay.config import secret_values
-    from relay.logs import protect
-
-    deliveries = child.build(child.loaded, child.env, child.cwd)
-    worker = deliveries.worker
-    store = worker.store
-    await store.open()
-    released = await store.release_orphans(time.time())
-    if released:
-        log.warning("re-queued deliveries a previous run left in flight", extra={"count": released})
-    reader, control = await asyncio.open_connection(sock=control_socket)
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    grace = [GONE_GRACE]
-
-    def on_wake() -> None:
-        with contextlib.suppress(BlockingIOError):
-            while wakes.recv(4096):
-                pass
-        worker.wake()
-
-    async def listen() -> None:
-        while (message := await _read(reader)) is not None:
-            kind, value = message
-            if kind == "config":
-                protect(secret_values(value.config))
-                try:
-                    deliveries.reload(value)
-                except Exception:  # the parent took it: keep the previous one, say why
-                    log.exception("delivery process could not apply the reloaded config")
-            elif kind == "stop":
-                grace[0] = float(value)
-                stop.set()
-                return
-        stop.set()  # the parent is gone: finish what is in flight, then exit
-
-    wakes.setblocking(False)
-    loop.add_reader(wakes.fileno(), on_wake)
-    listening = asyncio.create_task(listen(), name="relay-delivery-control")
-    async with beating(worker.heartbeat):  # the draining sends still need it
-        reporting = asyncio.create_task(_report(worker, control, stop), name="relay-report")
-        await worker.run(stop)
-        drained = await worker.drain(grace[0])
-        await asyncio.gather(reporting, return_exceptions=True)
-    _write(control, ("report", worker.paced(), worker.metrics.delivery_families()))
-    _write(control, ("drained", drained))
-    with contextlib.suppress(ConnectionError):  # the parent may be gone
-        await control.drain()
-    listening.cancel()
-    await deliveries.close()
-    await store.close()
-    control.close()
-
-
-async def _report(worker: Worker, control: asyncio.StreamWriter, stop: asyncio.Event) -> None:
-    """Every `REPORT_SECONDS`: whether the channels are paced, and the delivery metrics."""
-    while not stop.is_set():
-        _write(control, ("report", worker.paced(), worker.metrics.delivery_families()))
-        with contextlib.suppress(ConnectionError):
-            await control.drain()  # a parent slow to read slows the reports, nothing else
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), REPORT_SECONDS)

@@ -22,17 +22,36 @@ guarantees.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from relay.store.interface import Store
-from relay.store.postgres import PostgresStore, is_postgres_url
 from relay.store.sqlite import SqliteStore, sqlite_path
+
+if TYPE_CHECKING:
+    from relay.store.postgres import PostgresStore
+
+
+def is_postgres_url(url: str | None) -> bool:
+    return bool(url) and str(url).startswith(("postgresql://", "postgres://"))
 
 
 def open_store(url: str | None, cwd: Path) -> Store:
     """The backend `RELAY_DATABASE_URL` names (not yet opened)."""
     if url and is_postgres_url(url):
+        from relay.store.postgres import PostgresStore
+
         return PostgresStore(url)
     return SqliteStore(sqlite_path(url, cwd))
+
+
+def __getattr__(name: str) -> Any:
+    # psycopg and its pool take about 9 MB of memory once imported: a process on SQLite
+    # (relay serve and its delivery process alike) never imports them
+    if name == "PostgresStore":
+        from relay.store.postgres import PostgresStore
+
+        return PostgresStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["PostgresStore", "SqliteStore", "Store", "open_store"]
