@@ -170,7 +170,7 @@ class Rig:
         self.store = open_store(self.db, self.folder)
         await self.store.open()
         self.http = httpx.AsyncClient() if self._owns_http else self._shared_http
-        senders = senders_for(self.runtime, self.console, self.http)
+        senders = senders_for(self.runtime.config, self.console, self.http)
         retry = RetryPolicy(backoff_base=0.1)
         self.worker = Worker(
             self.store, senders, poll_seconds=0.05, retry=retry, pacing=self._pacing

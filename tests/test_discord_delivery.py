@@ -295,7 +295,7 @@ def test_a_thread_id_may_be_written_as_a_number(tmp_path: Path) -> None:
 def test_without_a_url_a_discord_destination_prints_discords_payload(tmp_path: Path) -> None:
     loaded = config(BASE + "destinations: {d: {type: discord, webhook_url: '${X:-}'}}\n", tmp_path)
     console = io.StringIO()
-    (sender,) = senders_for(build_runtime(loaded), console).values()
+    (sender,) = senders_for(loaded.config, console).values()
     from relay.messages import Card
     from relay.records import Outgoing
 

@@ -393,7 +393,7 @@ async def test_without_a_url_or_token_it_prints_what_mattermost_would_get(
 ) -> None:
     runtime = build_runtime(parse_config(config_text(fake), tmp_path / "relay.yaml", {}))
     console = io.StringIO()
-    senders = senders_for(runtime, console, httpx.AsyncClient())
+    senders = senders_for(runtime.config, console, httpx.AsyncClient())
     assert isinstance(senders["hook"], MattermostWebhookSender)
     assert isinstance(senders["bot"], MattermostApiSender)
     await senders["quiet"].send(Outgoing(CARD))
