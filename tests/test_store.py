@@ -909,3 +909,57 @@ async def test_a_claim_takes_a_run_of_a_keys_due_messages_as_far_as_its_tokens_g
         ("later", 0)
     ]
     assert found.next_due is None
+
+
+async def test_a_claim_passes_over_paced_keys_to_fill_its_limit_with_the_oldest_due_heads(
+    store: Store,
+) -> None:
+    slow = {"slack:a": (1.0, 1.0), "slack:b": (1.0, 1.0)}
+    for key in "ab":
+        await accept(store, ev(f"e{key}"), [msg(key, f"slack:{key}", key)], 100.0)
+    first = await store.claim(100.0, 160.0, rate=100.0, burst=100.0, limit=2, paces=slow)
+    for claim in first.claimed:  # their one token is spent: a and b wait a second
+        await store.settle(sent(claim.row, 100.0))
+    for key in "ab":
+        await accept(store, ev(f"e{key}2"), [msg(key, f"slack:{key}", key + "2")], 100.0)
+    for key in "cde":
+        await accept(store, ev(f"e{key}"), [msg(key, f"slack:{key}", key)], 100.0)
+    # the heads oldest first: a2, b2 (waiting for a token), then c, d, e: the claim's two are
+    # c and d, and it says when the paced ones may go
+    found = await store.claim(100.2, 160.0, rate=100.0, burst=100.0, limit=2, paces=slow)
+    assert [c.row.message.text for c in found.claimed] == ["c", "d"]
+    assert found.paced_wait == pytest.approx(0.8)
+    found = await store.claim(100.3, 160.0, rate=100.0, burst=100.0, limit=5, paces=slow)
+    assert [c.row.message.text for c in found.claimed] == ["e"]
+    assert found.paced_wait == pytest.approx(0.7)
+    found = await store.claim(101.0, 160.0, rate=100.0, burst=100.0, limit=5, paces=slow)
+    assert [c.row.message.text for c in found.claimed] == ["a2", "b2"]
+
+
+async def test_a_claim_skips_a_key_another_replica_holds_and_takes_the_others(
+    pg_url: str, tmp_path: Path
+) -> None:
+    import psycopg
+
+    store = open_store(pg_url, tmp_path)
+    await store.open()
+    try:
+        for key in "abc":
+            for i in range(2):
+                await accept(
+                    store, ev(f"e{key}{i}"), [msg(key, f"slack:{key}", f"{key}{i}")], 100.0
+                )
+        # every key has its pace row once claimed; give them back unsent
+        found = await store.claim(100.0, 160.0, rate=100.0, burst=100.0, limit=10, run=1)
+        assert await store.unclaim([c.row.id for c in found.claimed]) == 3
+        # another replica is in the middle of a claim on b: its pace row is locked
+        with psycopg.connect(pg_url) as other, other.transaction():
+            other.execute("SELECT 1 FROM pace WHERE key='slack:b' FOR UPDATE")
+            found = await store.claim(100.0, 160.0, rate=100.0, burst=100.0, limit=10, run=5)
+            runs = {c.row.pace_key: [r.message.text for r in c.rows] for c in found.claimed}
+            assert runs == {"slack:a": ["a0", "a1"], "slack:c": ["c0", "c1"]}
+        # once it is done, b is claimed, whole
+        found = await store.claim(100.0, 160.0, rate=100.0, burst=100.0, limit=10, run=5)
+        assert [[r.message.text for r in c.rows] for c in found.claimed] == [["b0", "b1"]]
+    finally:
+        await store.close()

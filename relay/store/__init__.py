@@ -3,8 +3,8 @@ rendered messages, pacing, conversation state (which key is which chat message; 
 groups and their waiting items), and silences.
 
 `interface` is the `Store` the rest of relay uses and the operations it runs; their logic is
-written once, as functions of a `db.Db`: `inbox` (accepting, routing into the outbox), `outbox`
-(claims, outcomes, heartbeats), `digests`, `upkeep` (pruning, reports), `silences`; `schema`
+written once, as functions of a `db.Db`: `inbox` (accepting, routing into the outbox), `claims`
+(what the worker sends next), `outbox` (outcomes, heartbeats), `digests`, `upkeep` (pruning, reports), `silences`; `schema`
 holds the tables for both dialects; `sqlite` and `postgres` are the two backends, holding only their
 connections, locking and dialect; `groups` commits what arrives in one turn of the event loop
 together. `open_store` picks the backend `RELAY_DATABASE_URL` names: unset or `sqlite:...` (or

@@ -45,7 +45,7 @@ from relay.records import (
     Status,
 )
 from relay.silences.model import Silence
-from relay.store import digests, inbox, interactions, outbox, queries, upkeep
+from relay.store import claims, digests, inbox, interactions, outbox, queries, upkeep
 from relay.store import silences as silence_rows
 from relay.store.db import Db
 from relay.store.groups import GroupCommit
@@ -218,7 +218,7 @@ class SqlStore:
         run: int = 1,
     ) -> ClaimRound:
         return await self._hot(
-            lambda db: outbox.claim(
+            lambda db: claims.claim(
                 db, self.holder, now, lease_until, rate, burst, limit, busy, paces or {}, run
             )
         )

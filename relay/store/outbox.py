@@ -1,21 +1,17 @@
-"""The store's logic for delivery: the due head of each channel, claims that spend the
-channel's pacing token, outcomes recorded only by the claim's holder with what the conversation
-remembers, rate-limit pauses, and the release of claims whose holder died.
+"""The store's logic for delivery, around the claims (`claims`): the due head of each
+channel, claims given back, outcomes recorded only by the claim's holder with what the
+conversation remembers, rate-limit pauses, and the release of claims whose holder died.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from relay.messages import message_from_json
 from relay.records import (
-    Claim,
-    ClaimRound,
     Forget,
-    Known,
-    MessageRef,
     OutboxRow,
     Recording,
     Remember,
@@ -26,7 +22,6 @@ from relay.records import (
 )
 from relay.store import history
 from relay.store.db import Db, marks
-from relay.store.pacing import Bucket, refill, spend, wait
 
 # ------------------------------------------------------------------ delivery
 
@@ -101,140 +96,6 @@ def next_due_at(db: Db) -> float | None:
     """When the earliest pending head row (of any key) becomes due."""
     (due,) = db.one(HEADS.replace("<columns>", "MIN(o.next_attempt_at)"))
     return None if due is None else float(due)
-
-
-# Every pending head, as little of it as a claim decides on: which to claim (the due ones,
-# oldest first) and when the next of the others is due come from one walk over the keys.
-_HEADS = HEADS.replace("<columns>", "o.id, o.pace_key, o.next_attempt_at") + " ORDER BY o.id"
-
-
-def _bucket(db: Db, key: str, now: float, burst: float) -> Bucket | None:
-    """The key's pacing bucket, taken for this transaction; None while another replica is
-    claiming on the key (it is skipped, not waited for)."""
-    take = "SELECT tokens, updated, paused_until FROM pace WHERE key=?{skip_locked}"
-    found = db.one(take, (key,))
-    if found is None:  # a key's first claim (or a key another replica holds: skipped below)
-        db.run(
-            "INSERT INTO pace (key, tokens, updated) VALUES (?,?,?) ON CONFLICT DO NOTHING",
-            (key, burst, now),
-        )
-        found = db.one(take, (key,))
-    return None if found is None else Bucket(*found)
-
-
-# The first undelivered messages of a key, its head first: read while the claim holds the
-# key's pace row (locked on PostgreSQL, the one writer on SQLite), so no other claim can take
-# them meanwhile.
-_OPEN = (
-    "SELECT o.id, o.status, o.next_attempt_at FROM outbox o{open_index} WHERE o.pace_key=?"
-    " AND o.status IN ('pending','inflight') ORDER BY o.id LIMIT ?"
-)
-# A claim takes a row only if it is still pending and due (another replica may have just sent
-# it or scheduled a retry; a row another transaction is writing is skipped) and no older row of
-# its key is undelivered (head-of-line order); the rows come back as claimed.
-_CLAIM_RUN = (
-    "UPDATE outbox{by_id} SET status='inflight', lease_until=?, claimed_by=?,"
-    " attempts=attempts+1 WHERE id IN (SELECT id FROM outbox{by_id} WHERE id IN (<ids>)"
-    " AND status='pending' AND next_attempt_at <= ?{skip_locked})"
-    " AND NOT EXISTS (SELECT 1 FROM outbox o{open_index} WHERE o.pace_key=?"
-    " AND o.status IN ('pending','inflight') AND o.id < ?)"
-    " RETURNING " + ROW_COLUMNS
-)
-
-
-def claim(
-    db: Db,
-    holder: str,
-    now: float,
-    lease_until: float,
-    rate: float,
-    burst: float,
-    limit: int,
-    busy: Collection[str] = (),
-    paces: Mapping[str, tuple[float, float]] | None = None,
-    run: int = 1,
-) -> ClaimRound:
-    """Claim for `holder` the due heads of up to `limit` keys whose pacing allows a message
-    now, and after each head up to `run - 1` of the key's next messages that are due, as far
-    as the key's tokens go (one spent per message); with each run, the conversation messages
-    its steps may need. Keys in `busy` are skipped: the worker still sends on them (a claim it
-    made whose lease ran out meanwhile would otherwise be taken again under its own send).
-
-    A run costs the same four statements whatever its length (its bucket, its rows, their
-    claim, the bucket spent), where claiming row by row cost one more per message
-    (`bench/store.py`)."""
-    claimed: list[Claim] = []
-    waits: list[float] = []
-    heads = db.all(_HEADS)
-    taken: set[int] = set()
-    for head_id, pace_key, due in heads:
-        if len(claimed) == limit:
-            break
-        if due > now or pace_key in busy:
-            continue
-        key_rate, key_burst = (paces or {}).get(pace_key, (rate, burst))
-        found = _bucket(db, pace_key, now, key_burst)
-        if found is None:
-            continue
-        bucket = refill(found, now, key_rate, key_burst)
-        seconds = wait(bucket, now, key_rate)
-        if seconds > 0:
-            waits.append(seconds)
-            continue
-        rows = _run(db, holder, pace_key, now, lease_until, min(run, int(bucket.tokens)))
-        if not rows:
-            continue  # no longer due, or no longer the head of its key
-        taken.add(head_id)
-        bucket = spend(bucket, len(rows))
-        db.run(
-            "UPDATE pace SET tokens=?, updated=? WHERE key=?",
-            (bucket.tokens, bucket.updated, pace_key),
-        )
-        claimed.append(Claim(tuple(rows), _known(db, pace_key, rows, now)))
-    # when the earliest head left pending is due (the worker looks again then, if later)
-    later = [due for head_id, _key, due in heads if head_id not in taken]
-    return ClaimRound(tuple(claimed), min(waits) if waits else None, min(later, default=None))
-
-
-def _run(
-    db: Db, holder: str, pace_key: str, now: float, lease_until: float, most: int
-) -> list[OutboxRow]:
-    """Up to `most` messages of a key from its head on, claimed: each pending and due, up to
-    the first that is not (order holds: nothing jumps a message that waits)."""
-    ids: list[int] = []
-    for row_id, status, due in db.all(_OPEN, (pace_key, most)):
-        if status != Status.PENDING.value or due > now:
-            break
-        ids.append(row_id)
-    if not ids:
-        return []
-    found = db.all(
-        _CLAIM_RUN.replace("<ids>", marks(len(ids))),
-        (lease_until, holder, *ids, now, pace_key, ids[0]),
-    )
-    rows = sorted((row_of(values) for values in found), key=lambda r: r.id)
-    # all of them, unless another replica changed one since it was read: the run then stops
-    # before it, and what was claimed after it goes back
-    kept = next((i for i, r in enumerate(rows) if r.id != ids[i]), len(rows))
-    unclaim(db, holder, [r.id for r in rows[kept:]])
-    return rows[:kept]
-
-
-def _known(db: Db, pace_key: str, rows: Sequence[OutboxRow], now: float) -> dict[str, Known]:
-    steps = [r.step for r in rows if r.step is not None]
-    # Step.keys(): the message keys a step names (a method of Step, not of a mapping)
-    keys = list(dict.fromkeys(key for step in steps for key in step.keys()))  # noqa: SIM118
-    if not keys:
-        return {}
-    return {
-        found[0]: Known(MessageRef(*found[1:7]), found[7])
-        for found in db.all(
-            "SELECT key, channel_id, ts, order_at, count, first_at, last_at, expires_at"
-            f" FROM messages WHERE pace_key=? AND key IN ({marks(len(keys))})"
-            " AND expires_at > ?",
-            (pace_key, *keys, now),
-        )
-    }
 
 
 def unclaim(db: Db, holder: str, row_ids: Sequence[int]) -> int:
