@@ -313,3 +313,30 @@ async def test_a_batch_of_events_keeps_each_its_own_messages_and_outcome(store: 
         "e1": [("c", "", "silenced", True)],
         "e3": [("d", "", "grouped", False), ("a", "", "pending", True)],
     }  # fmt: skip
+
+
+async def test_an_events_outcome_is_its_most_pressing_messages_state(store: Store) -> None:
+    await accept(store, ev("e1"), [msg("a"), msg("b"), msg("c")], 100.0)
+    rows = {c.row.pace_key: c.row.id for c in (await store.claim(
+        101.0, 161.0, rate=1000.0, burst=1000.0, limit=10)).claimed}  # fmt: skip
+
+    async def outcome_after(settlement: Settlement) -> str:
+        assert await store.settle(settlement) is Recording.RECORDED
+        (summary,) = (await store.history_events(EventFilter(), None, 10)).items
+        return summary.outcome
+
+    sent = Settlement(rows["slack:a"], "slack:a", Status.SENT, Reason.OK, 102.0)
+    assert await outcome_after(sent) == "pending"  # b and c are still to go
+    retry = Settlement(rows["slack:b"], "slack:b", Status.PENDING, Reason.SERVER_ERROR, 102.0,
+                       "boom", next_attempt_at=110.0)  # fmt: skip
+    assert await outcome_after(retry) == "retrying"  # over c, still pending
+    dead = Settlement(rows["slack:c"], "slack:c", Status.DEAD, Reason.CHANNEL, 102.0,
+                      "channel_not_found")  # fmt: skip
+    assert await outcome_after(dead) == "dead"  # over b, retrying
+    (again,) = [c.row.id for c in (await store.claim(
+        110.0, 170.0, rate=1000.0, burst=1000.0, limit=10)).claimed]  # fmt: skip
+    late = Settlement(again, "slack:b", Status.SENT, Reason.OK, 111.0)
+    assert await outcome_after(late) == "dead"  # a dead message is not forgotten
+    assert await store.drop_dead(None) == 1  # discarded: still what became of the event
+    (summary,) = (await store.history_events(EventFilter(), None, 10)).items
+    assert summary.outcome == "dead"
