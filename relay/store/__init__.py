@@ -4,11 +4,12 @@ groups and their waiting items), and silences.
 
 `interface` is the `Store` the rest of relay uses and the operations it runs; their logic is
 written once, as functions of a `db.Db`: `inbox` (accepting, routing into the outbox), `claims`
-(what the worker sends next), `outbox` (outcomes, heartbeats), `digests`, `upkeep` (pruning, reports), `silences`; `schema`
-holds the tables for both dialects; `sqlite` and `postgres` are the two backends, holding only their
-connections, locking and dialect; `groups` commits what arrives in one turn of the event loop
-together. `open_store` picks the backend `RELAY_DATABASE_URL` names: unset or `sqlite:...` (or
-a path): SQLite, one process; `postgresql://...`: PostgreSQL, safe for several replicas at once.
+(what the worker sends next), `outbox` (outcomes, heartbeats), `digests`, `upkeep` (pruning,
+reports), `silences`; `schema` holds the tables for both dialects; `sqlite` and `postgres` are
+the two backends, holding only their connections, locking and dialect; `groups` commits what
+arrives in one turn of the event loop together. `open_store` picks the backend
+`RELAY_DATABASE_URL` names: unset or `sqlite:...` (or a path): SQLite, one process;
+`postgresql://...`: PostgreSQL, safe for several replicas at once.
 
 Safety across PostgreSQL replicas comes from the statements themselves: dedup is the `events`
 primary key (`ON CONFLICT DO NOTHING`); a claim takes a row only while it is still pending, due
