@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from harness import ROOT
 from hypothesis import given
 from hypothesis import strategies as st
@@ -47,6 +48,26 @@ def test_styles_code_links_dates_and_emoji() -> None:
         Date(1716553080, "2024-05-24 12:18 UTC"),
     ]
     assert Date(1716553080, "").utc() == "2024-05-24 12:18 UTC"
+
+
+@pytest.mark.parametrize(
+    ("text", "spans"),
+    [
+        ("plain 12 words.", [Text("plain 12 words.")]),
+        ("", []),
+        (":x:", [Emoji("x")]),
+        ("*b*", [Styled("bold", (Text("b"),))]),
+        ("_i_", [Styled("italic", (Text("i"),))]),
+        ("~s~", [Styled("strike", (Text("s"),))]),
+        ("`c`", [Code("c")]),
+        ("<https://e.example|l>", [Link("https://e.example", "l")]),
+        ("&lt;", [Text("<")]),
+        ("> q", [Quote((Text(" q"),))]),
+        ("a\nb", [Text("a"), Break(), Text("b")]),
+    ],
+)
+def test_each_piece_of_markup_alone_is_read(text: str, spans: list[object]) -> None:
+    assert parse(text) == spans
 
 
 def test_markers_inside_words_are_text_as_in_slack() -> None:

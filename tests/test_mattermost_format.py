@@ -41,7 +41,8 @@ from relay.render.formats.mattermost import (
     payload,
     takes_mention,
 )
-from relay.render.formats.mattermost_text import escape, url_text
+from relay.render.formats.mattermost_text import Writer, escape, escape_atoms, url_text
+from relay.render.markup import parse
 from relay.render.renderer import Renderer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -287,6 +288,41 @@ def test_a_cut_closes_what_it_opened() -> None:
     summary, section, *_ = text.split("\n\n")
     assert summary.startswith("**") and summary.endswith("…**")
     assert section.startswith("`c") and section.endswith("…`")
+
+
+# characters each of which `escape_atoms` treats in its own way, and plain ones
+_TRICKY = st.text(alphabet=st.sampled_from(list("ab1 .:_*~<@&#>-+=\\`[]()|\n\r\x00\u200dw")))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_TRICKY, st.booleans())
+def test_escaping_a_whole_text_equals_escaping_it_character_by_character(
+    text: str, line_start: bool
+) -> None:
+    assert escape(text, line_start) == "".join(escape_atoms(text, line_start))
+
+
+class _AtomByAtom(Writer):
+    """The writer with every text and code written a character (or escape) at a time."""
+
+    def _whole(self, atoms: str) -> bool:
+        return False
+
+
+@settings(max_examples=300, deadline=None)
+@given(_TRICKY, st.integers(1, 60))
+def test_texts_written_whole_read_as_written_atom_by_atom(text: str, limit: int) -> None:
+    """The writer puts a text or code that fits in one piece; cut or not, the post and where a
+    line starts are those of writing it a character (or escape) at a time."""
+    spans = parse(text)
+    whole, by_atom = Writer(limit), _AtomByAtom(limit)
+    whole.spans(spans)
+    by_atom.spans(spans)
+    assert (whole.result, whole.cut, whole.line_start) == (
+        by_atom.result,
+        by_atom.cut,
+        by_atom.line_start,
+    )
 
 
 def test_the_fake_splits_or_refuses_a_text_over_the_limit_as_mattermost_does(

@@ -297,6 +297,8 @@ def _shares(
         )
 
     low, high = 1, DESCRIPTION_MAX
+    if total(high) <= room:
+        low = high  # all of it fits (the usual case): what the halving would find
     while low < high:
         middle = (low + high + 1) // 2
         if total(middle) <= room:
