@@ -37,8 +37,9 @@ Per run it reports:
   pages they share (the interpreter, the libraries) once, as the machine and a container's
   memory limit do, where summing their RSS would count those pages once per process;
 and, under the run's name, the acknowledgement latency and each relay process's CPU time over
-the run (/proc/<pid>/stat) as a share of one core: near 100% (its store's thread may add a
-little on top), relay's own CPU is what limits it.
+the run (/proc/<pid>/stat), as a share of one core (near 100%, its store's thread may add a
+little on top: relay's own CPU is what limits it) and per message delivered (the figure that
+compares machines of different speeds least badly).
 A run that has not delivered everything after `--timeout` seconds stops with a message saying
 how far it got, and its row shows the partial figures (exit status 1). Prints a Markdown table
 for the README. Not a test: figures depend on the machine.
@@ -415,10 +416,14 @@ def run_once(args: argparse.Namespace, sink: str, destinations: int, replicas: i
     if result.unidentified:
         print(f"  {result.unidentified} arrivals showed no event id of this run", flush=True)
     busy = ", ".join(f"{cpu:.0f} s ({cpu / result.end_to_end:.0%})" for cpu in result.cpu_seconds)
+    per_message = " + ".join(
+        f"{1000 * cpu / max(1, result.delivered):.2f}" for cpu in result.cpu_seconds
+    )
     print(
         f"  ack p50 / p99 {result.ack_p50_ms:.1f} / {result.ack_p99_ms:.1f} ms; "
         f"{result.delivered:,} delivered ({result.duplicates} twice) in "
-        f"{seconds(result.end_to_end)}; relay's CPU time (share of one core): {busy}",
+        f"{seconds(result.end_to_end)}; relay's CPU time (share of one core): {busy}; "
+        f"per message delivered: {per_message} ms",
         flush=True,
     )
     return result
