@@ -15,14 +15,17 @@ import httpx
 import pytest
 from consoleview import assert_inert, read
 from inbox import accept
+from oldschema import store_at
 
 from relay.config import load_config
+from relay.console.throttle import LoginThrottle
 from relay.event import Event
 from relay.http.app import build_app
 from relay.messages import Blocks, Button, Card
 from relay.ops.services import Services
 from relay.records import NewMessage, Reason, Settlement, Status
 from relay.server import build_services
+from relay.store.schema import VERSION
 
 TOKEN = "console-admin-token-Zq81xT"
 SLACK_TOKEN = "xoxb-console-secret-77"
@@ -432,26 +435,72 @@ async def test_drop_all_that_match_the_filter_counts_first(
     assert "No dead letter is selected" in read(nothing.text).text
 
 
-def test_the_throttle_forgets_failures_once_they_leave_the_window() -> None:
-    from relay.console.throttle import LoginThrottle
-
+async def test_the_throttle_forgets_failures_once_they_leave_the_window(
+    services: Services,
+) -> None:
     now = [1000.0]
-    throttle = LoginThrottle(limit=3, window=60.0, clock=lambda: now[0], max_clients=2)
+    throttle = LoginThrottle(services.store, limit=3, window=60.0, clock=lambda: now[0])
     for _ in range(3):
-        assert throttle.wait("a") == 0.0
-        throttle.failed("a")
+        assert await throttle.wait("a") == 0.0
+        await throttle.failed("a")
         now[0] += 10
-    assert throttle.wait("a") == 30.0  # the first failure leaves the window at 1060
-    assert throttle.wait("b") == 0.0  # per client
+    assert await throttle.wait("a") == 30.0  # the first failure leaves the window at 1060
+    assert await throttle.wait("b") == 0.0  # per client
     now[0] = 1060.0
-    assert throttle.wait("a") == 0.0
-    throttle.failed("a")
-    assert throttle.wait("a") == 10.0
-    throttle.succeeded("a")
-    assert throttle.wait("a") == 0.0
-    for client in ("x", "y", "z"):  # bounded memory: the oldest client is forgotten
-        throttle.failed(client)
-    assert len(throttle._failures) == 2
+    assert await throttle.wait("a") == 0.0
+    await throttle.failed("a")
+    assert await throttle.wait("a") == 10.0
+    await throttle.succeeded("a")
+    assert await throttle.wait("a") == 0.0
+
+
+async def test_replicas_share_one_budget_of_failed_logins(tmp_path: Path) -> None:
+    """Two replicas on one PostgreSQL: failures on either count for both, so a guesser spreading
+    tries over the replicas behind a load balancer gets no more of them than against one."""
+    from pgschema import fresh_schema
+
+    with fresh_schema() as url:
+        one = await _services(tmp_path, url, TOKEN)
+        other = await _services(tmp_path, url, TOKEN)
+        try:
+            async with _client(one) as first, _client(other) as second:
+                for i in range(5):
+                    http = first if i % 2 else second
+                    answer = await http.post(
+                        "/console/login", data={"csrf": await csrf_of(http), "token": "nope"}
+                    )
+                    assert answer.status_code == 401
+                for http in (first, second):
+                    csrf = await csrf_of(http)
+                    answer = await http.post("/console/login", data={"csrf": csrf, "token": TOKEN})
+                    assert answer.status_code == 429
+        finally:
+            await one.store.close()
+            await other.store.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_a_database_of_the_previous_schema_upgrades_and_throttles_logins(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    # the schema before failed logins were kept in the store (migration 11), with a queued
+    # message of that time
+    queued = (
+        "INSERT INTO outbox (event_source, event_id, event_type, destination, pace_key, template,"
+        " payload, status, created_at, next_attempt_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        ("anchor", "evt_1", "task.failed", "alerts", "k", "t", '{"text": "hi"}', "pending",
+         1000.0, 1000.0),
+    )  # fmt: skip
+    store = store_at(10, backend, tmp_path, request, [queued])
+    await store.open()
+    try:
+        assert await store.migrate() == VERSION
+        assert [r.event_id for r in await store.rows(Status.PENDING)] == ["evt_1"]
+        throttle = LoginThrottle(store, limit=1, window=60.0, clock=lambda: 1000.0)
+        await throttle.failed("a")
+        assert await throttle.wait("a") == 60.0
+    finally:
+        await store.close()
 
 
 async def test_oversized_or_odd_forms_are_refused_without_effect(

@@ -92,7 +92,7 @@ class Console:
         self.services = services
         self.admin_token = admin_token
         self.sessions = Sessions(admin_token)
-        self.throttle = LoginThrottle()
+        self.throttle = LoginThrottle(services.store)
         self.env = environment()
 
     # ------------------------------------------------------------ answers
@@ -153,7 +153,7 @@ class Console:
             self._set_session(response, request, session)
             return response
         client = _client(request)
-        wait = self.throttle.wait(client)
+        wait = await self.throttle.wait(client)
         if wait:
             return self._refused(
                 429,
@@ -168,12 +168,12 @@ class Console:
         if session is None or not csrf_matches(session, _first(form, "csrf")):
             return self._refused(403, "Form expired", "This form expired: reload the login page.")
         if not token_matches(self.admin_token, _first(form, "token")):
-            self.throttle.failed(client)
+            await self.throttle.failed(client)
             return self._html(
                 "login.html.j2", {"error": "That is not the admin token."}, status=401,
                 session=session,
             )  # fmt: skip
-        self.throttle.succeeded(client)
+        await self.throttle.succeeded(client)
         done = self._goto("/console")
         # a new session (and CSRF token) at login: one planted before it is worth nothing
         self._set_session(done, request, self.sessions.new(authenticated=True))

@@ -1,47 +1,41 @@
 """Failed console logins, counted per client: after `limit` failures within `window` seconds a
 client is refused (`429`) until the oldest of them leaves the window.
 
-Per process: each replica counts its own, so N replicas allow at most N times the limit. The
-client is the connection's address (relay does not read X-Forwarded-For, see SECURITY.md):
-behind a proxy, every client shares the proxy's address and therefore one budget, which slows
-a guesser as much and can delay the operator by at most `window`.
+The failures are kept by the store (relay.store.logins), which every replica shares: N replicas
+behind one load balancer allow a guesser the same budget as one, wherever each try lands, and a
+restart does not reset it. The clock is the wall clock, the one replicas share. The client is
+the connection's address (relay does not read X-Forwarded-For, see SECURITY.md): behind a
+proxy, every client shares the proxy's address and therefore one budget, which slows a guesser
+as much and can delay the operator by at most `window`.
 """
 
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from relay.store import Store
 
 
 @dataclass
 class LoginThrottle:
+    store: Store
     limit: int = 5
     window: float = 300.0
-    clock: Callable[[], float] = time.monotonic
-    max_clients: int = 10_000  # bounded memory: the oldest client is forgotten first
-    _failures: dict[str, deque[float]] = field(default_factory=dict)
+    clock: Callable[[], float] = field(default=time.time)
 
-    def wait(self, client: str) -> float:
+    async def wait(self, client: str) -> float:
         """Seconds before `client` may try again; 0 when it may now."""
         now = self.clock()
-        failures = self._failures.get(client)
-        if failures is None:
+        latest = await self.store.login_failures(client, now - self.window, self.limit)
+        if len(latest) < self.limit:
             return 0.0
-        while failures and failures[0] <= now - self.window:
-            failures.popleft()
-        if not failures:
-            del self._failures[client]
-            return 0.0
-        if len(failures) < self.limit:
-            return 0.0
-        return max(1.0, failures[0] + self.window - now)
+        return max(1.0, min(latest) + self.window - now)
 
-    def failed(self, client: str) -> None:
-        if client not in self._failures and len(self._failures) >= self.max_clients:
-            self._failures.pop(next(iter(self._failures)))
-        self._failures.setdefault(client, deque(maxlen=self.limit)).append(self.clock())
+    async def failed(self, client: str) -> None:
+        now = self.clock()
+        await self.store.login_failed(client, now, now - self.window)
 
-    def succeeded(self, client: str) -> None:
-        self._failures.pop(client, None)
+    async def succeeded(self, client: str) -> None:
+        await self.store.login_succeeded(client)

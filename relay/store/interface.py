@@ -45,7 +45,7 @@ from relay.records import (
     Status,
 )
 from relay.silences.model import Silence
-from relay.store import claims, digests, inbox, interactions, outbox, queries, upkeep
+from relay.store import claims, digests, inbox, interactions, logins, outbox, queries, upkeep
 from relay.store import silences as silence_rows
 from relay.store.db import Db
 from relay.store.groups import GroupCommit
@@ -133,6 +133,9 @@ class Store(Protocol):
     async def recent_rows(self, limit: int) -> list[OutboxRow]: ...
     async def sent_row(self, row_id: int) -> SentRow | None: ...
     async def first_use(self, mark: str, now: float, forget_before: float) -> bool: ...
+    async def login_failures(self, client: str, since: float, limit: int) -> list[float]: ...
+    async def login_failed(self, client: str, now: float, forget_before: float) -> None: ...
+    async def login_succeeded(self, client: str) -> None: ...
 
 
 class SqlStore:
@@ -351,3 +354,17 @@ class SqlStore:
     async def first_use(self, mark: str, now: float, forget_before: float) -> bool:
         """Record a verified request's signature; False when it was seen already (a replay)."""
         return await self._run(lambda db: interactions.first_use(db, mark, now, forget_before))
+
+    # ------------------------------------------------------------ the console's login throttle
+
+    async def login_failures(self, client: str, since: float, limit: int) -> list[float]:
+        """When `client`'s latest failed logins after `since` were, at most `limit`."""
+        return await self._run(
+            lambda db: logins.failures(db, client, since, limit), read_only=True
+        )
+
+    async def login_failed(self, client: str, now: float, forget_before: float) -> None:
+        await self._run(lambda db: logins.failed(db, client, now, forget_before))
+
+    async def login_succeeded(self, client: str) -> None:
+        await self._run(lambda db: logins.succeeded(db, client))

@@ -245,6 +245,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     )""",
         "CREATE INDEX slack_requests_seen ON slack_requests (seen_at)",
     ),
+    # 11: failed console logins per client address (relay.console.throttle), counted by every
+    # replica together
+    (
+        """
+    CREATE TABLE login_failures (
+        client TEXT NOT NULL,
+        at     {real} NOT NULL
+    )""",
+        "CREATE INDEX login_failures_client ON login_failures (client, at)",
+        "CREATE INDEX login_failures_at ON login_failures (at)",
+    ),
 )
 
 VERSION = len(MIGRATIONS)
