@@ -4,12 +4,17 @@ and what a text channel does instead of a thread."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 from fakediscord import FakeDiscord
 
+from relay.config import parse_config
+from relay.delivery.destinations import Clients, build_senders
 from relay.delivery.discord import DiscordWebhookSender, webhook_id
 from relay.delivery.policy import RetryPolicy, settlement
 from relay.messages import Card, Field
@@ -245,6 +250,42 @@ async def test_a_429_is_retried_no_sooner_than_discords_float_retry_after(
     later = DiscordWebhookSender(client, fake.url("alerts"))
     global_limit = await later.send(Outgoing(CARD))
     assert (global_limit.retry_after, global_limit.detail) == (0.75, "http_429:global")
+
+
+async def test_a_global_429_holds_every_discord_webhook_of_the_config(
+    fake: FakeDiscord, client: httpx.AsyncClient
+) -> None:
+    """Discord's global limit is the whole relay's: once one webhook is told so, the others
+    wait too, without a request (each would be refused and count toward the IP ban)."""
+    loaded = parse_config(
+        "sources: {anchor: {provider: anchor, secrets: [s]}}\n"
+        "destinations:\n"
+        f"  alerts: {{type: discord, webhook_url: '{fake.url('alerts')}'}}\n"
+        f"  events: {{type: discord, webhook_url: '{fake.url('events')}'}}\n"
+        "default: {to: [alerts]}\n",
+        Path("relay.yaml"),
+        {},
+    )
+    senders = build_senders(loaded.config, Clients(None, io.StringIO(), 10.0, client))
+    fake.script("alerts", ["ratelimited_global:1.5"])
+    limited = await senders["alerts"].send(Outgoing(CARD))
+    assert (limited.outcome, limited.retry_after, limited.detail) == (
+        Outcome.RETRY, 1.5, "http_429:global",
+    )  # fmt: skip
+    held = await senders["events"].send(Outgoing(CARD))
+    assert (held.outcome, held.reason, held.detail) == (
+        Outcome.RETRY, Reason.RATE_LIMITED, "global_rate_limit",
+    )  # fmt: skip
+    assert held.retry_after is not None and 0 < held.retry_after <= 1.5
+    assert len(fake.requests) == 1  # the other webhook was not asked
+    await asyncio.sleep(1.6)
+    assert (await senders["events"].send(Outgoing(CARD))).outcome is Outcome.SENT
+    assert (await senders["alerts"].send(Outgoing(CARD))).outcome is Outcome.SENT
+    # a config built anew (a reload) starts without the hold, as does another relay
+    again = build_senders(loaded.config, Clients(None, io.StringIO(), 10.0, client))
+    fake.script("alerts", ["ratelimited_global:30"])
+    await senders["alerts"].send(Outgoing(CARD))
+    assert (await again["events"].send(Outgoing(CARD))).outcome is Outcome.SENT
 
 
 async def test_an_exhausted_bucket_is_not_called_until_it_resets(

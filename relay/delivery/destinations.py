@@ -8,7 +8,7 @@ its sender module and one entry here.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import httpx
@@ -56,6 +56,8 @@ class Clients:
     http: httpx.AsyncClient | None = None
     slack_sessions: Sessions | None = None  # keeps Slack's connections alive
     console_style: Style = "json"  # how dry-run prints: readable text, or the payload's JSON
+    # Discord's global rate limit, which holds every Discord webhook of this build at once
+    discord_limit: discord_webhook.GlobalLimit = field(default_factory=discord_webhook.GlobalLimit)
 
 
 @dataclass(frozen=True, slots=True)

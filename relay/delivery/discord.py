@@ -22,6 +22,9 @@ topics/opcodes-and-status-codes):
   `X-RateLimit-Reset-After`: Discord asks clients not to call an exhausted bucket before it
   resets, so after an answer that left none the sender answers `retry` (rate_limited, detail
   `bucket_exhausted`) without a request until the reset; the worker pauses the key meanwhile.
+  A global 429 (`global: true`, `X-RateLimit-Global`) limits every request from this relay:
+  every Discord sender of the same config answers `retry` (detail `global_rate_limit`) without
+  a request until it has passed (`GlobalLimit`).
 - 400 code 50035 (invalid form body) and any other 400: the payload is refused (permanent).
 
 A result's `detail` is Discord's error code, `http_<status>` or an exception class: never the
@@ -125,6 +128,16 @@ def warnings(d: DiscordDestination) -> list[str]:
     return found
 
 
+class GlobalLimit:
+    """Discord's global rate limit, shared by the webhook senders of one build (`Clients`): a 429
+    that says `global` holds every one of them until it has passed, without a request, since
+    each request meanwhile would be refused too and count toward the IP ban. `until` is a time
+    of the senders' clock (time.monotonic)."""
+
+    def __init__(self) -> None:
+        self.until = 0.0
+
+
 def sender(name: str, d: DiscordDestination, clients: Clients) -> Sender:
     """The destination's sender; without a URL, the console prints Discord's payload."""
     if d.webhook_url is None:
@@ -137,6 +150,7 @@ def sender(name: str, d: DiscordDestination, clients: Clients) -> Sender:
         thread_id=d.thread_id,
         forum=d.forum,
         timeout=clients.timeout,
+        global_limit=clients.discord_limit,
     )
 
 
@@ -155,6 +169,7 @@ class DiscordWebhookSender:
         forum: bool = False,
         timeout: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        global_limit: GlobalLimit | None = None,
     ) -> None:
         parts = urlsplit(url)
         # a URL copied with `?thread_id=...` says which thread; the rest relay sets itself
@@ -166,14 +181,20 @@ class DiscordWebhookSender:
         self.clock = clock
         self._gone: DeliveryResult | None = None
         self._blocked_until = 0.0
+        self.global_limit = global_limit or GlobalLimit()
 
     async def send(self, out: Outgoing) -> DeliveryResult:
         if self._gone is not None:
             return self._gone
-        wait = self._blocked_until - self.clock()
+        now = self.clock()
+        wait = max(self._blocked_until, self.global_limit.until) - now
         if wait > 0:
+            shared = self.global_limit.until > self._blocked_until
             return DeliveryResult(
-                Outcome.RETRY, Reason.RATE_LIMITED, retry_after=wait, detail="bucket_exhausted"
+                Outcome.RETRY,
+                Reason.RATE_LIMITED,
+                retry_after=wait,
+                detail="global_rate_limit" if shared else "bucket_exhausted",
             )
         body: dict[str, Any] = dict(payload(out.message))
         params = {"with_components": "true"}
@@ -227,11 +248,15 @@ class DiscordWebhookSender:
             wait = _seconds(found.get("retry_after"))
             if wait is None:
                 wait = retry_after(answer)
+            scope = answer.headers.get("x-ratelimit-scope")
+            if found.get("global") is True or answer.headers.get("x-ratelimit-global") == "true":
+                scope = "global"
             if wait is not None:
-                self._blocked_until = max(self._blocked_until, self.clock() + wait)
-            scope = (
-                "global" if found.get("global") is True else answer.headers.get("x-ratelimit-scope")
-            )
+                until = self.clock() + wait
+                if scope == "global":  # every webhook of this relay waits
+                    self.global_limit.until = max(self.global_limit.until, until)
+                else:
+                    self._blocked_until = max(self._blocked_until, until)
             shown = f"http_429:{scope}" if scope in ("global", "shared", "user") else "http_429"
             return failed(answer, permanent={}, detail=shown, wait=wait)
         if code in (UNKNOWN_WEBHOOK, INVALID_TOKEN) or status == 401:
