@@ -212,6 +212,13 @@ def test_event_text_forms_no_mention_link_or_markup_in_the_text() -> None:
     assert "\uff06lt;b" in text  # an entity typed in an event cannot become a character
 
 
+def test_event_text_shown_as_code_forms_no_markdown_link_either() -> None:
+    # a value the template shows as code (`code` filter): hypothesis found `](` passing there
+    card = Card("failure", "Task failed", fact="`[click](https://evil.example)` ```[x](y)```")
+    text = payload(card)["text"]
+    assert "](" not in text and "[click] (https://evil.example)" in text
+
+
 def test_event_text_is_html_escaped_in_the_card() -> None:
     card = Card(
         "failure",

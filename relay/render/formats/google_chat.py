@@ -16,8 +16,8 @@ Two markups, each with its own escaping (Google Chat API reference, "Format mess
   untrusted text is neutralized instead: `<` and `>` become look-alikes (U+2039, U+203A: no link
   nor mention can start), an `&` that begins an entity becomes U+FF06, `*`, `~` and backticks
   become look-alikes, `_` too where it could open or close italics (never inside a word, so
-  ids such as `tsk_4f8w` read as they are), and `](` is spaced (no Markdown link, should a
-  space parse Markdown).
+  ids such as `tsk_4f8w` read as they are), and `](` is spaced, in code too (no Markdown link,
+  should a space parse Markdown).
 - card texts (`textParagraph`, `decoratedText.text`) take an HTML subset: bold `<b>`, italic
   `<i>`, strikethrough `<s>`, `<font color>`, links `<a href>`, `<br>`. Every text span is
   HTML-escaped (`&`, `<`, `>`); relay's code is shown in a colour (no monospace tag is
@@ -330,7 +330,10 @@ def _chat(span: Span) -> str:
         inner = "".join(_chat(child) for child in span.children)
         return f"{marker}{inner}{marker}" if inner.strip() else inner
     if isinstance(span, Code):
+        # `](` spaced here too: whether Google reads a Markdown link inside code is not
+        # documented, and event text reaches code spans (a value shown as code)
         code = clean(span.text).translate(_SAFE_ANGLES).replace("`", _LOOKALIKE["`"])
+        code = code.replace("](", "] (")
         if span.block:
             return f"```\n{code}\n```"
         return f"`{code}`" if code.strip() else code
