@@ -113,14 +113,15 @@ def serve_sink(port: int) -> None:
 
 
 @contextlib.contextmanager
-def sink_process() -> Iterator[str]:
+def sink_process() -> Iterator[tuple[str, int]]:
     port = free_port()
     process = multiprocessing.get_context("spawn").Process(target=serve_sink, args=(port,))
     process.start()
     url = f"http://127.0.0.1:{port}"
     try:
         asyncio.run(_sink_ready(url))
-        yield url
+        assert process.pid is not None
+        yield url, process.pid
     finally:
         process.terminate()
         process.join(10)
@@ -382,7 +383,9 @@ def database(kind: str, work: Path) -> Iterator[str]:
             yield url
 
 
-def run_once(args: argparse.Namespace, sink: str, destinations: int, replicas: int) -> Figures:
+def run_once(
+    args: argparse.Namespace, sink: str, sink_pid: int, destinations: int, replicas: int
+) -> Figures:
     name = "SQLite" if args.database == "sqlite" else "PostgreSQL"
     if args.delivery_process:
         name += ", delivery process"
@@ -406,7 +409,12 @@ def run_once(args: argparse.Namespace, sink: str, destinations: int, replicas: i
             pids = [r.proc.pid for r in relays if r.proc]
             pids += [child for pid in pids for child in delivery_children(pid)]
             started = {pid: cpu_seconds(pid) for pid in pids}
+            harness_started = (cpu_seconds(os.getpid()), cpu_seconds(sink_pid))
             outcome = asyncio.run(drive(run, relays, pids, sink))
+            harness = (
+                cpu_seconds(os.getpid()) - harness_started[0],
+                cpu_seconds(sink_pid) - harness_started[1],
+            )
             live = [pid for pid in pids if Path(f"/proc/{pid}").exists()]
             outcome.rss_mb = [rss_peak_mb(pid) for pid in live]
             outcome.cpu_seconds = [cpu_seconds(pid) - started[pid] for pid in live]
@@ -424,6 +432,11 @@ def run_once(args: argparse.Namespace, sink: str, destinations: int, replicas: i
         f"{result.delivered:,} delivered ({result.duplicates} twice) in "
         f"{seconds(result.end_to_end)}; relay's CPU time (share of one core): {busy}; "
         f"per message delivered: {per_message} ms",
+        flush=True,
+    )
+    loader, sink_cpu = (1000 * cpu / max(1, result.delivered) for cpu in harness)
+    print(
+        f"  the harness's CPU per message: loader {loader:.2f} ms, sink {sink_cpu:.2f} ms",
         flush=True,
     )
     return result
@@ -459,10 +472,10 @@ def main() -> None:
     if not 1 <= min(args.destinations) <= max(args.destinations) <= 100:
         parser.error("--destinations takes counts from 1 to 100")
     results: list[Figures] = []
-    with sink_process() as sink:
+    with sink_process() as (sink, sink_pid):
         for destinations in args.destinations:
             for replicas in args.replicas:
-                results.append(run_once(args, sink, destinations, replicas))
+                results.append(run_once(args, sink, sink_pid, destinations, replicas))
     where = "SQLite" if args.database == "sqlite" else "PostgreSQL on this machine"
     print(
         f"\nmachine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, {where}; "
