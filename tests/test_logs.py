@@ -5,6 +5,7 @@ answer, its timing, the retry), with no configured secret in any line; at `info`
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,9 @@ import pytest
 from fakeslack import FakeSlack
 from harness import RelayProcess
 from signing import anchor_headers
+
+from relay.delivery.slack import web_client, webhook_client
+from relay.logs import setup_logging
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = json.loads((ROOT / "relay" / "samples" / "anchor" / "task.failed.json").read_text())
@@ -131,3 +135,29 @@ def test_info_prints_no_debug_line(
     lines = run(relay_process, slack, tmp_path, "info")
     assert {line["level"] for line in lines} <= {"info", "warning", "error"}
     assert any(line["message"] == "delivered" for line in lines)  # logging did run
+
+
+@pytest.fixture
+def configured_logging() -> Iterator[None]:
+    """relay's logging set up in this process at debug, and put back afterwards."""
+    root = logging.getLogger()
+    before = (root.handlers[:], root.level, logging.getLogger("slack_sdk").level)
+    setup_logging("debug")
+    try:
+        yield
+    finally:
+        root.handlers[:], root.level = before[0], before[1]
+        logging.getLogger("slack_sdk").setLevel(before[2])
+
+
+def test_slack_clients_do_not_format_requests_for_debug_logs(configured_logging: None) -> None:
+    # slack-sdk formats each request's URL (a webhook URL is a secret), body and headers for its
+    # debug log whenever its client's logger's own level is at most DEBUG, even though the line is
+    # then dropped: relay's clients log through the logger its logging holds at WARNING.
+    for client in (
+        webhook_client("https://hooks.slack.com/services/T000/B000/test-value"),
+        web_client("xoxb-test-value"),
+    ):
+        logger = getattr(client, "logger", None) or client._logger
+        assert logger.level > logging.DEBUG
+        assert not logger.isEnabledFor(logging.DEBUG)

@@ -9,6 +9,7 @@ the URL, and a webhook URL is a secret).
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Mapping
@@ -26,6 +27,11 @@ from relay.render.formats.slack import payload
 SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_TIMEOUT = 10
 DEFAULT_RETRY_AFTER = 1.0
+# slack-sdk decides whether to format a request's URL, body and headers for its debug log by its
+# logger's own level, not the effective one: its clients' default loggers (level unset) format
+# them on every request, only for logging to drop the line (about 2% of a delivery process's CPU
+# in bench/e2e.py). "slack_sdk" is the logger relay's logging holds at WARNING.
+_SDK_LOG = logging.getLogger("slack_sdk")
 
 
 RATE_LIMIT_ERRORS = frozenset({"ratelimited", "rate_limited", "message_limit_exceeded"})
@@ -236,12 +242,14 @@ def web_client(
     token: str, *, base_url: str = SLACK_API_URL, timeout: int = DEFAULT_TIMEOUT
 ) -> AsyncWebClient:
     """An AsyncWebClient that makes exactly one attempt per call."""
-    return AsyncWebClient(token=token, base_url=base_url, timeout=timeout, retry_handlers=[])
+    return AsyncWebClient(
+        token=token, base_url=base_url, timeout=timeout, retry_handlers=[], logger=_SDK_LOG
+    )
 
 
 def webhook_client(url: str, *, timeout: int = DEFAULT_TIMEOUT) -> AsyncWebhookClient:
     """An AsyncWebhookClient that makes exactly one attempt per call."""
-    return AsyncWebhookClient(url=url, timeout=timeout, retry_handlers=[])
+    return AsyncWebhookClient(url=url, timeout=timeout, retry_handlers=[], logger=_SDK_LOG)
 
 
 _TRANSPORT_ERRORS = (TimeoutError, aiohttp.ClientError, OSError)
