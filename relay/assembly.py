@@ -18,6 +18,7 @@ import httpx
 from relay.config import Config, LoadedConfig
 from relay.delivery.console import STYLES, Style
 from relay.delivery.destinations import Clients, build_senders, is_dry_run, pace_keys, paces
+from relay.delivery.discord import GlobalLimit
 from relay.delivery.heartbeat import Heartbeat
 from relay.delivery.policy import settings
 from relay.delivery.senders import Sender
@@ -40,18 +41,22 @@ def senders_for(
     http: httpx.AsyncClient | None = None,
     sessions: Sessions | None = None,
     console_style: Style = "json",
+    discord_limit: GlobalLimit | None = None,
 ) -> dict[str, Sender]:
     """One sender per destination; without a Slack token every channel prints to the console,
     and so does any destination without its URL. `http` serves the chats reached over plain
     HTTP (one client for all of them, kept across reloads), `sessions` the Slack clients,
-    `console_style` how the console prints (`relay serve`: readable, see `dry_run_style`)."""
+    `console_style` how the console prints (`relay serve`: readable, see `dry_run_style`),
+    `discord_limit` Discord's global rate limit (kept across reloads too)."""
     slack = config.slack
     web = None
     if slack.token is not None:
         web = web_client(
             slack.token.get_secret_value(), base_url=slack.api_url, timeout=int(slack.timeout)
         )
-    clients = Clients(web, console, slack.timeout, http, sessions, console_style)
+    clients = Clients(
+        web, console, slack.timeout, http, sessions, console_style, discord_limit or GlobalLimit()
+    )
     return build_senders(config, clients)
 
 
@@ -94,10 +99,13 @@ class ChildDeliveries:
     http: httpx.AsyncClient
     sessions: Sessions
     style: Style
+    discord_limit: GlobalLimit
 
     def reload(self, loaded: LoadedConfig) -> None:
         config = loaded.config
-        senders = senders_for(config, self.console, self.http, self.sessions, self.style)
+        senders = senders_for(
+            config, self.console, self.http, self.sessions, self.style, self.discord_limit
+        )
         self.worker.reconfigure(senders, *settings(config, delivery_paces(config)))
 
     async def close(self) -> None:
@@ -113,9 +121,10 @@ def child_deliveries(loaded: LoadedConfig, env: dict[str, str], cwd: Path) -> Ch
     http = http_client()
     sessions = Sessions()
     style = dry_run_style(env)
-    senders = senders_for(config, sys.stdout, http, sessions, style)
+    limit = GlobalLimit()
+    senders = senders_for(config, sys.stdout, http, sessions, style, limit)
     worker = build_worker(config, delivery_paces(config), store, senders)
-    return ChildDeliveries(worker, sys.stdout, http, sessions, style)
+    return ChildDeliveries(worker, sys.stdout, http, sessions, style, limit)
 
 
 def delivery_paces(config: Config) -> dict[str, tuple[float, float]]:

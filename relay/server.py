@@ -23,7 +23,8 @@ from relay.assembly import (
     http_client,
     senders_for,
 )
-from relay.config import LoadedConfig
+from relay.config import Config, LoadedConfig
+from relay.delivery.discord import GlobalLimit
 from relay.delivery.process import Child, DeliveryProcess
 from relay.delivery.senders import Sender
 from relay.delivery.slack import Sessions
@@ -54,15 +55,22 @@ def build_services(
     http = http_client()
     sessions = Sessions()
     style = dry_run_style(env)
+    limit = GlobalLimit()  # Discord's, kept across reloads as the clients are
+    in_process = not delivery_process(env)
+
+    def senders(config: Config) -> dict[str, Sender]:
+        if not in_process:
+            return {}  # the delivery process builds its own, from the config it is sent
+        return senders_for(config, console, http, sessions, style, limit)
+
     worker: Delivery
-    if delivery_process(env):
+    if in_process:
+        worker = build_worker(runtime.config, runtime.paces, store, senders(runtime.config))
+    else:
         level = logging.getLevelName(logging.getLogger().level)
         worker = DeliveryProcess(
             Child(loaded, dict(env), cwd, level, protected(), child_deliveries)
         )
-    else:
-        senders = senders_for(runtime.config, console, http, sessions, style)
-        worker = build_worker(runtime.config, runtime.paces, store, senders)
 
     def rebuild(new: LoadedConfig) -> tuple[Runtime, dict[str, Sender]]:
         fresh = build_runtime(new)
@@ -71,7 +79,7 @@ def build_services(
         problems = fresh.renderer.compile_problems(user_only=True)
         if problems:
             raise ConfigError(problems)
-        return fresh, senders_for(fresh.config, console, http, sessions, style)
+        return fresh, senders(fresh.config)
 
     return Services(
         runtime=runtime,

@@ -13,10 +13,12 @@ import httpx
 import pytest
 from fakediscord import FakeDiscord
 
-from relay.config import parse_config
+from relay.assembly import child_deliveries
+from relay.config import load_config, parse_config
 from relay.delivery.destinations import Clients, build_senders
 from relay.delivery.discord import DiscordWebhookSender, webhook_id
 from relay.delivery.policy import RetryPolicy, settlement
+from relay.delivery.worker import Worker
 from relay.messages import Card, Field
 from relay.records import (
     DeliveryResult,
@@ -27,6 +29,7 @@ from relay.records import (
     Reason,
     Status,
 )
+from relay.server import build_services
 
 CARD = Card("failure", "Task failed", summary="boom", fields=(Field("Task", "`t1`"),),
             mentions=("discord:role:123456789",))  # fmt: skip
@@ -281,11 +284,82 @@ async def test_a_global_429_holds_every_discord_webhook_of_the_config(
     await asyncio.sleep(1.6)
     assert (await senders["events"].send(Outgoing(CARD))).outcome is Outcome.SENT
     assert (await senders["alerts"].send(Outgoing(CARD))).outcome is Outcome.SENT
-    # a config built anew (a reload) starts without the hold, as does another relay
+    # another relay (senders of other clients) has a hold of its own
     again = build_senders(loaded.config, Clients(None, io.StringIO(), 10.0, client))
     fake.script("alerts", ["ratelimited_global:30"])
     await senders["alerts"].send(Outgoing(CARD))
     assert (await again["events"].send(Outgoing(CARD))).outcome is Outcome.SENT
+
+
+def two_webhooks(fake: FakeDiscord) -> str:
+    return (
+        "sources: {anchor: {provider: anchor, secrets: [s]}}\n"
+        "destinations:\n"
+        f"  alerts: {{type: discord, webhook_url: '{fake.url('alerts')}'}}\n"
+        f"  events: {{type: discord, webhook_url: '{fake.url('events')}'}}\n"
+        "default: {to: [alerts]}\n"
+    )
+
+
+async def test_a_reload_during_a_global_hold_keeps_it(fake: FakeDiscord, tmp_path: Path) -> None:
+    """A reload builds every sender anew: those of a running relay, with or without its
+    delivery process, keep Discord's global hold (a request would be refused and count toward
+    the IP ban); a relay started afresh does not inherit one."""
+    config = tmp_path / "relay.yaml"
+    config.write_text(two_webhooks(fake))
+    env = {"RELAY_DATABASE_URL": f"sqlite:///{tmp_path}/relay.db"}
+    services = build_services(load_config(config, env={}), env, tmp_path, io.StringIO())
+    deliveries = child_deliveries(load_config(config, env={}), env, tmp_path)
+    fresh = build_services(load_config(config, env={}), env, tmp_path, io.StringIO())
+    await services.store.open()  # a reload reads it
+    try:
+        for worker, reload in (
+            (services.worker, services.reload),
+            (deliveries.worker, lambda: deliveries.reload(load_config(config, env={}))),
+        ):
+            assert isinstance(worker, Worker)
+            fake.script("alerts", ["ratelimited_global:30"])
+            limited = await worker._senders["alerts"].send(Outgoing(CARD))
+            assert limited.detail == "http_429:global"
+            before = len(fake.requests)
+            await _awaited(reload())
+            reloaded = worker._senders["events"]
+            assert reloaded is not None
+            held = await reloaded.send(Outgoing(CARD))
+            assert (held.outcome, held.detail) == (Outcome.RETRY, "global_rate_limit")
+            assert len(fake.requests) == before  # not asked
+        assert isinstance(fresh.worker, Worker)
+        sent = await fresh.worker._senders["events"].send(Outgoing(CARD))
+        assert sent.outcome is Outcome.SENT
+    finally:
+        for built in (services, fresh):
+            assert built.http is not None
+            await built.http.aclose()
+        await services.store.close()
+        await deliveries.close()
+
+
+async def test_with_the_delivery_process_the_server_builds_no_senders(
+    fake: FakeDiscord, tmp_path: Path
+) -> None:
+    """The delivery process builds its own senders from each config it is sent: the server's
+    reload builds none (they would go unused)."""
+    config = tmp_path / "relay.yaml"
+    config.write_text(two_webhooks(fake))
+    env = {"RELAY_DATABASE_URL": f"sqlite:///{tmp_path}/relay.db", "RELAY_DELIVERY_PROCESS": "on"}
+    services = build_services(load_config(config, env={}), env, tmp_path, io.StringIO())
+    try:
+        assert services.rebuild is not None
+        runtime, senders = services.rebuild(load_config(config, env={}))
+        assert senders == {} and set(runtime.config.destinations) == {"alerts", "events"}
+    finally:
+        assert services.http is not None
+        await services.http.aclose()
+
+
+async def _awaited(value: object) -> None:
+    if asyncio.iscoroutine(value):
+        await value
 
 
 async def test_an_exhausted_bucket_is_not_called_until_it_resets(

@@ -56,7 +56,8 @@ class Clients:
     http: httpx.AsyncClient | None = None
     slack_sessions: Sessions | None = None  # keeps Slack's connections alive
     console_style: Style = "json"  # how dry-run prints: readable text, or the payload's JSON
-    # Discord's global rate limit, which holds every Discord webhook of this build at once
+    # Discord's global rate limit, which holds every Discord webhook at once (the process keeps
+    # one across reloads: a reload during a hold must not send into it)
     discord_limit: discord_webhook.GlobalLimit = field(default_factory=discord_webhook.GlobalLimit)
 
 

@@ -129,10 +129,10 @@ def warnings(d: DiscordDestination) -> list[str]:
 
 
 class GlobalLimit:
-    """Discord's global rate limit, shared by the webhook senders of one build (`Clients`): a 429
-    that says `global` holds every one of them until it has passed, without a request, since
-    each request meanwhile would be refused too and count toward the IP ban. `until` is a time
-    of the senders' clock (time.monotonic)."""
+    """Discord's global rate limit, shared by the webhook senders of one process (`Clients`; a
+    reload's senders get the same one): a 429 that says `global` holds every one of them until it
+    has passed, without a request, since each request meanwhile would be refused too and count
+    toward the IP ban. `until` is a time of the senders' clock (time.monotonic)."""
 
     def __init__(self) -> None:
         self.until = 0.0
