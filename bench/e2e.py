@@ -50,13 +50,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import multiprocessing
 import os
 import re
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -192,7 +193,17 @@ class Outcome:
     pss_peak_mb: float = 0.0  # the highest sum of the relay processes' PSS seen while loading
 
 
-async def send_all(run: Run, urls: list[str], load: Load) -> None:
+# posts event i to a target URL over a session (relay: `post_relay`)
+Post = Callable[[aiohttp.ClientSession, str, int], Awaitable[None]]
+
+
+async def post_relay(run: Run, session: aiohttp.ClientSession, url: str, i: int) -> None:
+    """Event i, signed, to relay's Anchor hook."""
+    body = event_body(i, run.tag, shard=i % run.destinations)
+    await post_signed(session, url + "/hooks/anchor", body)
+
+
+async def send_all(run: Run, urls: list[str], load: Load, post: Post) -> None:
     """`run.connections` keep-alive connections, connection n to replica n % len(urls), each
     posting the next event as soon as its previous one is answered."""
     next_event = 0
@@ -201,29 +212,42 @@ async def send_all(run: Run, urls: list[str], load: Load) -> None:
 
         async def connection(n: int) -> None:
             nonlocal next_event
-            target = urls[n % len(urls)] + "/hooks/anchor"
+            target = urls[n % len(urls)]
             while next_event < run.events:
                 i = next_event
                 next_event += 1
-                body = event_body(i, run.tag, shard=i % run.destinations)
                 load.sent[i] = began = time.monotonic()
-                await post_signed(session, target, body)
+                await post(session, target, i)
                 load.last_ack = time.monotonic()
                 load.acks.append(load.last_ack - began)
 
         await asyncio.gather(*(connection(n) for n in range(run.connections)))
 
 
-async def drive(run: Run, relays: list[RelayProcess], pids: list[int], sink: str) -> Outcome:
-    """Load relay and wait, at most `run.timeout` seconds, until the sink has every event;
-    every 0.2 s, the memory of its processes (`pids`) together."""
+def relays_exited(relays: list[RelayProcess]) -> str:
+    """Why the run must stop because a relay process has exited ("" while they all run)."""
+    dead = [r for r in relays if r.proc is None or r.proc.poll() is not None]
+    return f"relay exited: {dead[0].stderr()[-2000:]}" if dead else ""
+
+
+async def drive(
+    run: Run,
+    urls: list[str],
+    post: Post,
+    exited: Callable[[], str],
+    pids: list[int],
+    sink: str,
+) -> Outcome:
+    """Load the service under test at `urls` (`post` sends one event) and wait, at most
+    `run.timeout` seconds, until the sink has every event, or `exited` says why not; every
+    0.2 s, the memory of its processes (`pids`) together."""
     load = Load()
     stopped = ""
     pss_peak = 0.0
     async with aiohttp.ClientSession() as control:
         await control.post(sink + "/_sink/reset")
         began = time.monotonic()
-        loader = asyncio.create_task(send_all(run, [r.url for r in relays], load))
+        loader = asyncio.create_task(send_all(run, urls, load, post))
         next_report = began + PROGRESS_EVERY
         while True:
             await asyncio.sleep(0.2)
@@ -236,9 +260,8 @@ async def drive(run: Run, relays: list[RelayProcess], pids: list[int], sink: str
             if loader.done() and loader.exception() is not None:
                 stopped = f"the load stopped: {loader.exception()}"
                 break
-            dead = [r for r in relays if r.proc is None or r.proc.poll() is not None]
-            if dead:
-                stopped = f"relay exited: {dead[0].stderr()[-2000:]}"
+            stopped = exited()
+            if stopped:
                 break
             if now - began > run.timeout:
                 stopped = (
@@ -408,16 +431,33 @@ def run_once(
         with running_relays(config, Path(tmp), env, replicas) as relays:
             pids = [r.proc.pid for r in relays if r.proc]
             pids += [child for pid in pids for child in delivery_children(pid)]
-            started = {pid: cpu_seconds(pid) for pid in pids}
-            harness_started = (cpu_seconds(os.getpid()), cpu_seconds(sink_pid))
-            outcome = asyncio.run(drive(run, relays, pids, sink))
-            harness = (
-                cpu_seconds(os.getpid()) - harness_started[0],
-                cpu_seconds(sink_pid) - harness_started[1],
-            )
-            live = [pid for pid in pids if Path(f"/proc/{pid}").exists()]
-            outcome.rss_mb = [rss_peak_mb(pid) for pid in live]
-            outcome.cpu_seconds = [cpu_seconds(pid) - started[pid] for pid in live]
+            post = functools.partial(post_relay, run)
+            urls = [r.url for r in relays]
+            return measure(run, urls, post, lambda: relays_exited(relays), pids, sink, sink_pid)
+
+
+def measure(
+    run: Run,
+    urls: list[str],
+    post: Post,
+    exited: Callable[[], str],
+    pids: list[int],
+    sink: str,
+    sink_pid: int,
+    who: str = "relay",
+) -> Figures:
+    """One run against the running service `who` (its processes `pids`); prints what the table
+    does not show: its acknowledgement latency, its CPU and the harness's."""
+    started = {pid: cpu_seconds(pid) for pid in pids}
+    harness_started = (cpu_seconds(os.getpid()), cpu_seconds(sink_pid))
+    outcome = asyncio.run(drive(run, urls, post, exited, pids, sink))
+    harness = (
+        cpu_seconds(os.getpid()) - harness_started[0],
+        cpu_seconds(sink_pid) - harness_started[1],
+    )
+    live = [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+    outcome.rss_mb = [rss_peak_mb(pid) for pid in live]
+    outcome.cpu_seconds = [cpu_seconds(pid) - started[pid] for pid in live]
     result = figures(run, outcome)
     if result.stopped:
         print(f"  stopped early, {result.stopped}", flush=True)
@@ -430,7 +470,7 @@ def run_once(
     print(
         f"  ack p50 / p99 {result.ack_p50_ms:.1f} / {result.ack_p99_ms:.1f} ms; "
         f"{result.delivered:,} delivered ({result.duplicates} twice) in "
-        f"{seconds(result.end_to_end)}; relay's CPU time (share of one core): {busy}; "
+        f"{seconds(result.end_to_end)}; {who}'s CPU time (share of one core): {busy}; "
         f"per message delivered: {per_message} ms",
         flush=True,
     )
