@@ -1,16 +1,24 @@
 """The delivery worker in a process of its own (`RELAY_DELIVERY_PROCESS=on`), run for real:
 it delivers what the parent routes, takes the parent's reloaded config, is started again when
 it dies (nothing lost), stops with the parent (SIGTERM: its sends finished; SIGKILL: it sees its
-parent gone and exits), and a value relay does not know is refused at start-up."""
+parent gone and exits), and a value relay does not know is refused at start-up. In the test's own
+process: the child keeps its long-lived objects out of the collector's full passes, and a child
+that fails says why in a JSON log line."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
+import logging
 import os
+import pickle
 import signal
+import socket
 import subprocess
 import sys
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,6 +29,11 @@ from harness import RelayProcess, post_anchor, sample
 from signing import ADMIN_TOKEN, ANCHOR_SECRET, SLACK_TOKEN
 from test_operations import ALERTS, EVENTS
 from test_operations import CONFIG as OPERATIONS_CONFIG
+
+from relay.assembly import ChildDeliveries, child_deliveries
+from relay.config import LoadedConfig, load_config
+from relay.delivery import child as delivery_child_main
+from relay.delivery.process import Child, Deliveries, write_message
 
 # test_operations.py's two Slack channels, paced fast enough for a few dozen messages
 CONFIG = OPERATIONS_CONFIG + "pacing: {rate: 50, burst: 10}\n"
@@ -189,3 +202,144 @@ def test_an_unknown_value_is_refused_at_start_up(tmp_path: Path) -> None:
     )
     assert done.returncode != 0
     assert "RELAY_DELIVERY_PROCESS: expected 'on' or 'off', got 'yes please'" in done.stderr
+
+
+class Leftovers:
+    """What a config leaves behind in a reference cycle: only a full collection frees it."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+LEFT: list[weakref.ref[Leftovers]] = []  # one per config the deliveries below were given
+
+
+class Recorded:
+    """The child's real deliveries, holding `Leftovers` of each config it was given."""
+
+    def __init__(self, inner: ChildDeliveries) -> None:
+        self.inner = inner
+        self.worker = inner.worker
+        self._leave()
+
+    def _leave(self) -> None:
+        self.leftovers = Leftovers()
+        LEFT.append(weakref.ref(self.leftovers))
+
+    def reload(self, loaded: LoadedConfig) -> None:
+        self.inner.reload(loaded)
+        self._leave()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+def recorded_build(loaded: LoadedConfig, env: dict[str, str], cwd: Path) -> Deliveries:
+    return Recorded(child_deliveries(loaded, env, cwd))
+
+
+@pytest.fixture
+def unfrozen() -> Iterator[None]:
+    """The child runs in this process: its frozen heap and its log handler are undone after."""
+    handlers = logging.getLogger().handlers[:]
+    level = logging.getLogger().level
+    gc.unfreeze()
+    yield
+    gc.unfreeze()
+    logging.getLogger().handlers[:] = handlers
+    logging.getLogger().setLevel(level)
+
+
+def test_the_delivery_process_keeps_its_heap_out_of_full_collections(
+    tmp_path: Path, unfrozen: None
+) -> None:
+    (tmp_path / "relay.yaml").write_text(CONFIG)
+    env = {
+        "SLACK_BOT_TOKEN": SLACK_TOKEN,
+        "SLACK_API_URL": "http://127.0.0.1:9",
+        "ANCHOR_WEBHOOK_SECRET": ANCHOR_SECRET,
+        "RELAY_DATABASE_URL": f"sqlite:///{tmp_path}/relay.db",
+    }
+    loaded = load_config(tmp_path / "relay.yaml", env)
+    start = Child(loaded, env, tmp_path, "WARNING", (), recorded_build)
+
+    async def until(condition: Callable[[], bool]) -> None:
+        for _ in range(1000):
+            if condition():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("timed out")
+
+    async def run() -> None:
+        ours, theirs = socket.socketpair()
+        wakes, wakes_theirs = socket.socketpair()
+        delivering = asyncio.create_task(delivery_child_main._deliver(theirs, wakes_theirs))
+        _reader, control = await asyncio.open_connection(sock=ours)
+        write_message(control, ("start", start))
+        # settled once started: full collections no longer walk the config and the clients
+        await until(lambda: gc.get_freeze_count() > 0)
+        first = LEFT[-1]
+        gc.collect()
+        assert first() is not None  # in use
+
+        # a reload hands the heap back, so that what the old config left can be freed
+        write_message(control, ("config", loaded))
+        await until(lambda: len(LEFT) == 2 and gc.get_freeze_count() > 0)
+        assert first() is None
+        assert LEFT[-1]() is not None
+
+        write_message(control, ("stop", 1.0))
+        await control.drain()
+        await asyncio.wait_for(delivering, 10)
+        control.close()
+        wakes.close()
+        wakes_theirs.close()  # the child's process would close it by exiting
+
+    asyncio.run(run())
+
+
+CHILD_SECRET = "xoxb-child-secret-value"
+
+
+def failing_build(loaded: LoadedConfig, env: dict[str, str], cwd: Path) -> Deliveries:
+    raise RuntimeError(f"cannot reach the store with {CHILD_SECRET}")
+
+
+def test_a_failing_delivery_process_says_why_in_a_json_line_without_secrets(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "relay.yaml").write_text(CONFIG)
+    env = {
+        "SLACK_BOT_TOKEN": SLACK_TOKEN,
+        "SLACK_API_URL": "http://127.0.0.1:9",
+        "ANCHOR_WEBHOOK_SECRET": ANCHOR_SECRET,
+    }
+    loaded = load_config(tmp_path / "relay.yaml", env)
+    start = Child(loaded, env, tmp_path, "INFO", (CHILD_SECRET,), failing_build)
+    data = pickle.dumps(("start", start), protocol=pickle.HIGHEST_PROTOCOL)
+    ours, theirs = socket.socketpair()
+    wakes, wakes_theirs = socket.socketpair()
+    with ours, theirs, wakes, wakes_theirs:
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "relay.delivery.child",
+                str(theirs.fileno()),
+                str(wakes_theirs.fileno()),
+            ],
+            pass_fds=(theirs.fileno(), wakes_theirs.fileno()),
+            # the test modules, where `failing_build` is found by the pickle
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        ours.sendall(len(data).to_bytes(4, "big") + data)
+        _out, err = child.communicate(timeout=30)
+    assert child.returncode == 1
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    failed = [line for line in lines if line["message"] == "delivery process failed"]
+    assert failed, err
+    assert failed[0]["level"] == "error"
+    assert "RuntimeError: cannot reach the store with [redacted]" in failed[0]["exception"]
+    assert CHILD_SECRET not in err

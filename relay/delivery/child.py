@@ -36,6 +36,7 @@ from relay.delivery.process import (  # noqa: E402
 )
 from relay.delivery.worker import Worker  # noqa: E402
 from relay.logs import protect, setup_logging  # noqa: E402
+from relay.ops import heap  # noqa: E402
 
 log = logging.getLogger("relay.delivery")
 
@@ -50,8 +51,15 @@ def main(argv: list[str]) -> None:
         import uvloop
 
         factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(_deliver(control, wakes))
+    # until the parent says which level it runs at: a child that fails before that (a store it
+    # cannot open, say) still says why in a JSON line, not a bare traceback
+    setup_logging("WARNING")
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(_deliver(control, wakes))
+    except Exception:  # the parent logs the exit and starts another child
+        log.exception("delivery process failed")
+        sys.exit(1)
 
 
 async def _deliver(control_socket: socket.socket, wakes: socket.socket) -> None:
@@ -69,6 +77,8 @@ async def _deliver(control_socket: socket.socket, wakes: socket.socket) -> None:
     released = await store.release_orphans(time.time())
     if released:
         log.warning("re-queued deliveries a previous run left in flight", extra={"count": released})
+    heap.settle()  # the config, clients and modules: out of the full collections from now on
+    settling: set[asyncio.Task[None]] = set()  # held until done (the loop keeps weak references)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     grace = [GONE_GRACE]
@@ -84,10 +94,14 @@ async def _deliver(control_socket: socket.socket, wakes: socket.socket) -> None:
             kind, value = message
             if kind == "config":
                 protect(secret_values(value.config))
+                heap.unsettle()  # the old senders can go once the sends that use them end
                 try:
                     deliveries.reload(value)
                 except Exception:  # the parent took it: keep the previous one, say why
                     log.exception("delivery process could not apply the reloaded config")
+                task = asyncio.create_task(_settle_after(worker.in_flight()))
+                settling.add(task)
+                task.add_done_callback(settling.discard)
             elif kind == "stop":
                 grace[0] = float(value)
                 stop.set()
@@ -110,6 +124,13 @@ async def _deliver(control_socket: socket.socket, wakes: socket.socket) -> None:
     await deliveries.close()
     await store.close()
     control.close()
+
+
+async def _settle_after(sends: list[asyncio.Task[None]]) -> None:
+    """Settle the heap again once the sends started before a reload are over."""
+    if sends:
+        await asyncio.wait(sends)
+    heap.settle()
 
 
 async def _report(worker: Worker, control: asyncio.StreamWriter, stop: asyncio.Event) -> None:

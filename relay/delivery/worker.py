@@ -118,6 +118,10 @@ class Worker:
         channel, not for relay (the router's flow control tells the two apart by this)."""
         return time.monotonic() - self._paced_at < PACED_SECONDS
 
+    def in_flight(self) -> list[asyncio.Task[None]]:
+        """The runs being sent now (each uses the senders it started with)."""
+        return list(self._busy.values())
+
     def wake(self) -> None:
         """New rows were enqueued: look now rather than at the next poll."""
         self._wake.set()
