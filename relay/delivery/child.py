@@ -25,6 +25,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 
+from relay import heap  # noqa: E402
 from relay.config import secret_values  # noqa: E402
 from relay.delivery.heartbeat import beating  # noqa: E402
 from relay.delivery.process import (  # noqa: E402
@@ -36,7 +37,6 @@ from relay.delivery.process import (  # noqa: E402
 )
 from relay.delivery.worker import Worker  # noqa: E402
 from relay.logs import protect, setup_logging  # noqa: E402
-from relay.ops import heap  # noqa: E402
 
 log = logging.getLogger("relay.delivery")
 

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from relay import heap
 from relay.assembly import http_client
 from relay.config import LoadedConfig, load_config, secret_values
 from relay.delivery.heartbeat import Heartbeat, beating
@@ -29,7 +30,7 @@ from relay.delivery.senders import Sender
 from relay.errors import ConfigError
 from relay.logs import protect
 from relay.metrics import UNKNOWN_SOURCE, Metrics
-from relay.ops import heap, history
+from relay.ops import history
 from relay.ops.watch import watch
 from relay.pipeline import Pipeline
 from relay.runtime import Runtime
