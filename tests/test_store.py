@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import re
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -508,6 +509,98 @@ def test_finding_heads_reads_the_undelivered_index_not_the_backlog(tmp_path: Pat
     heads = prepare(SQLITE, HEADS.replace("<columns>", "o.id"))
     plan = " | ".join(str(row[3]) for row in db.execute("EXPLAIN QUERY PLAN " + heads))
     assert "outbox_open" in plan and "SCAN outbox" not in plan, plan
+
+
+def test_the_outbox_statements_of_every_message_read_by_index_never_whole(tmp_path: Path) -> None:
+    # each message is written to every index of the outbox three times (queued, claimed,
+    # finished), so the outbox keeps only the indexes these statements read through
+    from relay.store import claims, outbox
+    from relay.store.db import marks, prepare
+
+    db = sqlite3.connect(tmp_path / "plan.db", isolation_level=None)
+    migrate(db)
+    statements = {
+        "heads": outbox.HEADS.replace("<columns>", "o.id"),
+        "open runs": " UNION ALL ".join([claims._OPEN] * 2),
+        "claim": claims._CLAIM_RUNS.replace("<ids>", marks(3)),
+        "sendable": outbox._SENDABLE,
+        "release": outbox._RELEASE,
+        "retry": outbox._RETRY,
+        "finish": outbox._FINISH,
+    }
+    read: set[str] = set()
+    for name, statement in statements.items():
+        sql = prepare(SQLITE, statement)
+        plan = " | ".join(
+            str(row[3]) for row in db.execute("EXPLAIN QUERY PLAN " + sql, [0] * sql.count("?"))
+        )
+        assert "SCAN o" not in plan and "SCAN outbox" not in plan, (name, plan)
+        read |= set(re.findall(r"INDEX (outbox_\w+)", plan))
+    indexes = {
+        name for (name,) in db.execute(
+            "SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='outbox'"
+            " AND name NOT LIKE 'sqlite_%'"
+        )
+    }  # fmt: skip
+    # the other two: the pruner's (outbox_open_event) and the status index reads these use
+    assert indexes == read | {"outbox_open_event"}, indexes
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_a_database_of_the_previous_schema_upgrades_and_sends_what_it_queued_in_order(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    from oldschema import store_at
+
+    # schema 11 (before the outbox lost its first index): two messages of one channel queued,
+    # one of another channel claimed by a relay that died, one sent
+    insert = (
+        "INSERT INTO outbox (event_source, event_id, event_type, destination, pace_key, template,"
+        " payload, status, created_at, next_attempt_at, lease_until, finished_at)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+    )
+
+    def row(event_id: str, key: str, status: str, lease: float | None = None) -> tuple:
+        finished = 5.0 if status == "sent" else None
+        text = json.dumps({"text": event_id})
+        return (insert, ("anchor", event_id, "task.failed", "alerts", key, "t", text, status,
+                         1.0, 1.0, lease, finished))  # fmt: skip
+
+    rows = [
+        row("e0", "k1", "sent"),
+        row("e1", "k1", "pending"),
+        row("e2", "k1", "pending"),
+        row("e3", "k2", "inflight", lease=2.0),
+    ]
+    store = store_at(11, backend, tmp_path, request, rows)
+    await store.open()
+    try:
+        assert await store.migrate() == VERSION
+        assert await store.release_expired(10.0) == 1
+        order: list[str] = []
+        for now in (10.0, 11.0, 12.0):
+            for claimed in await claim_all(store, now):
+                order.append(claimed.event_id)
+                assert await store.settle(sent(claimed, now)) is Recording.RECORDED
+        assert sorted(order) == ["e1", "e2", "e3"] and order.index("e1") < order.index("e2")
+        assert await store.rows(Status.PENDING) == []
+        assert sorted(r.event_id for r in await store.rows(Status.SENT)) == ["e0", "e1", "e2", "e3"]
+    finally:
+        await store.close()
+    if backend == "sqlite":
+        db = sqlite3.connect(tmp_path / "relay.db")
+        names = [n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='index'")]
+    else:
+        import psycopg
+
+        with psycopg.connect(request.getfixturevalue("pg_url")) as conn:
+            names = [
+                n
+                for (n,) in conn.execute(
+                    "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
+                )
+            ]
+    assert "outbox_head" not in names and "outbox_open" in names
 
 
 async def test_concurrent_accepts_commit_together_and_still_dedup(store: Store) -> None:
