@@ -210,3 +210,63 @@ async def test_a_busy_channel_writes_its_outcomes_in_groups_in_order(store: Sqli
     assert written == sorted(written) and len(written) == 24
     assert len(groups) < 12, groups
     assert max(len(g) for g in groups) <= 8  # at most UNRECORDED sent ahead of what is written
+
+
+class Answering:
+    """A chat that answers every post after `seconds`, noting how many writes of outcomes had
+    begun by then."""
+
+    def __init__(self, seconds: float, groups: list[list[int]]) -> None:
+        self.seconds = seconds
+        self.groups = groups
+        self.texts: list[str] = []
+        self.written_before: list[int] = []
+
+    async def send(self, out: Outgoing) -> DeliveryResult:
+        await asyncio.sleep(self.seconds)
+        self.texts.append(out.message.text)
+        self.written_before.append(len(self.groups))
+        return DeliveryResult(Outcome.SENT, Reason.OK)
+
+
+def outcome_writes(store: SqliteStore) -> list[list[int]]:
+    """The row ids of each write of outcomes, in order."""
+    groups: list[list[int]] = []
+    commit = store._settling._commit
+
+    async def noted(batch: Sequence[Settlement]) -> list[Recording]:
+        groups.append([s.row_id for s in batch])
+        return await commit(batch)
+
+    store._settling._commit = noted  # type: ignore[method-assign]
+    return groups
+
+
+async def test_a_chat_that_answers_at_once_gets_its_outcomes_written_a_few_at_a_time(
+    store: SqliteStore,
+) -> None:
+    # each write costs a transaction whatever it holds: outcomes coming every few milliseconds
+    # go in groups of up to UNRECORDED, not one write per message
+    groups = outcome_writes(store)
+    chat = Answering(0.002, groups)
+    await enqueue(store, 24)
+    worker = Worker(store, {"alerts": chat}, random=lambda: 0.0, pacing=UNPACED)
+    await deliver_all(worker, store, 24)
+    assert chat.texts == [f"message {i}" for i in range(24)]
+    written = [row_id for group in groups for row_id in group]
+    assert written == sorted(written) and len(written) == 24
+    assert len(groups) <= 8, groups
+    assert max(len(g) for g in groups) <= 8
+
+
+async def test_a_slow_chat_gets_each_outcome_written_once_it_answers(store: SqliteStore) -> None:
+    # slower than RECORD_WAIT: nothing waits for company, so a crash would resend nothing of
+    # what was answered before the send in flight
+    groups = outcome_writes(store)
+    chat = Answering(0.06, groups)
+    await enqueue(store, 5)
+    worker = Worker(store, {"alerts": chat}, random=lambda: 0.0, pacing=UNPACED)
+    await deliver_all(worker, store, 5)
+    assert chat.texts == [f"message {i}" for i in range(5)]
+    assert [len(g) for g in groups] == [1] * 5
+    assert chat.written_before == [0, 1, 2, 3, 4]

@@ -54,6 +54,13 @@ MAX_SENDS = 64  # sends in flight at once, one per channel
 # message (bench/e2e.py, one destination: see the README's figures).
 RUN = 32
 UNRECORDED = 8  # outcomes of a run sent but not yet written, at most
+# A run's outcomes wait for company this long before they are written (unless UNRECORDED are
+# waiting, or the run ends): each write costs a transaction whatever it holds (bench/store.py's
+# settle phase: about 490 µs of CPU per outcome written alone, 90 µs in writes of 32), and a
+# chat that answers within milliseconds would otherwise get a write per message or two. A chat
+# slower than this gets each outcome written once it answers, as before; a crash can only ever
+# resend the UNRECORDED last messages of a run.
+RECORD_WAIT = 0.02
 # The least time between two looks for due messages: a look's claim costs about the same for
 # one channel or all of them (bench/e2e.py, 32 destinations: one claim per message without it).
 MIN_LOOK = 0.01
@@ -194,12 +201,14 @@ class Worker:
         once half its lease is gone (a long run must not outlive its claim); what it did not
         send goes back to pending."""
         memory = Memory(claim.known)
-        # Outcomes are written while the next messages go out: those that ended while the
-        # previous write was committing go together in the next one (a transaction per message
-        # held one busy channel to the commit's pace, bench/store.py), in order, each write
-        # once the one before it is, and at most UNRECORDED ahead of what is written.
+        # Outcomes are written while the next messages go out, in order, each write once the
+        # one before it is. A write takes what waited RECORD_WAIT, or UNRECORDED outcomes, or
+        # the outcome of a send slower than RECORD_WAIT, or what is left when the run ends (a
+        # transaction per message held one busy channel to the commit's pace, bench/store.py);
+        # at most UNRECORDED wait behind a write.
         recording: asyncio.Task[bool] | None = None
         waiting: list[tuple[OutboxRow, Settlement, DeliveryResult | None]] = []
+        oldest = 0.0  # when the first outcome now waiting to be written came (monotonic)
         rows = claim.rows
         sent = 0
         kept = True  # no outcome was LOST (another replica took a message over)
@@ -207,8 +216,12 @@ class Worker:
             for row in rows:
                 if sent and (self._stopping or self.clock() >= claimed_at + self.lease_seconds / 2):
                     break
+                began = time.monotonic()
                 decided, result = await self._attempt(row, memory)
                 memory.apply(decided.effects, decided.at)
+                answered = time.monotonic()
+                if not waiting:
+                    oldest = answered
                 waiting.append((row, decided, result))
                 if recording is not None and (recording.done() or len(waiting) >= UNRECORDED):
                     kept = await recording
@@ -216,11 +229,15 @@ class Worker:
                     if not kept:
                         break
                 sent += 1
-                if recording is None:
-                    recording = asyncio.ensure_future(self._settle_all(waiting))
-                    waiting = []
                 if decided.status is Status.PENDING or decided.pause is not None:
                     break  # the key waits: what follows in the run must not overtake
+                # a chat slower than RECORD_WAIT: the next outcome would come too late to join
+                slow = answered - began >= RECORD_WAIT
+                if recording is None and (
+                    slow or len(waiting) >= UNRECORDED or answered - oldest >= RECORD_WAIT
+                ):
+                    recording = asyncio.ensure_future(self._settle_all(waiting))
+                    waiting = []
             if recording is not None:
                 kept = await recording
             if waiting and kept:
