@@ -4,10 +4,10 @@ Each look claims, in one transaction, the due head of every channel whose pacing
 message now (with the conversation messages each needs), and starts one send per claimed
 channel: messages to one channel leave one at a time, in the order they were accepted, while
 different channels flow in parallel. A send's outcome is decided by pure code
-(`relay.conversation.moves`, `relay.delivery.policy`) and recorded by the store together with
-the other outcomes of the same moment. Senders never sleep: a transient failure is written back
-with its next attempt time, a permanent one (or one older than `max_age`) becomes a dead letter
-carrying the last error.
+(`relay.conversation.moves`, `relay.delivery.policy`) and recorded by the store, a run's outcomes
+a few at a time (`relay.delivery.recorder`) with the other outcomes of the moment. Senders never
+sleep: a transient failure is written back with its next attempt time, a permanent one (or one
+older than `max_age`) becomes a dead letter carrying the last error.
 
 With a `heartbeat` (replicas on PostgreSQL) the worker claims and sends only while the heartbeat
 is alive, and each send runs within its fence (relay.delivery.heartbeat says why that is what
@@ -31,6 +31,7 @@ from relay.conversation.moves import Move, MoveKind, effects, move
 from relay.delivery import policy
 from relay.delivery.heartbeat import Heartbeat
 from relay.delivery.policy import Pacing
+from relay.delivery.recorder import Recorder
 from relay.delivery.senders import Sender
 from relay.metrics import Metrics
 from relay.records import (
@@ -48,19 +49,15 @@ from relay.store import Store
 
 log = logging.getLogger("relay.worker")
 
+# a send's outcome as the store records it: the row, what to write, the chat's answer (None:
+# nothing was sent)
+Attempted = tuple[OutboxRow, Settlement, DeliveryResult | None]
+
 MAX_SENDS = 64  # sends in flight at once, one per channel
 # A claim takes up to RUN consecutive messages of a channel (as far as its pacing allows), sent
 # one after another: a busy channel costs one claim transaction per run rather than one per
 # message (bench/e2e.py, one destination: see the README's figures).
 RUN = 32
-UNRECORDED = 8  # outcomes of a run sent but not yet written, at most
-# A run's outcomes wait for company this long before they are written (unless UNRECORDED are
-# waiting, or the run ends): each write costs a transaction whatever it holds (bench/store.py's
-# settle phase: about 490 µs of CPU per outcome written alone, 90 µs in writes of 32), and a
-# chat that answers within milliseconds would otherwise get a write per message or two. A chat
-# slower than this gets each outcome written once it answers, as before; a crash can only ever
-# resend the UNRECORDED last messages of a run.
-RECORD_WAIT = 0.02
 # The least time between two looks for due messages: a look's claim costs about the same for
 # one channel or all of them (bench/e2e.py, 32 destinations: one claim per message without it).
 MIN_LOOK = 0.01
@@ -201,17 +198,9 @@ class Worker:
         once half its lease is gone (a long run must not outlive its claim); what it did not
         send goes back to pending."""
         memory = Memory(claim.known)
-        # Outcomes are written while the next messages go out, in order, each write once the
-        # one before it is. A write takes what waited RECORD_WAIT, or UNRECORDED outcomes, or
-        # the outcome of a send slower than RECORD_WAIT, or what is left when the run ends (a
-        # transaction per message held one busy channel to the commit's pace, bench/store.py);
-        # at most UNRECORDED wait behind a write.
-        recording: asyncio.Task[bool] | None = None
-        waiting: list[tuple[OutboxRow, Settlement, DeliveryResult | None]] = []
-        oldest = 0.0  # when the first outcome now waiting to be written came (monotonic)
+        recorder: Recorder[Attempted] = Recorder(self._settle_all)
         rows = claim.rows
         sent = 0
-        kept = True  # no outcome was LOST (another replica took a message over)
         try:
             for row in rows:
                 if sent and (self._stopping or self.clock() >= claimed_at + self.lease_seconds / 2):
@@ -219,29 +208,12 @@ class Worker:
                 began = time.monotonic()
                 decided, result = await self._attempt(row, memory)
                 memory.apply(decided.effects, decided.at)
-                answered = time.monotonic()
-                if not waiting:
-                    oldest = answered
-                waiting.append((row, decided, result))
-                if recording is not None and (recording.done() or len(waiting) >= UNRECORDED):
-                    kept = await recording
-                    recording = None
-                    if not kept:
-                        break
+                if not await recorder.add((row, decided, result), time.monotonic() - began):
+                    break  # another replica took a message over: the rest is its to send
                 sent += 1
                 if decided.status is Status.PENDING or decided.pause is not None:
                     break  # the key waits: what follows in the run must not overtake
-                # a chat slower than RECORD_WAIT: the next outcome would come too late to join
-                slow = answered - began >= RECORD_WAIT
-                if recording is None and (
-                    slow or len(waiting) >= UNRECORDED or answered - oldest >= RECORD_WAIT
-                ):
-                    recording = asyncio.ensure_future(self._settle_all(waiting))
-                    waiting = []
-            if recording is not None:
-                kept = await recording
-            if waiting and kept:
-                await self._settle_all(waiting)
+            await recorder.finish()
             if sent < len(rows):
                 await self.store.unclaim([r.id for r in rows[sent:]])
         finally:
@@ -299,9 +271,7 @@ class Worker:
             return contextlib.nullcontext()
         return self.heartbeat.bound()
 
-    async def _settle_all(
-        self, outcomes: list[tuple[OutboxRow, Settlement, DeliveryResult | None]]
-    ) -> bool:
+    async def _settle_all(self, outcomes: list[Attempted]) -> bool:
         """Write outcomes in one group (submitted in the same turn, in order); False if one was
         LOST."""
         recorded = await asyncio.gather(*(self._settle(*outcome) for outcome in outcomes))
