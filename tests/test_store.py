@@ -14,7 +14,9 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 from inbox import accept
 
@@ -522,7 +524,9 @@ def test_the_outbox_statements_of_every_message_read_by_index_never_whole(tmp_pa
     statements = {
         "heads": outbox.HEADS.replace("<columns>", "o.id"),
         "open runs": " UNION ALL ".join([claims._OPEN] * 2),
-        "claim": claims._CLAIM_RUNS.replace("<ids>", marks(3)),
+        "claim": claims._CLAIM_RUNS.replace("<ids>", f"IN ({marks(3)})").replace(
+            "<not ids>", f"NOT IN ({marks(3)})"
+        ),
         "sendable": outbox._SENDABLE,
         "release": outbox._RELEASE,
         "retry": outbox._RETRY,
@@ -544,6 +548,64 @@ def test_the_outbox_statements_of_every_message_read_by_index_never_whole(tmp_pa
     }  # fmt: skip
     # the other two: the pruner's (outbox_open_event) and the status index reads these use
     assert indexes == read | {"outbox_open_event"}, indexes
+
+
+class _NotingTexts:
+    """A psycopg connection that notes the text of every statement run through it."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+        self.seen: set[str] = set()
+
+    def execute(self, statement: str, parameters: Any = ()) -> Any:
+        self.seen.add(statement)
+        return self.conn.execute(statement, parameters)
+
+    def cursor(self) -> Any:
+        cursor, seen = self.conn.cursor(), self.seen
+
+        class Noting:
+            @property
+            def rowcount(self) -> int:
+                return cursor.rowcount
+
+            def executemany(self, statement: str, rows: Any) -> None:
+                seen.add(statement)
+                cursor.executemany(statement, rows)
+
+        return Noting()
+
+
+async def test_on_postgres_claims_and_outcomes_read_the_same_whatever_their_number(
+    pg_url: str, tmp_path: Path
+) -> None:
+    # PostgreSQL plans a statement once per connection only if its text comes back: with a `?`
+    # per key or id, each count of keys and outcomes was a new statement to parse and plan
+    from relay.store import claims, outbox
+    from relay.store.db import Db
+
+    store = open_store(pg_url, tmp_path)
+    await store.open()
+    texts: list[set[str]] = []
+    try:
+        with psycopg.connect(pg_url) as conn:
+            for n, (keys, per_key) in enumerate(((2, 2), (5, 3), (9, 2))):
+                for k in range(keys):
+                    for i in range(per_key):
+                        message = msg("alerts", f"slack:r{n}k{k}", str(i))
+                        await accept(store, ev(f"r{n}k{k}m{i}"), [message], 100.0)
+                noting = _NotingTexts(conn)
+                with conn.transaction():
+                    db = Db(noting, POSTGRES)
+                    found = claims.claim(db, "me", 100.0, 160.0, 1000.0, 1000.0, 100, run=per_key)
+                    rows = [row for c in found.claimed for row in c.rows]
+                    assert len(rows) == keys * per_key
+                    recorded = outbox.settle(db, "me", [sent(row, 101.0) for row in rows])
+                    assert recorded == [Recording.RECORDED] * len(rows)
+                texts.append(noting.seen)
+    finally:
+        await store.close()
+    assert texts[0] == texts[1] == texts[2]
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])

@@ -8,9 +8,10 @@ row is locked, and one held by another is skipped).
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 from relay.records import Claim, ClaimRound, Known, MessageRef, OutboxRow, Status
-from relay.store.db import Db, marks
+from relay.store.db import Db
 from relay.store.outbox import HEADS, ROW_COLUMNS, row_of, unclaim
 from relay.store.pacing import Bucket, refill, spend, wait
 
@@ -64,47 +65,65 @@ def claim(
 
 # A key's pacing bucket, taken for this transaction (locked on PostgreSQL); a key another
 # replica is claiming on is skipped, not waited for.
-_BUCKETS = "SELECT key, tokens, updated, paused_until FROM pace WHERE key IN (<keys>){skip_locked}"
+_BUCKETS = "SELECT key, tokens, updated, paused_until FROM pace WHERE key <keys>{skip_locked}"
 
 
 def _buckets(db: Db, burst: Mapping[str, float], now: float) -> dict[str, Bucket]:
     """The pacing buckets of the keys in `burst`, taken for this transaction; a key's first
     claim makes its bucket, full (`burst`). A key another replica holds is left out."""
     keys = list(burst)
-    found = {row[0]: Bucket(*row[1:]) for row in db.all(_take(keys), keys)}
+    found = {row[0]: Bucket(*row[1:]) for row in _take(db, keys)}
     new = [key for key in keys if key not in found]
     if new:  # a key's first claim (or a key another replica holds: left out again below)
         db.many(
             "INSERT INTO pace (key, tokens, updated) VALUES (?,?,?) ON CONFLICT DO NOTHING",
             [(key, burst[key], now) for key in new],
         )
-        found.update((row[0], Bucket(*row[1:])) for row in db.all(_take(new), new))
+        found.update((row[0], Bucket(*row[1:])) for row in _take(db, new))
     return found
 
 
-def _take(keys: Sequence[str]) -> str:
-    return _BUCKETS.replace("<keys>", marks(len(keys)))
+def _take(db: Db, keys: Sequence[str]) -> list[Any]:
+    among, args = db.among(keys)
+    return db.all(_BUCKETS.replace("<keys>", among), args)
 
 
 # The first undelivered messages of a key, its head first: read while the claim holds the
 # key's pace row (locked on PostgreSQL, the one writer on SQLite), so no other claim can take
 # them meanwhile. One statement reads those of every key a claim looks at, each key's part an
 # index range of its own (`UNION ALL` of one part per key: a window over the keys would read
-# every undelivered message of each).
+# every undelivered message of each). On PostgreSQL the keys and their lengths are two array
+# parameters, one part per element: the same statement for any number of keys, planned once
+# (`Db.among`).
 _OPEN = (
     "SELECT * FROM (SELECT o.id, o.pace_key, o.status, o.next_attempt_at FROM outbox o{open_index}"
     " WHERE o.pace_key=? AND o.status IN ('pending','inflight') ORDER BY o.id LIMIT ?) AS k"
 )
+_OPEN_EACH = (
+    "SELECT k.* FROM unnest(?::text[], ?::bigint[]) AS w(pace_key, n) CROSS JOIN LATERAL"
+    " (SELECT o.id, o.pace_key, o.status, o.next_attempt_at FROM outbox o"
+    " WHERE o.pace_key=w.pace_key AND o.status IN ('pending','inflight') ORDER BY o.id"
+    " LIMIT w.n) AS k ORDER BY k.id"
+)
+
+
+def _open(db: Db, most: Mapping[str, int]) -> list[Any]:
+    """The first `most[key]` undelivered messages of each key: id, key, status, due time."""
+    if db.dialect.name == "postgresql":
+        return db.all(_OPEN_EACH, (list(most), list(most.values())))
+    return db.all(" UNION ALL ".join([_OPEN] * len(most)), [x for kv in most.items() for x in kv])
+
+
 # A claim takes a row only if it is still pending and due (another replica may have just sent
 # it or scheduled a retry; a row another transaction is writing is skipped) and no older row of
 # its key is undelivered but those claimed with it (head-of-line order); the rows come back as
 # claimed.
 _CLAIM_RUNS = (
     "UPDATE outbox{by_id} SET status='inflight', lease_until=?, claimed_by=?,"
-    " attempts=attempts+1 WHERE id IN (SELECT id FROM outbox{by_id} WHERE id IN (<ids>)"
+    " attempts=attempts+1 WHERE id IN (SELECT id FROM outbox{by_id} WHERE id <ids>"
     " AND status='pending' AND next_attempt_at <= ?{skip_locked})"
     " AND NOT EXISTS (SELECT 1 FROM outbox o{open_index} WHERE o.pace_key=outbox.pace_key"
-    " AND o.status IN ('pending','inflight') AND o.id < outbox.id AND o.id NOT IN (<ids>))"
+    " AND o.status IN ('pending','inflight') AND o.id < outbox.id AND o.id <not ids>)"
     " RETURNING " + ROW_COLUMNS
 )
 
@@ -145,8 +164,7 @@ def _claim_keys(
         return {}
     ids: dict[str, list[int]] = {key: [] for key in most}
     stopped: set[str] = set()
-    opened = db.all(" UNION ALL ".join([_OPEN] * len(most)), [x for kv in most.items() for x in kv])
-    for row_id, pace_key, status, due in opened:
+    for row_id, pace_key, status, due in _open(db, most):
         if pace_key in stopped:
             continue
         if status != Status.PENDING.value or due > now:
@@ -156,9 +174,11 @@ def _claim_keys(
     wanted = [i for key_ids in ids.values() for i in key_ids]
     if not wanted:
         return {}
+    among, args = db.among(wanted)
+    not_among, not_args = db.among(wanted, negate=True)
     found = db.all(
-        _CLAIM_RUNS.replace("<ids>", marks(len(wanted))),
-        (lease_until, holder, *wanted, now, *wanted),
+        _CLAIM_RUNS.replace("<ids>", among).replace("<not ids>", not_among),
+        (lease_until, holder, *args, now, *not_args),
     )
     by_key: dict[str, list[OutboxRow]] = {}
     for values in found:
@@ -198,13 +218,12 @@ def _known(
     }
     if not wanted:
         return {}
-    pace_keys = sorted({p for p, _ in wanted})
-    keys = sorted({k for _, k in wanted})
+    among_paces, pace_keys = db.among(sorted({p for p, _ in wanted}))
+    among_keys, keys = db.among(sorted({k for _, k in wanted}))
     known: dict[str, dict[str, Known]] = {}
     for found in db.all(
         "SELECT pace_key, key, channel_id, ts, order_at, count, first_at, last_at, expires_at"
-        f" FROM messages WHERE pace_key IN ({marks(len(pace_keys))})"
-        f" AND key IN ({marks(len(keys))}) AND expires_at > ?",
+        f" FROM messages WHERE pace_key {among_paces} AND key {among_keys} AND expires_at > ?",
         (*pace_keys, *keys, now),
     ):
         if (found[0], found[1]) in wanted:

@@ -15,7 +15,7 @@ from relay.records import (
     Status,
 )
 from relay.store import history
-from relay.store.db import Db, dumps, marks
+from relay.store.db import Db, dumps
 from relay.store.inbox import INSERT_OUTBOX
 
 # ------------------------------------------------------------------ digests
@@ -55,7 +55,8 @@ def flush_digest(db: Db, batch: DigestBatch, message: NewMessage | None, now: fl
     found = db.one("SELECT flush_at FROM digest_groups WHERE id=?{lock}", (batch.group_id,))
     ids = [item.id for item in batch.items]
     if ids:
-        gone = db.count(f"DELETE FROM digest_items WHERE id IN ({marks(len(ids))})", ids)
+        among, args = db.among(ids)
+        gone = db.count(f"DELETE FROM digest_items WHERE id {among}", args)
         if found is None or gone != len(ids):
             raise AlreadyFlushed
     if message is not None and batch.items:

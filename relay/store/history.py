@@ -23,7 +23,7 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from relay.records import DigestBatch, NewMessage, Settlement, Status
-from relay.store.db import Db, marks
+from relay.store.db import Db
 
 OUTCOMES = ("delivered", "retrying", "dead", "silenced", "muted", "dropped", "pending", "grouped")
 
@@ -97,9 +97,8 @@ def refresh_outcomes(db: Db, seqs: Sequence[int]) -> None:
     if not seqs:
         return
     statuses: dict[int, set[str]] = {seq: set() for seq in seqs}
-    for seq, status in db.all(
-        f"SELECT seq, status FROM history_messages WHERE seq IN ({marks(len(seqs))})", list(seqs)
-    ):
+    among, args = db.among(seqs)
+    for seq, status in db.all(f"SELECT seq, status FROM history_messages WHERE seq {among}", args):
         statuses[seq].add(status)
     db.many(
         "UPDATE history_events SET outcome=? WHERE seq=? AND outcome<>?",
@@ -138,12 +137,10 @@ def record_attempts(db: Db, settled: Sequence[Settlement]) -> None:
     if not db.many(_INSERT_ATTEMPTS, attempts):
         return
     db.many(_UPDATE_MESSAGES, messages)
-    ids = [s.row_id for s in settled]
+    among, args = db.among([s.row_id for s in settled])
     # the events' seqs read first: PostgreSQL plans an `IN (SELECT ...)` here as a scan of
     # every event
-    seqs = db.all(
-        f"SELECT DISTINCT seq FROM history_messages WHERE outbox_id IN ({marks(len(ids))})", ids
-    )
+    seqs = db.all(f"SELECT DISTINCT seq FROM history_messages WHERE outbox_id {among}", args)
     refresh_outcomes(db, sorted(seq for (seq,) in seqs))
 
 
@@ -167,11 +164,13 @@ def digested(db: Db, batch: DigestBatch, outbox_id: int) -> None:
 
 def mark_dead(db: Db, outbox_ids: Sequence[int] | None, status: str) -> None:
     """Dead letters replayed (`pending`) or dropped (`discarded`), by outbox id (None: all)."""
-    where, args = "", []
+    where: str = ""
+    args: list[Any] = []
     if outbox_ids is not None:
         if not outbox_ids:
             return
-        where, args = f" AND outbox_id IN ({marks(len(outbox_ids))})", list(outbox_ids)
+        among, args = db.among(outbox_ids)
+        where = f" AND outbox_id {among}"
     seqs = [
         row[0]
         for row in db.all(
@@ -197,11 +196,11 @@ def prune(db: Db, before: float, limit: int) -> int:
     ]
     if not seqs:
         return 0
-    where = f"({marks(len(seqs))})"
+    among, args = db.among(seqs)
     db.run(
         "DELETE FROM history_attempts WHERE message_id IN"
-        f" (SELECT id FROM history_messages WHERE seq IN {where})",
-        seqs,
+        f" (SELECT id FROM history_messages WHERE seq {among})",
+        args,
     )
-    db.run(f"DELETE FROM history_messages WHERE seq IN {where}", seqs)
-    return db.count(f"DELETE FROM history_events WHERE seq IN {where}", seqs)
+    db.run(f"DELETE FROM history_messages WHERE seq {among}", args)
+    return db.count(f"DELETE FROM history_events WHERE seq {among}", args)

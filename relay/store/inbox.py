@@ -19,7 +19,7 @@ from relay.records import (
     Status,
 )
 from relay.store import history
-from relay.store.db import Db, dumps, marks
+from relay.store.db import Db, dumps
 
 # ------------------------------------------------------------------ intake
 
@@ -134,12 +134,11 @@ def enqueue(db: Db, planned: Sequence[Routed], now: float | None = None) -> set[
     its size (`bench/store.py`)."""
     if not planned:
         return set()
-    seqs = [routed.received.seq for routed in planned]
+    among, args = db.among([routed.received.seq for routed in planned])
     taken = {
         row[0]: row
         for row in db.all(
-            f"DELETE FROM inbox WHERE seq IN ({marks(len(seqs))}) RETURNING {history.INBOX_ROW}",
-            seqs,
+            f"DELETE FROM inbox WHERE seq {among} RETURNING {history.INBOX_ROW}", args
         )
     }
     moved = [routed for routed in planned if routed.received.seq in taken]

@@ -21,7 +21,7 @@ from relay.records import (
     Touch,
 )
 from relay.store import history
-from relay.store.db import Db, marks
+from relay.store.db import Db
 
 # ------------------------------------------------------------------ delivery
 
@@ -103,11 +103,11 @@ def unclaim(db: Db, holder: str, row_ids: Sequence[int]) -> int:
     again, their attempt not counted; only those `holder` still holds."""
     if not row_ids:
         return 0
+    among, args = db.among(row_ids)
     return db.count(
         "UPDATE outbox SET status='pending', lease_until=NULL, claimed_by=NULL,"
-        f" attempts=attempts-1 WHERE id IN ({marks(len(row_ids))}) AND status='inflight'"
-        " AND claimed_by=?",
-        (*row_ids, holder),
+        f" attempts=attempts-1 WHERE id {among} AND status='inflight' AND claimed_by=?",
+        (*args, holder),
     )
 
 
@@ -139,12 +139,13 @@ def settle(db: Db, holder: str, settlements: Iterable[Settlement]) -> list[Recor
         # one outcome: its UPDATE says whether the row is still held. (A row twice in a group
         # cannot happen, a claim needing the row pending again; kept correct all the same.)
         return [_settle_one(db, holder, s) for s in group]
+    among, args = db.among(ids)
     held = {
         row[0]
         for row in db.all(
-            f"SELECT id FROM outbox WHERE id IN ({marks(len(ids))}) AND status='inflight'"
-            " AND claimed_by=? ORDER BY id{lock}",
-            (*ids, holder),
+            f"SELECT id FROM outbox WHERE id {among} AND status='inflight' AND claimed_by=?"
+            " ORDER BY id{lock}",
+            (*args, holder),
         )
     }
     recorded = [s for s in group if s.row_id in held]

@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 from relay.event import from_record
-from relay.store.db import Db, marks
+from relay.store.db import Db
 from relay.store.views import (
     AttemptView,
     DeadLetter,
@@ -99,10 +99,9 @@ def _summary(r: Sequence[Any], destinations: Sequence[str]) -> EventSummary:
 def _destinations(db: Db, seqs: Sequence[int]) -> dict[int, list[str]]:
     found: dict[int, list[str]] = {}
     if seqs:
+        among, args = db.among(seqs)
         for seq, destination in db.all(
-            f"SELECT seq, destination FROM history_messages WHERE seq IN ({marks(len(seqs))})"
-            " ORDER BY id",
-            list(seqs),
+            f"SELECT seq, destination FROM history_messages WHERE seq {among} ORDER BY id", args
         ):
             if destination not in found.setdefault(seq, []):
                 found[seq].append(destination)
@@ -127,11 +126,11 @@ def event(db: Db, seq: int) -> EventDetail | None:
     messages = db.all(f"SELECT {_MESSAGE} FROM history_messages WHERE seq = ? ORDER BY id", (seq,))
     attempts: dict[int, list[AttemptView]] = {}
     if messages:
-        ids = [m[0] for m in messages]
+        among, args = db.among([m[0] for m in messages])
         for a in db.all(
             "SELECT message_id, at, status, reason, error, took, next_attempt_at"
-            f" FROM history_attempts WHERE message_id IN ({marks(len(ids))}) ORDER BY id",
-            ids,
+            f" FROM history_attempts WHERE message_id {among} ORDER BY id",
+            args,
         ):
             attempts.setdefault(a[0], []).append(AttemptView(*a[1:]))
     views = tuple(_message(m, attempts.get(m[0], [])) for m in messages)

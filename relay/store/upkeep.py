@@ -13,7 +13,7 @@ from relay.records import (
     Status,
 )
 from relay.store import history, silences
-from relay.store.db import Db, marks
+from relay.store.db import Db
 from relay.store.outbox import ROW_COLUMNS, row_of
 
 # ------------------------------------------------------------------ housekeeping and reports
@@ -92,17 +92,18 @@ def rows(db: Db, status: Status, limit: int) -> list[OutboxRow]:
     ]
 
 
-def _ids_clause(ids: Sequence[int] | None) -> tuple[str, list[int]]:
+def _ids_clause(db: Db, ids: Sequence[int] | None) -> tuple[str, list[Any]]:
     if ids is None:
         return "", []
-    return f" AND id IN ({marks(len(ids))})", list(ids)
+    among, args = db.among(ids)
+    return f" AND id {among}", args
 
 
 def replay_dead(db: Db, ids: Sequence[int] | None, now: float) -> int:
     """Dead rows back to pending, due now, with a fresh age (ids=None: all of them)."""
     if ids is not None and not ids:
         return 0
-    where, args = _ids_clause(ids)
+    where, args = _ids_clause(db, ids)
     history.mark_dead(db, ids, "pending")
     return db.count(
         "UPDATE outbox SET status='pending', next_attempt_at=?, created_at=?, attempts=0,"
@@ -114,6 +115,6 @@ def replay_dead(db: Db, ids: Sequence[int] | None, now: float) -> int:
 def drop_dead(db: Db, ids: Sequence[int] | None) -> int:
     if ids is not None and not ids:
         return 0
-    where, args = _ids_clause(ids)
+    where, args = _ids_clause(db, ids)
     history.mark_dead(db, ids, "discarded")
     return db.count(f"DELETE FROM outbox WHERE status='dead'{where}", args)
