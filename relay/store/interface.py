@@ -359,9 +359,7 @@ class SqlStore:
 
     async def login_failures(self, client: str, since: float, limit: int) -> list[float]:
         """When `client`'s latest failed logins after `since` were, at most `limit`."""
-        return await self._run(
-            lambda db: logins.failures(db, client, since, limit), read_only=True
-        )
+        return await self._run(lambda db: logins.failures(db, client, since, limit), read_only=True)
 
     async def login_failed(self, client: str, now: float, forget_before: float) -> None:
         await self._run(lambda db: logins.failed(db, client, now, forget_before))
