@@ -576,35 +576,42 @@ class _NotingTexts:
         return Noting()
 
 
-async def test_on_postgres_claims_and_outcomes_read_the_same_whatever_their_number(
+async def test_on_postgres_an_events_statements_read_the_same_whatever_the_batch(
     pg_url: str, tmp_path: Path
 ) -> None:
     # PostgreSQL plans a statement once per connection only if its text comes back: with a `?`
-    # per key or id, each count of keys and outcomes was a new statement to parse and plan
-    from relay.store import claims, outbox
+    # per row, key or id, each size of an intake batch, a router batch, a claim or a group of
+    # outcomes was a new statement to parse and plan
+    from relay.event import to_record
+    from relay.store import claims, inbox, outbox
     from relay.store.db import Db
 
     store = open_store(pg_url, tmp_path)
-    await store.open()
+    await store.open()  # the schema
+    await store.close()
     texts: list[set[str]] = []
-    try:
-        with psycopg.connect(pg_url) as conn:
-            for n, (keys, per_key) in enumerate(((2, 2), (5, 3), (9, 2))):
-                for k in range(keys):
-                    for i in range(per_key):
-                        message = msg("alerts", f"slack:r{n}k{k}", str(i))
-                        await accept(store, ev(f"r{n}k{k}m{i}"), [message], 100.0)
-                noting = _NotingTexts(conn)
-                with conn.transaction():
-                    db = Db(noting, POSTGRES)
-                    found = claims.claim(db, "me", 100.0, 160.0, 1000.0, 1000.0, 100, run=per_key)
-                    rows = [row for c in found.claimed for row in c.rows]
-                    assert len(rows) == keys * per_key
-                    recorded = outbox.settle(db, "me", [sent(row, 101.0) for row in rows])
-                    assert recorded == [Recording.RECORDED] * len(rows)
-                texts.append(noting.seen)
-    finally:
-        await store.close()
+    with psycopg.connect(pg_url) as conn:
+        for n, (keys, per_key) in enumerate(((2, 2), (5, 3), (9, 2))):
+            noting = _NotingTexts(conn)
+            db = Db(noting, POSTGRES)
+            events = {
+                f"r{n}k{k}m{i}": msg("alerts", f"slack:r{n}k{k}", str(i))
+                for k in range(keys)
+                for i in range(per_key)
+            }
+            with conn.transaction():
+                batch = [(e := ev(name), to_record(e), 100.0) for name in events]
+                assert inbox.receive_all(db, batch) == [Acceptance.ACCEPTED] * len(events)
+            with conn.transaction():
+                waiting = inbox.inbox(db, 100)
+                inbox.enqueue(db, [Routed(r, (events[r.event.id],)) for r in waiting])
+            with conn.transaction():
+                found = claims.claim(db, "me", 100.0, 160.0, 1000.0, 1000.0, 100, run=per_key)
+                rows = [row for c in found.claimed for row in c.rows]
+                assert sorted(r.event_id for r in rows) == sorted(events)
+                recorded = outbox.settle(db, "me", [sent(row, 101.0) for row in rows])
+                assert recorded == [Recording.RECORDED] * len(rows)
+            texts.append(noting.seen)
     assert texts[0] == texts[1] == texts[2]
 
 

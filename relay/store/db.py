@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from itertools import chain
 from typing import Any, Protocol
 
 from relay.event import json_text
@@ -73,6 +74,22 @@ class Db:
             kind = "bigint" if all(isinstance(v, int) for v in values) else "text"
             return f"{'<> ALL' if negate else '= ANY'}(?::{kind}[])", [list(values)]
         return f"{'NOT IN' if negate else 'IN'} ({marks(len(values))})", list(values)
+
+    def rows(self, types: Sequence[str], rows: Sequence[Sequence[Any]]) -> tuple[str, list[Any]]:
+        """Rows for an `INSERT INTO table (columns) ...`, as the SQL that follows and its
+        parameters: `VALUES (?,?),(?,?)` on SQLite; on PostgreSQL one array parameter per column,
+        of the column's type in `types` (`SELECT * FROM unnest(?::text[], ?::float8[])`): the
+        same statement for any number of rows, planned once, as with `among` (a batch of intake
+        or of the router varies in size), and psycopg converts it once where a statement of
+        more than 50 parameters was converted at every call. unnest gives the rows in order."""
+        if self.dialect.name == "postgresql":
+            columns = [list(column) for column in zip(*rows, strict=True)]
+            for index, kind in enumerate(types):
+                if kind == "float8":  # psycopg refuses a list mixing ints and floats
+                    columns[index] = [None if v is None else float(v) for v in columns[index]]
+            return f"SELECT * FROM unnest({', '.join(f'?::{t}[]' for t in types)})", columns
+        row = f"({marks(len(types))})"
+        return "VALUES " + ",".join([row] * len(rows)), list(chain.from_iterable(rows))
 
     def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
         """Run one statement (no RETURNING) once per row of parameters: the drivers loop in C

@@ -29,11 +29,13 @@ ROWS_PER_STATEMENT = 50
 
 Incoming = tuple[Event, Record, float]
 
-_INBOX_ROW = "(?,?,?,?,?,?,?,?,?,?)"
+_INSERT_EVENTS = "INSERT INTO events (source, id, type, received_at) "
+_EVENTS_TYPES = ("text", "text", "text", "float8")  # on PostgreSQL (`Db.rows`)
 _INSERT_INBOX = (
     "INSERT INTO inbox (source, event_id, type, provider, created, text, body, envelope, data,"
-    " received_at) VALUES "
+    " received_at) "
 )
+_INBOX_TYPES = ("text", "text", "text", "text", "text", "text", "bytea", "text", "text", "float8")
 INBOX_COLUMNS = (
     "seq, source, event_id, type, provider, created, text, body, envelope, data, received_at"
 )
@@ -48,24 +50,23 @@ def receive_all(db: Db, batch: Sequence[Incoming]) -> list[Acceptance]:
         fresh: dict[tuple[str, str], Incoming] = {}
         for item in part:
             fresh.setdefault((item[0].source, item[0].id), item)
-        values: list[Any] = []
-        for event, _record, now in fresh.values():
-            values += (event.source, event.id, event.type, now)
+        rows, args = db.rows(
+            _EVENTS_TYPES, [(e.source, e.id, e.type, now) for e, _record, now in fresh.values()]
+        )
         taken = {
             (row[0], row[1])
             for row in db.all(
-                "INSERT INTO events (source, id, type, received_at) VALUES "
-                + ",".join(["(?,?,?,?)"] * len(fresh))
-                + " ON CONFLICT DO NOTHING RETURNING source, id",
-                values,
+                _INSERT_EVENTS + rows + " ON CONFLICT DO NOTHING RETURNING source, id", args
             )
         }
-        waiting: list[Any] = []
-        for key, (event, record, now) in fresh.items():
-            if key in taken:
-                waiting += (event.source, event.id, *record, now)
+        waiting = [
+            (event.source, event.id, *record, now)
+            for key, (event, record, now) in fresh.items()
+            if key in taken
+        ]
         if waiting:
-            db.run(_INSERT_INBOX + ",".join([_INBOX_ROW] * (len(waiting) // 10)), waiting)
+            rows, args = db.rows(_INBOX_TYPES, waiting)
+            db.run(_INSERT_INBOX + rows, args)
         for event, _record, _now in part:
             key = (event.source, event.id)
             accepted = key in taken and fresh.get(key) is not None
@@ -120,10 +121,10 @@ def inbox_stats(db: Db) -> InboxStats:
 
 _INSERT_OUTBOX_ROWS = (
     "INSERT INTO outbox (event_source, event_id, event_type, destination, pace_key, template,"
-    " payload, status, created_at, next_attempt_at, step, finished_at, silence_id) VALUES "
+    " payload, status, created_at, next_attempt_at, step, finished_at, silence_id) "
 )
-_OUTBOX_ROW = "(?,?,?,?,?,?,?,?,?,?,?,?,?)"
-INSERT_OUTBOX = _INSERT_OUTBOX_ROWS + _OUTBOX_ROW
+_OUTBOX_TYPES = ("text",) * 8 + ("float8", "float8", "text", "float8", "text")
+INSERT_OUTBOX = _INSERT_OUTBOX_ROWS + "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
 
 def enqueue(db: Db, planned: Sequence[Routed], now: float | None = None) -> set[int]:
@@ -220,15 +221,10 @@ def write_all(db: Db, writes: Sequence[Writes]) -> dict[int, str]:
     for start in range(0, len(queued), ROWS_PER_STATEMENT):
         part = queued[start : start + ROWS_PER_STATEMENT]
         # ids are handed out in the order the rows are inserted (SQLite's AUTOINCREMENT and a
-        # PostgreSQL sequence only grow, and a multi-row INSERT inserts in order), while
-        # RETURNING promises no order: sorted, they follow `part`
-        ids = sorted(
-            row[0]
-            for row in db.all(
-                _INSERT_OUTBOX_ROWS + ",".join([_OUTBOX_ROW] * len(part)) + " RETURNING id",
-                [value for values in part for value in values],
-            )
-        )
+        # PostgreSQL sequence only grow, and a multi-row INSERT, or one from unnest, inserts in
+        # order), while RETURNING promises no order: sorted, they follow `part`
+        rows, args = db.rows(_OUTBOX_TYPES, part)
+        ids = sorted(row[0] for row in db.all(_INSERT_OUTBOX_ROWS + rows + " RETURNING id", args))
         if len(ids) != len(part):
             raise RuntimeError(f"{len(part)} outbox rows inserted, {len(ids)} ids returned")
         for offset, outbox_id in enumerate(ids):
