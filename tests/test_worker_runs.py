@@ -242,17 +242,26 @@ def outcome_writes(store: SqliteStore) -> list[list[int]]:
     return groups
 
 
+async def deliver_to_answering(
+    store: SqliteStore, seconds: float, count: int
+) -> tuple[Answering, list[list[int]]]:
+    """`count` messages delivered in order to a chat answering in `seconds`; the chat, and the
+    outbox ids of each write of outcomes."""
+    groups = outcome_writes(store)
+    chat = Answering(seconds, groups)
+    await enqueue(store, count)
+    worker = Worker(store, {"alerts": chat}, random=lambda: 0.0, pacing=UNPACED)
+    await deliver_all(worker, store, count)
+    assert chat.texts == [f"message {i}" for i in range(count)]
+    return chat, groups
+
+
 async def test_a_chat_that_answers_at_once_gets_its_outcomes_written_a_few_at_a_time(
     store: SqliteStore,
 ) -> None:
     # each write costs a transaction whatever it holds: outcomes coming every few milliseconds
     # go in groups of up to UNRECORDED, not one write per message
-    groups = outcome_writes(store)
-    chat = Answering(0.002, groups)
-    await enqueue(store, 24)
-    worker = Worker(store, {"alerts": chat}, random=lambda: 0.0, pacing=UNPACED)
-    await deliver_all(worker, store, 24)
-    assert chat.texts == [f"message {i}" for i in range(24)]
+    _chat, groups = await deliver_to_answering(store, 0.002, 24)
     written = [row_id for group in groups for row_id in group]
     assert written == sorted(written) and len(written) == 24
     assert len(groups) <= 8, groups
@@ -262,11 +271,6 @@ async def test_a_chat_that_answers_at_once_gets_its_outcomes_written_a_few_at_a_
 async def test_a_slow_chat_gets_each_outcome_written_once_it_answers(store: SqliteStore) -> None:
     # slower than RECORD_WAIT: nothing waits for company, so a crash would resend nothing of
     # what was answered before the send in flight
-    groups = outcome_writes(store)
-    chat = Answering(0.06, groups)
-    await enqueue(store, 5)
-    worker = Worker(store, {"alerts": chat}, random=lambda: 0.0, pacing=UNPACED)
-    await deliver_all(worker, store, 5)
-    assert chat.texts == [f"message {i}" for i in range(5)]
+    chat, groups = await deliver_to_answering(store, 0.06, 5)
     assert [len(g) for g in groups] == [1] * 5
     assert chat.written_before == [0, 1, 2, 3, 4]
